@@ -1,0 +1,190 @@
+"""The stable plugin API: the base classes and values a plugin works with.
+
+A plugin subclasses :class:`Source`, :class:`Check` or :class:`Notifier`, declares its
+options as a nested pydantic model named ``Options`` and returns the class from the matching
+``register_*_types`` hook. The core validates every instance's options against that model,
+so third-party types get the same precise config errors as the built-in ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+PLUGIN_API_VERSION = 1
+"""Bumped when a change to this module would break existing plugins."""
+
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+MAX_LABEL_VALUE = 1024
+
+
+class Options(BaseModel):
+    """Base of every options model: unknown keys are errors, so a typo never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceUnavailable(Exception):
+    """The source cannot be reached right now (missing file, refused connection, lock).
+
+    Raised by a source; the core marks the source down and retries on the next run.
+    """
+
+
+class CheckError(Exception):
+    """A check cannot produce its samples for a reason the operator must fix (bad query...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one series: what a check yields."""
+
+    metric: str
+    labels: Mapping[str, str]
+    value: float
+
+    def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return self.metric, tuple(sorted(self.labels.items()))
+
+
+def validate_sample(obj: object) -> Sample:
+    """Coerce what a plugin yielded into a well-formed Sample, or say exactly what is wrong.
+
+    Plugins are other people's code: garbage must become a reported error, never a broken
+    ``/metrics`` page.
+    """
+    if not isinstance(obj, Sample):
+        raise CheckError(f"a check yielded {type(obj).__name__}, not a Sample")
+    if not isinstance(obj.metric, str) or not METRIC_NAME.match(obj.metric):
+        raise CheckError(f"invalid metric name {obj.metric!r}")
+    labels: dict[str, str] = {}
+    for k, v in dict(obj.labels).items():
+        if not isinstance(k, str) or not LABEL_NAME.match(k) or k.startswith("__"):
+            raise CheckError(f"invalid label name {k!r} on {obj.metric}")
+        v = "" if v is None else str(v)
+        if len(v) > MAX_LABEL_VALUE:
+            raise CheckError(
+                f"label {k} on {obj.metric} is longer than {MAX_LABEL_VALUE} characters"
+            )
+        labels[k] = v
+    try:
+        value = float(obj.value)
+    except (TypeError, ValueError):
+        raise CheckError(f"value of {obj.metric} is not a number: {obj.value!r}") from None
+    if math.isnan(value):
+        raise CheckError(f"value of {obj.metric} is NaN")
+    return Sample(obj.metric, labels, value)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What a plugin instance may know about where it runs."""
+
+    base_dir: Path  # the config file's directory: relative paths resolve against it
+    tz: tzinfo  # the configured timezone; naive timestamps are local time in it
+    state_dir: Path  # where a plugin may keep files of its own
+    loop: Any = None  # the daemon's event loop, for sources that do async I/O
+
+    def resolve(self, value: str | Path) -> Path:
+        """A path from config: absolute as given, relative to the config file's directory."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+@dataclass
+class RunContext:
+    """Passed to every check run: the evaluation time and the ways to report trouble."""
+
+    now: datetime  # tz-aware evaluation time (``--now`` or the clock)
+    tz: tzinfo
+    deadline: float = math.inf  # time.monotonic() value by which the run must finish
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    examples: dict[tuple[str, str], str] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # services later features add (grids...)
+
+    def reject(self, source: str, reason: str, example: str = "") -> None:
+        """Count a bad row by reason; keep the first example. Never put personal ids in it."""
+        key = (source, reason)
+        self.rejected[key] += 1
+        self.examples.setdefault(key, example)
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Source:
+    """A named, read-only connection to where grid data lives.
+
+    Methods are blocking; the core calls them from worker threads, never the event loop.
+    """
+
+    type: ClassVar[str]
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, name: str, options: Options, env: Environment) -> None:
+        self.name = name
+        self.options = options
+        self.env = env
+
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
+    ) -> list[dict[str, Any]]:
+        """Run a parameterised read-only query; sources without SQL raise CheckError."""
+        raise CheckError(f"source {self.name!r} ({self.type}) does not run SQL queries")
+
+    def ping(self) -> None:
+        """Raise SourceUnavailable when the source cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections; called on reload and shutdown."""
+
+
+class Check:
+    """A configured instance of a check type: reads a source, yields samples.
+
+    ``run`` may be a plain method (run in a worker thread) or ``async def`` (run on the loop).
+    """
+
+    type: ClassVar[str]
+    Options: ClassVar[type[Options]] = Options
+    needs_source: ClassVar[bool] = True
+    metrics: ClassVar[dict[str, str]] = {}
+    """Help text per metric name this type produces."""
+
+    def __init__(self, name: str, options: Options, source: Source | None, env: Environment):
+        self.name = name
+        self.options = options
+        self.source = source
+        self.env = env
+
+    def metric_help(self) -> dict[str, str]:
+        """Help text per metric this instance produces (override when names come from config)."""
+        return dict(self.metrics)
+
+    def run(self, ctx: RunContext) -> Iterable[Sample] | Iterator[Sample]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the check holds; called on reload and shutdown."""
+
+
+class Notifier:
+    """Delivers alert notifications to a receiver (Alertmanager, a webhook, a chat robot)."""
+
+    type: ClassVar[str]
+    Options: ClassVar[type[Options]] = Options
+
+    def __init__(self, name: str, options: Options, env: Environment) -> None:
+        self.name = name
+        self.options = options
+        self.env = env

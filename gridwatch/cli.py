@@ -1,0 +1,168 @@
+"""The ``gridwatch`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gridwatch import __version__, config
+from gridwatch.api import PLUGIN_API_VERSION
+from gridwatch.config import ConfigErrors
+from gridwatch.plugins import PluginError, PluginHost
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="gridwatch", description="Monitoring daemon for community grid management."
+    )
+    p.add_argument("--version", action="version", version=f"gridwatch {__version__}")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument(
+            "-c", "--config", help="config file (default: $GRIDWATCH_CONFIG or ./gridwatch.toml)"
+        )
+        return sp
+
+    with_config(sub.add_parser("run", help="run the daemon"))
+    with_config(sub.add_parser("check-config", help="validate a config; exit 2 on problems"))
+    once = with_config(sub.add_parser("once", help="run checks once, print samples and alerts"))
+    once.add_argument("--check", action="append", help="only this check (repeatable)")
+    once.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
+    once.add_argument("--json", action="store_true", help="print one JSON object")
+    plugins = with_config(sub.add_parser("plugins", help="list plugins and the types they provide"))
+    plugins.add_argument("--json", action="store_true")
+    demo = sub.add_parser("demo", help="write the synthetic demo city into SQLite")
+    demo.add_argument("--db", default="var/demo.db", help="output file (default: var/demo.db)")
+    demo.add_argument("--grids", type=int, default=60)
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--days", type=int, default=90)
+    demo.add_argument("--now", help="generate history up to this time, ISO 8601 (default: now)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from gridwatch import logs
+
+    logs.setup(args.log_format, args.log_level)
+    handler = {
+        "run": cmd_run,
+        "check-config": cmd_check_config,
+        "once": cmd_once,
+        "plugins": cmd_plugins,
+        "demo": cmd_demo,
+    }[args.command]
+    try:
+        return handler(args)
+    except ConfigErrors as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return EXIT_CONFIG
+    except PluginError as exc:
+        print(f"gridwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def parse_now(text: str | None, tz: Any) -> datetime:
+    """``--now``: ISO 8601; without an offset it is local time in the configured timezone."""
+    if not text:
+        return datetime.now(UTC)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"gridwatch: --now: not an ISO 8601 time: {text!r}") from None
+    return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gridwatch.daemon import Daemon
+
+    path = config.config_path(args.config)
+    daemon = Daemon(path)
+    try:
+        asyncio.run(daemon.serve())
+    except OSError as exc:
+        logging.getLogger("gridwatch").error("cannot start: %s", exc)
+        return 1
+    if threading.active_count() > 1:
+        # a plugin thread stuck past its timeout must not keep the process alive after SIGTERM
+        logging.shutdown()
+        os._exit(0)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = config.config_path(args.config)
+    problems = config.problems(path)
+    for line in problems:
+        print(line, file=sys.stderr)
+    if problems:
+        return EXIT_CONFIG
+    print(f"{path}: ok")
+    return 0
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from gridwatch.once import run_once
+
+    path = config.config_path(args.config)
+    settings, host = config.load(path)
+    now = parse_now(args.now, settings.timezone)
+    report = asyncio.run(run_once(settings, host, now, args.check))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        for s in report["samples"]:
+            labels = ",".join(f'{k}="{v}"' for k, v in s["labels"].items())
+            print(f"{s['check']}: {s['metric']}{{{labels}}} {s['value']:g}")
+        for a in report["alerts"]:
+            print(f"ALERT {a['alert']} {a['state']} {a['severity']}: {a['summary']}")
+        for e in report["errors"]:
+            print(f"ERROR {e['check']}: {e['error']}", file=sys.stderr)
+    return 1 if report["errors"] else 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    path = config.config_path(args.config)
+    dirs = config.plugin_dirs(path, config.read(path)) if path.exists() else []
+    host = PluginHost.default(dirs)
+    infos = [i.as_dict() for i in host.info.values()]
+    if args.json:
+        print(
+            json.dumps(
+                {"api_version": PLUGIN_API_VERSION, "plugins": infos}, ensure_ascii=False, indent=2
+            )
+        )
+        return 0
+    print(f"plugin API version {PLUGIN_API_VERSION}")
+    for i in infos:
+        where = f" ({i['location']})" if i["location"] else ""
+        types = "; ".join(f"{k}: {', '.join(v)}" for k, v in i["types"].items()) or "-"
+        print(
+            f"{i['name']}  [{i['origin']}{where}]  types: {types}  hooks: {', '.join(i['hooks'])}"
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from gridwatch import demo
+
+    now = parse_now(args.now, ZoneInfo("Asia/Shanghai")) if args.now else None
+    counts = demo.generate(Path(args.db), grids=args.grids, seed=args.seed, now=now, days=args.days)
+    print(f"{args.db}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    return 0

@@ -1,0 +1,370 @@
+"""gridwatch.toml → validated settings, with errors that name the file, key path and problem.
+
+Validation has two layers: the top level here, and each source/check/notifier entry against
+the ``Options`` model its plugin type declares — one validator for built-in and third-party
+types alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gridwatch.api import Options
+from gridwatch.durations import Duration
+from gridwatch.plugins import PluginError, PluginHost
+
+NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    file: str
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.file}: {self.path}: {self.message}"
+            if self.path
+            else f"{self.file}: {self.message}"
+        )
+
+
+class ConfigErrors(Exception):
+    """All problems found in one config file, one line each."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(map(str, errors)))
+        self.errors = errors
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSection(_Strict):
+    listen: str = "127.0.0.1:9477"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v
+
+
+class StateSection(_Strict):
+    path: str = "var/gridwatch-state.db"
+    history: int = Field(1000, ge=10, description="check runs kept per check")
+
+
+class PluginsSection(_Strict):
+    dirs: list[str] = []
+
+
+class Root(_Strict):
+    timezone: str = "Asia/Shanghai"
+    server: ServerSection = ServerSection()
+    state: StateSection = StateSection()
+    plugins: PluginsSection = PluginsSection()
+    sources: dict[str, dict[str, Any]] = {}
+    checks: list[dict[str, Any]] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r}") from None
+        return v
+
+
+class CheckBase(_Strict):
+    name: str = Field(pattern=NAME)
+    type: str
+    source: str | None = None
+    interval: Duration = 60.0
+    timeout: Duration = 30.0
+
+
+class SourceBase(_Strict):
+    type: str
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    type: str
+    options: Options
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    type: str
+    source: str | None
+    interval: float
+    timeout: float
+    options: Options
+
+
+@dataclass
+class Settings:
+    """A validated config, with paths resolved against the config file's directory."""
+
+    path: Path
+    timezone: ZoneInfo
+    host: str
+    port: int
+    state_path: Path
+    history: int
+    plugin_dirs: list[Path]
+    sources: dict[str, SourceSpec]
+    checks: list[CheckSpec]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → (host, port)."""
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", value)
+    if not m:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    host, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+    if not 0 < int(port) < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, int(port)
+
+
+def resolve_path(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def config_path(explicit: str | None) -> Path:
+    """``-c`` wins, then ``$GRIDWATCH_CONFIG``, then ``./gridwatch.toml``."""
+    return Path(explicit or os.environ.get("GRIDWATCH_CONFIG") or "gridwatch.toml")
+
+
+def read(path: Path) -> dict[str, Any]:
+    """Parse TOML and substitute ``${VAR}``; raise ConfigErrors naming file and key."""
+    fname = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors(
+            [ConfigError(fname, "", f"cannot read: {exc.strerror or exc}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigErrors([ConfigError(fname, "", f"not UTF-8: {exc.reason}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigErrors([ConfigError(fname, "", f"not valid TOML: {exc}")]) from None
+    errors: list[ConfigError] = []
+    data = _substitute(data, "", fname, errors)
+    if errors:
+        raise ConfigErrors(errors)
+    return data
+
+
+def _substitute(value: Any, path: str, fname: str, errors: list[ConfigError]) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in os.environ:
+                errors.append(
+                    ConfigError(fname, path, f"environment variable ${{{name}}} is not set")
+                )
+                return ""
+            return os.environ[name]
+
+        return _ENV.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, _join(path, k), fname, errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", fname, errors) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        key = f'"{key}"'
+    return f"{path}.{key}" if path else key
+
+
+def _pydantic_errors(exc: ValidationError, prefix: str, fname: str) -> list[ConfigError]:
+    out = []
+    for err in exc.errors():
+        path = prefix
+        loc = err["loc"]
+        for part in loc:
+            path = _join(path, part)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = msg.removeprefix("Value error, ")
+        out.append(ConfigError(fname, path, msg))
+    return out
+
+
+def _validate(
+    model: type[BaseModel], data: Any, prefix: str, fname: str, errors: list[ConfigError]
+) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(_pydantic_errors(exc, prefix, fname))
+        return None
+
+
+def plugin_dirs(path: Path, data: dict[str, Any]) -> list[Path]:
+    dirs = (data.get("plugins") or {}).get("dirs") or []
+    base = path.resolve().parent
+    return [resolve_path(base, d) for d in dirs if isinstance(d, str)]
+
+
+def load(path: Path, host: PluginHost | None = None) -> tuple[Settings, PluginHost]:
+    """Read, validate and resolve a config; load the plugins it names if no host is given."""
+    data = read(path)
+    fname = str(path)
+    if host is None:
+        try:
+            host = PluginHost.default(plugin_dirs(path, data))
+        except PluginError as exc:
+            raise ConfigErrors([ConfigError(fname, "plugins", str(exc))]) from None
+    else:
+        for d in plugin_dirs(path, data):
+            try:
+                host.load_dir(d)
+            except PluginError as exc:
+                raise ConfigErrors([ConfigError(fname, "plugins.dirs", str(exc))]) from None
+    return validate(data, path, host), host
+
+
+def validate(data: dict[str, Any], path: Path, host: PluginHost) -> Settings:
+    fname = str(path)
+    errors: list[ConfigError] = []
+    root = _validate(Root, data, "", fname, errors)
+    # entries are checked even when the top level has errors, so one run reports every problem
+    sources_raw = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    checks_raw = data.get("checks") if isinstance(data.get("checks"), list) else []
+
+    sources: dict[str, SourceSpec] = {}
+    for name, entry in sources_raw.items():
+        prefix = _join("sources", name)
+        if not re.fullmatch(NAME, name):
+            errors.append(
+                ConfigError(fname, prefix, "a source name may hold letters, digits, _ . -")
+            )
+        spec = _typed(entry, prefix, SourceBase, host.types["source"], "source", fname, errors)
+        if spec:
+            base, options = spec
+            sources[name] = SourceSpec(name, base.type, options)
+
+    checks: list[CheckSpec] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(checks_raw):
+        prefix = f"checks[{i}]"
+        spec = _typed(entry, prefix, CheckBase, host.types["check"], "check", fname, errors)
+        if not spec:
+            continue
+        base, options = spec
+        if base.name in seen:
+            errors.append(
+                ConfigError(fname, f"{prefix}.name", f"duplicate check name {base.name!r}")
+            )
+        seen.add(base.name)
+        cls = host.check_type(base.type)
+        if base.source is None and cls is not None and cls.needs_source:
+            errors.append(
+                ConfigError(fname, f"{prefix}.source", f"check type {base.type!r} needs a source")
+            )
+        elif base.source is not None and base.source not in sources_raw:
+            errors.append(ConfigError(fname, f"{prefix}.source", f"unknown source {base.source!r}"))
+        if base.timeout <= 0 or base.interval <= 0:
+            errors.append(ConfigError(fname, prefix, "interval and timeout must be positive"))
+        checks.append(
+            CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options)
+        )
+
+    if errors or root is None:
+        raise ConfigErrors(errors)
+    base_dir = path.resolve().parent
+    host_, port = split_listen(root.server.listen)
+    return Settings(
+        path=path.resolve(),
+        timezone=ZoneInfo(root.timezone),
+        host=host_,
+        port=port,
+        state_path=resolve_path(base_dir, root.state.path),
+        history=root.state.history,
+        plugin_dirs=[resolve_path(base_dir, d) for d in root.plugins.dirs],
+        sources=sources,
+        checks=checks,
+        raw=data,
+    )
+
+
+def _typed(
+    entry: Any,
+    prefix: str,
+    base_model: type[BaseModel],
+    types: dict[str, type],
+    kind: str,
+    fname: str,
+    errors: list[ConfigError],
+) -> tuple[Any, Options] | None:
+    """Validate an entry's common keys against ``base_model`` and the rest against its type."""
+    if not isinstance(entry, dict):
+        errors.append(ConfigError(fname, prefix, f"expected a table, got {type(entry).__name__}"))
+        return None
+    common = set(base_model.model_fields)
+    base = _validate(
+        base_model, {k: v for k, v in entry.items() if k in common}, prefix, fname, errors
+    )
+    type_name = entry.get("type")
+    cls = types.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        if isinstance(type_name, str):
+            known = ", ".join(sorted(types)) or "none"
+            errors.append(
+                ConfigError(
+                    fname, f"{prefix}.type", f"unknown {kind} type {type_name!r} (known: {known})"
+                )
+            )
+        return None
+    options = _validate(
+        cls.Options, {k: v for k, v in entry.items() if k not in common}, prefix, fname, errors
+    )
+    if base is None or options is None:
+        return None
+    return base, options
+
+
+def problems(path: Path) -> Iterable[str]:
+    """Every problem of a config file, one line each (for ``check-config``)."""
+    try:
+        load(path)
+    except ConfigErrors as exc:
+        return [str(e) for e in exc.errors]
+    return []

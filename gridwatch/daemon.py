@@ -1,0 +1,177 @@
+"""Wiring: config → runtime → scheduler → web; signals, reload and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gridwatch import __version__, config
+from gridwatch.config import ConfigErrors, Settings
+from gridwatch.metrics import GridwatchCollector, registry
+from gridwatch.plugins import PluginHost
+from gridwatch.results import Results
+from gridwatch.runtime import BuildError, Outcome, Runner, Runtime
+from gridwatch.scheduler import Scheduler
+from gridwatch.store import Store
+from gridwatch.web import make_app
+
+log = logging.getLogger("gridwatch.daemon")
+
+SHUTDOWN_GRACE = 5.0  # seconds in-flight runs get to finish on SIGTERM before being cancelled
+
+
+class Daemon:
+    def __init__(self, config_path: Path, clock: Callable[[], datetime] | None = None) -> None:
+        self.config_path = config_path
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.settings: Settings
+        self.host: PluginHost
+        self.settings, self.host = config.load(config_path)
+        self.results = Results()
+        self.collector = GridwatchCollector(lambda: self.results, __version__)
+        self.registry = registry(self.collector)
+        self.web_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridwatch-web")
+        self.started_at = datetime.now(self.settings.timezone)
+        self.store = Store(self.settings.state_path, self.settings.history)
+        self.runtime: Runtime | None = None
+        self.scheduler: Scheduler | None = None
+        self._web: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.store.open)
+        self.runtime = Runtime(self.settings, self.host, loop)
+        self.results.replace(*self.runtime.states())
+        await loop.run_in_executor(None, self.runtime.ping_sources, self.results)
+        self._call_hook("startup")
+        self._web = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        await self._web.setup()
+        site = web.TCPSite(self._web, self.settings.host, self.settings.port, reuse_address=True)
+        await site.start()
+        log.info(
+            "gridwatch %s listening on %s:%d with %d check(s)",
+            __version__,
+            self.settings.host,
+            self.settings.port,
+            len(self.runtime.runners),
+        )
+        self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        assert self.runtime is not None
+        self.scheduler = Scheduler(self.runtime, self.run_check)
+        self.scheduler.start()
+
+    async def run_check(self, runner: Runner) -> Outcome:
+        assert self.runtime is not None
+        outcome = await self.runtime.run(runner, self.clock(), self.results)
+        if outcome.outcome != "skipped":
+            try:
+                await self.store.acall(
+                    self.store.record_run,
+                    runner.spec.name,
+                    runner.state.last_run.timestamp() if runner.state.last_run else 0.0,
+                    outcome.duration,
+                    outcome.outcome,
+                    outcome.error,
+                )
+            except Exception:
+                log.exception(
+                    "could not record the run of %s in the state database", runner.spec.name
+                )
+        return outcome
+
+    async def reload(self) -> bool:
+        """Apply a changed config; an invalid one leaves the running one untouched."""
+        loop = asyncio.get_running_loop()
+        try:
+            settings, _ = config.load(self.config_path, host=self.host)
+            runtime = Runtime(settings, self.host, loop)
+        except ConfigErrors as exc:
+            for err in exc.errors:
+                log.error("reload rejected: %s", err)
+            self.results.reload_ok = False
+            return False
+        except BuildError as exc:
+            log.error("reload rejected: %s", exc)
+            self.results.reload_ok = False
+            return False
+        if (settings.host, settings.port, settings.state_path) != (
+            self.settings.host,
+            self.settings.port,
+            self.settings.state_path,
+        ):
+            log.warning("server.listen and state.path changes take effect on restart")
+        assert self.scheduler is not None and self.runtime is not None
+        await self.scheduler.stop(SHUTDOWN_GRACE)
+        old, self.runtime, self.settings = self.runtime, runtime, settings
+        self.results.replace(*runtime.states())
+        old.close()
+        await loop.run_in_executor(None, runtime.ping_sources, self.results)
+        self._start_scheduler()
+        self.results.reload_ok = True
+        log.info("config reloaded: %d check(s)", len(runtime.runners))
+        return True
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop(SHUTDOWN_GRACE)
+        self._call_hook("shutdown")
+        if self._web is not None:
+            await self._web.cleanup()
+        if self.runtime is not None:
+            self.runtime.close()
+        self.store.close()
+        self.web_pool.shutdown(wait=False, cancel_futures=True)
+        log.info("gridwatch stopped")
+
+    def _call_hook(self, hook: str) -> None:
+        for plugin, result in self.host.call(hook, daemon=self):
+            if isinstance(result, Exception):
+                log.error("plugin %s failed in %s: %r", plugin, hook, result)
+
+    async def serve(self) -> None:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads the config."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        reloads: set[asyncio.Task[Any]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(self.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            for task in reloads:
+                task.cancel()
+            await self.stop()
+
+    # -- what the web layer reads --------------------------------------------------------------
+    def not_ready(self) -> list[str]:
+        if self.runtime is None:
+            return ["config"]
+        return [n for n, r in self.runtime.runners.items() if r.state.last_run is None]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started_at": self.started_at.isoformat(),
+            "checks": [c.as_dict() for c in self.results.checks.values()],
+            "sources": [s.as_dict() for s in self.results.sources.values()],
+        }

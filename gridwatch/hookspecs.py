@@ -1,0 +1,48 @@
+"""The plugin contract: every hook a gridwatch plugin may implement.
+
+Built-in features use these same hooks, so anything the core can do a plugin can do.
+Implement a hook with ``@gridwatch.hookimpl`` on a module-level function of the same name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from gridwatch.api import Check, Notifier, Source
+
+hookspec = pluggy.HookspecMarker("gridwatch")
+hookimpl = pluggy.HookimplMarker("gridwatch")
+
+
+@hookspec
+def register_source_types() -> list[type[Source]]:
+    """Return the source types (subclasses of ``gridwatch.api.Source``) this plugin provides."""
+
+
+@hookspec
+def register_check_types() -> list[type[Check]]:
+    """Return the check types (subclasses of ``gridwatch.api.Check``) this plugin provides."""
+
+
+@hookspec
+def register_notifier_types() -> list[type[Notifier]]:
+    """Return the notifier types (subclasses of ``gridwatch.api.Notifier``) this plugin provides."""
+
+
+@hookspec
+def default_rules() -> list[dict[str, Any]]:
+    """Return alert rules, in the shape of a ``[[rules]]`` table, that apply unless the config
+    overrides or disables them by their ``alert`` name."""
+
+
+@hookspec
+def startup(daemon: Any) -> None:
+    """Called once the daemon has loaded its config and is about to start its checks."""
+
+
+@hookspec
+def shutdown(daemon: Any) -> None:
+    """Called when the daemon stops, after the last check has finished."""

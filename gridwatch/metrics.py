@@ -1,0 +1,111 @@
+"""The Prometheus collector: renders the latest results and gridwatch's own health.
+
+Built fresh on every scrape from the results store, so a series a check stops producing
+disappears from ``/metrics`` — no global gauges, no stale series.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from gridwatch.results import OUTCOMES, Results
+
+log = logging.getLogger("gridwatch.metrics")
+
+
+class GridwatchCollector(Collector):
+    def __init__(self, results: Callable[[], Results], version: str) -> None:
+        self._results = results
+        self.version = version
+        self._warned: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        self.extra: list[Callable[[], Iterator[Metric]]] = []  # later features add families here
+
+    def collect(self) -> Iterator[Metric]:
+        results = self._results()
+        checks = list(results.checks.values())
+        sources = list(results.sources.values())
+
+        info = GaugeMetricFamily(
+            "gridwatch_build_info", "gridwatch build information", labels=["version"]
+        )
+        info.add_metric([self.version], 1)
+        yield info
+
+        runs = CounterMetricFamily(
+            "gridwatch_check_runs", "Check runs by outcome", labels=["check", "outcome"]
+        )
+        duration = GaugeMetricFamily(
+            "gridwatch_check_duration_seconds", "Duration of the last check run", labels=["check"]
+        )
+        success = GaugeMetricFamily(
+            "gridwatch_check_last_success_timestamp_seconds",
+            "Unix time of the last successful check run",
+            labels=["check"],
+        )
+        for c in checks:
+            for outcome in OUTCOMES:
+                runs.add_metric([c.name, outcome], c.runs.get(outcome, 0))
+            if c.duration is not None:
+                duration.add_metric([c.name], c.duration)
+            if c.last_success is not None:
+                success.add_metric([c.name], c.last_success)
+        yield runs
+        yield duration
+        yield success
+
+        up = GaugeMetricFamily(
+            "gridwatch_source_up", "1 if the source answered its last request", labels=["source"]
+        )
+        for s in sources:
+            if s.up is not None:
+                up.add_metric([s.name], 1 if s.up else 0)
+        yield up
+
+        rejected = CounterMetricFamily(
+            "gridwatch_source_rows_rejected",
+            "Rows left out of every figure, by source and reason",
+            labels=["source", "reason"],
+        )
+        for (source, reason), n in sorted(results.rejected.items()):
+            rejected.add_metric([source, reason], n)
+        yield rejected
+
+        yield GaugeMetricFamily(
+            "gridwatch_config_last_reload_successful",
+            "1 if the last config (re)load succeeded",
+            value=1 if results.reload_ok else 0,
+        )
+
+        for extra in self.extra:
+            yield from extra()
+        yield from self._samples(checks)
+
+    def _samples(self, checks: list) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        for c in checks:
+            for s in c.samples:
+                key = s.key()
+                if key in seen:
+                    if key not in self._warned:
+                        self._warned.add(key)
+                        log.warning("check %s repeats series %s; kept the first", c.name, s.metric)
+                    continue
+                seen.add(key)
+                fam = families.get(s.metric)
+                if fam is None:
+                    fam = families[s.metric] = Metric(
+                        s.metric, c.help.get(s.metric, s.metric), "gauge"
+                    )
+                fam.add_sample(s.metric, dict(s.labels), s.value)
+        yield from families.values()
+
+
+def registry(collector: GridwatchCollector) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(collector)
+    return reg

@@ -1,0 +1,43 @@
+"""``gridwatch once``: every check run a single time, as of a given instant."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+from gridwatch.config import Settings
+from gridwatch.plugins import PluginHost
+from gridwatch.results import Results
+from gridwatch.runtime import Runtime
+
+
+async def run_once(
+    settings: Settings, host: PluginHost, now: datetime, only: list[str] | None
+) -> dict[str, Any]:
+    runtime = Runtime(settings, host, asyncio.get_running_loop())
+    try:
+        results = Results()
+        results.replace(*runtime.states())
+        unknown = sorted(set(only or ()) - set(runtime.runners))
+        errors = [{"check": n, "error": "no such check"} for n in unknown]
+        samples = []
+        for name, runner in runtime.runners.items():
+            if only and name not in only:
+                continue
+            outcome = await runtime.run(runner, now, results)
+            if outcome.error:
+                errors.append({"check": name, "error": outcome.error})
+            samples += [
+                {"check": name, "metric": s.metric, "labels": dict(s.labels), "value": s.value}
+                for s in outcome.samples
+            ]
+        return {
+            "now": now.isoformat(),
+            "samples": samples,
+            "alerts": [],
+            "grids": [],
+            "errors": errors,
+        }
+    finally:
+        runtime.close()

@@ -1,0 +1,104 @@
+"""The latest-results store: what every check and source last said, held in memory.
+
+The metrics collector, the JSON API and the rule engine all read from here; checks write
+to it only through the scheduler. Replacing a check's sample list is one assignment, so
+readers in other threads always see a whole run, never half of one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from gridwatch.api import Sample
+
+log = logging.getLogger("gridwatch.results")
+
+OUTCOMES = ("success", "failure", "timeout", "skipped")
+
+
+@dataclass
+class CheckState:
+    name: str
+    type: str
+    source: str | None
+    interval: float
+    help: dict[str, str] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    last_run: datetime | None = None  # wall-clock start of the last completed run
+    duration: float | None = None
+    ok: bool | None = None
+    error: str | None = None
+    last_success: float | None = None  # unix time of the last successful run
+    runs: Counter[str] = field(default_factory=Counter)
+    consecutive_failures: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "last_run": self.last_run.isoformat() if self.last_run else None,
+            "duration_seconds": self.duration,
+            "ok": self.ok,
+            "error": self.error,
+        }
+
+
+@dataclass
+class SourceState:
+    name: str
+    type: str
+    up: bool | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "type": self.type, "up": self.up, "error": self.error}
+
+
+@dataclass
+class Results:
+    checks: dict[str, CheckState] = field(default_factory=dict)
+    sources: dict[str, SourceState] = field(default_factory=dict)
+    rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reload_ok: bool = True
+    reload_time: float | None = None
+    _logged_examples: set[tuple[str, str]] = field(default_factory=set)
+
+    def count_rejected(
+        self, counts: Counter[tuple[str, str]], examples: dict[tuple[str, str], str]
+    ) -> None:
+        self.rejected.update(counts)
+        for key, n in counts.items():
+            if key not in self._logged_examples:
+                self._logged_examples.add(key)
+                source, reason = key
+                log.warning(
+                    "source %s: rejected %d row(s) for %s; first example: %s",
+                    source,
+                    n,
+                    reason,
+                    examples.get(key) or "-",
+                )
+
+    def replace(self, checks: dict[str, CheckState], sources: dict[str, SourceState]) -> None:
+        """Swap in a new set of checks (after a reload), keeping what survives by name."""
+        for name, new in checks.items():
+            old = self.checks.get(name)
+            if old is not None and old.type == new.type:
+                new.samples, new.last_run, new.duration = old.samples, old.last_run, old.duration
+                new.ok, new.error, new.last_success, new.runs = (
+                    old.ok,
+                    old.error,
+                    old.last_success,
+                    old.runs,
+                )
+        for name, new in sources.items():
+            old = self.sources.get(name)
+            if old is not None and old.type == new.type:
+                new.up, new.error = old.up, old.error
+        self.checks, self.sources = checks, sources
+
+    def all_samples(self) -> list[Sample]:
+        return [s for c in list(self.checks.values()) for s in c.samples]

@@ -1,0 +1,215 @@
+"""The runtime: sources and checks built from validated settings, and one run of a check.
+
+Shared by the daemon and ``gridwatch once`` so both evaluate exactly the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gridwatch.api import (
+    Check,
+    CheckError,
+    Environment,
+    RunContext,
+    Sample,
+    Source,
+    SourceUnavailable,
+    validate_sample,
+)
+from gridwatch.config import CheckSpec, Settings
+from gridwatch.plugins import PluginHost
+from gridwatch.results import CheckState, Results, SourceState
+
+log = logging.getLogger("gridwatch.runtime")
+
+
+@dataclass
+class Runner:
+    """One configured check, with what it needs to run and what it last did."""
+
+    spec: CheckSpec
+    check: Check
+    source: Source | None
+    state: CheckState
+    busy: Future[Any] | None = None  # the worker still running this check, if any
+    task: asyncio.Task[Any] | None = None
+
+
+@dataclass
+class Outcome:
+    outcome: str  # success | failure | timeout | skipped
+    samples: list[Sample] = field(default_factory=list)
+    error: str | None = None
+    duration: float = 0.0
+
+
+class BuildError(Exception):
+    """A source or check could not be constructed from valid config (e.g. a bad driver)."""
+
+
+class Runtime:
+    def __init__(
+        self, settings: Settings, host: PluginHost, loop: asyncio.AbstractEventLoop | None = None
+    ):
+        self.settings = settings
+        self.host = host
+        self.env = Environment(
+            base_dir=settings.base_dir,
+            tz=settings.timezone,
+            state_dir=settings.state_path.parent,
+            loop=loop,
+        )
+        # a stuck query must not starve the others: each check gets a worker of its own
+        self.pool = ThreadPoolExecutor(
+            max_workers=max(4, len(settings.checks) + 2), thread_name_prefix="gridwatch-check"
+        )
+        self.sources: dict[str, Source] = {}
+        self.runners: dict[str, Runner] = {}
+        self.extras: dict[str, Any] = {}
+        try:
+            self._build()
+        except Exception:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        s = self.settings
+        for name, spec in s.sources.items():
+            cls = self.host.source_type(spec.type)
+            assert cls is not None
+            try:
+                self.sources[name] = cls(name, spec.options, self.env)
+            except Exception as exc:
+                raise BuildError(f"source {name!r} ({spec.type}): {exc}") from exc
+        for spec in s.checks:
+            cls = self.host.check_type(spec.type)
+            assert cls is not None
+            source = self.sources.get(spec.source) if spec.source else None
+            try:
+                check = cls(spec.name, spec.options, source, self.env)
+                help_ = check.metric_help()
+            except Exception as exc:
+                raise BuildError(f"check {spec.name!r} ({spec.type}): {exc}") from exc
+            state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_)
+            self.runners[spec.name] = Runner(spec, check, source, state)
+
+    def states(self) -> tuple[dict[str, CheckState], dict[str, SourceState]]:
+        return (
+            {n: r.state for n, r in self.runners.items()},
+            {n: SourceState(n, s.type) for n, s in self.sources.items()},
+        )
+
+    def close(self) -> None:
+        for runner in self.runners.values():
+            _quietly(runner.check.close)
+        for source in self.sources.values():
+            _quietly(source.close)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- running -----------------------------------------------------------------------------
+    async def run(self, runner: Runner, now: datetime, results: Results) -> Outcome:
+        """Run a check once, bounded by its timeout, and record the outcome in ``results``."""
+        if runner.busy is not None and not runner.busy.done():
+            outcome = Outcome("skipped", error="the previous run is still going")
+            runner.state.runs["skipped"] += 1
+            return outcome
+        started_wall, started = time.time(), time.monotonic()
+        ctx = RunContext(
+            now=now,
+            tz=self.settings.timezone,
+            deadline=started + runner.spec.timeout,
+            extras=self.extras,
+        )
+        try:
+            samples = await self._execute(runner, ctx)
+            outcome = Outcome("success", samples)
+        except TimeoutError:
+            outcome = Outcome("timeout", error=f"timed out after {runner.spec.timeout:g}s")
+        except SourceUnavailable as exc:
+            outcome = Outcome("failure", error=f"source {runner.spec.source} unavailable: {exc}")
+            self._source_status(results, runner, False, str(exc))
+        except CheckError as exc:
+            outcome = Outcome("failure", error=str(exc))
+        except Exception as exc:  # a plugin's bug must never reach the scheduler
+            log.warning("check %s raised", runner.spec.name, exc_info=True)
+            outcome = Outcome("failure", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if runner.source is not None:
+                self._source_status(results, runner, True, None)
+        outcome.duration = time.monotonic() - started
+        results.count_rejected(ctx.rejected, ctx.examples)
+        self._record(runner, outcome, started_wall)
+        return outcome
+
+    async def _execute(self, runner: Runner, ctx: RunContext) -> list[Sample]:
+        timeout = runner.spec.timeout
+        if inspect.iscoroutinefunction(runner.check.run):
+            return await asyncio.wait_for(_collect_async(runner.check, ctx), timeout)
+        fut = self.pool.submit(_collect, runner.check, ctx)
+        runner.busy = fut
+        return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+
+    def _source_status(self, results: Results, runner: Runner, up: bool, error: str | None) -> None:
+        st = results.sources.get(runner.spec.source or "")
+        if st is not None:
+            if st.up is not False and not up:
+                log.warning("source %s is down: %s", st.name, error)
+            elif st.up is False and up:
+                log.info("source %s is back up", st.name)
+            st.up, st.error = up, error
+
+    def _record(self, runner: Runner, outcome: Outcome, started_wall: float) -> None:
+        st = runner.state
+        st.runs[outcome.outcome] += 1
+        st.last_run = datetime.fromtimestamp(started_wall, self.settings.timezone)
+        st.duration = outcome.duration
+        st.ok = outcome.outcome == "success"
+        st.error = outcome.error
+        if st.ok:
+            st.samples = outcome.samples
+            st.last_success = started_wall + outcome.duration
+            st.consecutive_failures = 0
+        else:
+            st.consecutive_failures += 1
+            if st.consecutive_failures == 1:
+                log.warning("check %s %s: %s", st.name, outcome.outcome, outcome.error)
+
+    def ping_sources(self, results: Results) -> None:
+        """Learn whether each source is reachable before any check has used it."""
+        for name, source in self.sources.items():
+            st = results.sources[name]
+            if st.up is not None:
+                continue
+            try:
+                source.ping()
+                st.up, st.error = True, None
+            except Exception as exc:
+                st.up, st.error = False, str(exc)
+                log.warning("source %s is down: %s", name, exc)
+
+
+def _collect(check: Check, ctx: RunContext) -> list[Sample]:
+    return [validate_sample(s) for s in check.run(ctx) or ()]
+
+
+async def _collect_async(check: Check, ctx: RunContext) -> list[Sample]:
+    result = await check.run(ctx)  # type: ignore[misc]
+    return [validate_sample(s) for s in result or ()]
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:
+        log.debug("ignored error while closing", exc_info=True)
+
+
+__all__ = ["BuildError", "CheckError", "Outcome", "Runner", "Runtime"]
