@@ -12,7 +12,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -110,7 +110,19 @@ class RunContext:
     deadline: float = math.inf  # time.monotonic() value by which the run must finish
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)  # services later features add (grids...)
+    extras: dict[str, Any] = field(default_factory=dict)  # services later features add
+    grids: Callable[[], dict[str, Grid]] | None = None
+    """The grid registry (``[grids] source``), loaded at most once per run; None without one."""
+    state: Any = None
+    """A :class:`gridwatch.store.PluginState` for tables a check keeps between runs."""
+    calendar: Any = None
+    """The :class:`gridwatch.calendar.WorkCalendar` with the operator's overrides."""
+
+    def registry(self) -> dict[str, Grid]:
+        """The grids this instance watches; a CheckError when no ``[grids] source`` is set."""
+        if self.grids is None:
+            raise CheckError("this check needs the grid registry: set [grids] source in the config")
+        return self.grids()
 
     def reject(self, source: str, reason: str, example: str = "") -> None:
         """Count a bad row by reason; keep the first example. Never put personal ids in it."""
@@ -122,6 +134,26 @@ class RunContext:
         return self.deadline - time.monotonic()
 
 
+class TableOptions(Options):
+    """Options every table-reading source shares: how its tables map onto the standard schema."""
+
+    tables: dict[str, str] = {}
+    """standard table name -> the source's table (or file, or URL path)"""
+    columns: dict[str, dict[str, str]] = {}
+    """standard table name -> {standard column -> the source's column}"""
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """One grid of the registry: the finest public unit."""
+
+    grid_id: str
+    name: str
+    community: str
+    street: str
+    zone: str | None = None
+
+
 class Source:
     """A named, read-only connection to where grid data lives.
 
@@ -129,7 +161,7 @@ class Source:
     """
 
     type: ClassVar[str]
-    Options: ClassVar[type[Options]] = Options
+    Options: ClassVar[type[Options]] = TableOptions
 
     def __init__(self, name: str, options: Options, env: Environment) -> None:
         self.name = name
@@ -141,6 +173,24 @@ class Source:
     ) -> list[dict[str, Any]]:
         """Run a parameterised read-only query; sources without SQL raise CheckError."""
         raise CheckError(f"source {self.name!r} ({self.type}) does not run SQL queries")
+
+    def read(
+        self, table: str, columns: Sequence[str], *, deadline: float = math.inf
+    ) -> Iterable[dict[str, Any]]:
+        """Rows of a standard-schema table, keyed by the standard column names.
+
+        Sources map names through ``tables``/``columns`` options; a missing table or column
+        raises CheckError naming both names, so the operator knows what to map.
+        """
+        raise CheckError(f"source {self.name!r} ({self.type}) cannot read tables")
+
+    def table_name(self, table: str) -> str:
+        return getattr(self.options, "tables", {}).get(table, table)
+
+    def column_map(self, table: str, columns: Sequence[str]) -> dict[str, str]:
+        """standard column -> the source's column, for the columns asked for."""
+        mapped = getattr(self.options, "columns", {}).get(table, {})
+        return {c: mapped.get(c, c) for c in columns}
 
     def ping(self) -> None:
         """Raise SourceUnavailable when the source cannot be reached."""

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -71,8 +72,20 @@ class PluginsSection(_Strict):
     dirs: list[str] = []
 
 
+class GridsSection(_Strict):
+    source: str | None = None
+    refresh: Duration = 30.0
+
+
+class CalendarSection(_Strict):
+    holidays: list[date] = []
+    workdays: list[date] = []
+
+
 class Root(_Strict):
     timezone: str = "Asia/Shanghai"
+    grids: GridsSection = GridsSection()
+    calendar: CalendarSection = CalendarSection()
     server: ServerSection = ServerSection()
     state: StateSection = StateSection()
     plugins: PluginsSection = PluginsSection()
@@ -131,6 +144,10 @@ class Settings:
     plugin_dirs: list[Path]
     sources: dict[str, SourceSpec]
     checks: list[CheckSpec]
+    grids_source: str | None = None
+    grids_refresh: float = 30.0
+    holidays: list[date] = field(default_factory=list)
+    workdays: list[date] = field(default_factory=list)
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -159,8 +176,12 @@ def config_path(explicit: str | None) -> Path:
     return Path(explicit or os.environ.get("GRIDWATCH_CONFIG") or "gridwatch.toml")
 
 
-def read(path: Path) -> dict[str, Any]:
-    """Parse TOML and substitute ``${VAR}``; raise ConfigErrors naming file and key."""
+def read(path: Path, errors: list[ConfigError] | None = None) -> dict[str, Any]:
+    """Parse TOML and substitute ``${VAR}``.
+
+    Unreadable or malformed files raise ConfigErrors; a missing variable is appended to
+    ``errors`` when given (so validation can report everything at once), else raised.
+    """
     fname = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -174,10 +195,12 @@ def read(path: Path) -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigErrors([ConfigError(fname, "", f"not valid TOML: {exc}")]) from None
-    errors: list[ConfigError] = []
-    data = _substitute(data, "", fname, errors)
-    if errors:
-        raise ConfigErrors(errors)
+    found: list[ConfigError] = []
+    data = _substitute(data, "", fname, found)
+    if errors is not None:
+        errors.extend(found)
+    elif found:
+        raise ConfigErrors(found)
     return data
 
 
@@ -245,7 +268,8 @@ def plugin_dirs(path: Path, data: dict[str, Any]) -> list[Path]:
 
 def load(path: Path, host: PluginHost | None = None) -> tuple[Settings, PluginHost]:
     """Read, validate and resolve a config; load the plugins it names if no host is given."""
-    data = read(path)
+    env_errors: list[ConfigError] = []
+    data = read(path, env_errors)
     fname = str(path)
     if host is None:
         try:
@@ -258,12 +282,14 @@ def load(path: Path, host: PluginHost | None = None) -> tuple[Settings, PluginHo
                 host.load_dir(d)
             except PluginError as exc:
                 raise ConfigErrors([ConfigError(fname, "plugins.dirs", str(exc))]) from None
-    return validate(data, path, host), host
+    return validate(data, path, host, env_errors), host
 
 
-def validate(data: dict[str, Any], path: Path, host: PluginHost) -> Settings:
+def validate(
+    data: dict[str, Any], path: Path, host: PluginHost, errors: list[ConfigError] | None = None
+) -> Settings:
     fname = str(path)
-    errors: list[ConfigError] = []
+    errors = list(errors or ())
     root = _validate(Root, data, "", fname, errors)
     # entries are checked even when the top level has errors, so one run reports every problem
     sources_raw = data.get("sources") if isinstance(data.get("sources"), dict) else {}
@@ -307,6 +333,10 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost) -> Settings:
             CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options)
         )
 
+    if root is not None and root.grids.source is not None and root.grids.source not in sources_raw:
+        errors.append(ConfigError(fname, "grids.source", f"unknown source {root.grids.source!r}"))
+    if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
+        errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
     if errors or root is None:
         raise ConfigErrors(errors)
     base_dir = path.resolve().parent
@@ -321,6 +351,10 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost) -> Settings:
         plugin_dirs=[resolve_path(base_dir, d) for d in root.plugins.dirs],
         sources=sources,
         checks=checks,
+        grids_source=root.grids.source,
+        grids_refresh=root.grids.refresh,
+        holidays=list(root.calendar.holidays),
+        workdays=list(root.calendar.workdays),
         raw=data,
     )
 

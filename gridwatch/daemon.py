@@ -51,6 +51,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.store.open)
         self.runtime = Runtime(self.settings, self.host, loop)
+        self.runtime.state = self.store
         self.results.replace(*self.runtime.states())
         await loop.run_in_executor(None, self.runtime.ping_sources, self.results)
         self._call_hook("startup")
@@ -97,6 +98,7 @@ class Daemon:
         try:
             settings, _ = config.load(self.config_path, host=self.host)
             runtime = Runtime(settings, self.host, loop)
+            runtime.state = self.store
         except ConfigErrors as exc:
             for err in exc.errors:
                 log.error("reload rejected: %s", err)

@@ -10,13 +10,17 @@ from gridwatch.config import Settings
 from gridwatch.plugins import PluginHost
 from gridwatch.results import Results
 from gridwatch.runtime import Runtime
+from gridwatch.store import Store
 
 
 async def run_once(
     settings: Settings, host: PluginHost, now: datetime, only: list[str] | None
 ) -> dict[str, Any]:
     runtime = Runtime(settings, host, asyncio.get_running_loop())
+    store = Store(settings.state_path, settings.history)
     try:
+        store.open()
+        runtime.state = store
         results = Results()
         results.replace(*runtime.states())
         unknown = sorted(set(only or ()) - set(runtime.runners))
@@ -41,3 +45,4 @@ async def run_once(
         }
     finally:
         runtime.close()
+        store.close()

@@ -25,8 +25,11 @@ from gridwatch.api import (
     validate_sample,
 )
 from gridwatch.config import CheckSpec, Settings
+from gridwatch.calendar import WorkCalendar
+from gridwatch.grids import GridRegistry
 from gridwatch.plugins import PluginHost
 from gridwatch.results import CheckState, Results, SourceState
+from gridwatch.store import PluginState
 
 log = logging.getLogger("gridwatch.runtime")
 
@@ -74,6 +77,9 @@ class Runtime:
         self.sources: dict[str, Source] = {}
         self.runners: dict[str, Runner] = {}
         self.extras: dict[str, Any] = {}
+        self.registry: GridRegistry | None = None
+        self.calendar = WorkCalendar(settings.holidays, settings.workdays)
+        self.state: Any = None  # a Store, when the caller has one (the daemon, `once`)
         try:
             self._build()
         except Exception:
@@ -100,6 +106,8 @@ class Runtime:
                 raise BuildError(f"check {spec.name!r} ({spec.type}): {exc}") from exc
             state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_)
             self.runners[spec.name] = Runner(spec, check, source, state)
+        if s.grids_source:
+            self.registry = GridRegistry(self.sources[s.grids_source], ttl=s.grids_refresh)
 
     def states(self) -> tuple[dict[str, CheckState], dict[str, SourceState]]:
         return (
@@ -148,6 +156,21 @@ class Runtime:
         results.count_rejected(ctx.rejected, ctx.examples)
         self._record(runner, outcome, started_wall)
         return outcome
+
+    def context(self, now: datetime, deadline: float, check: str) -> RunContext:
+        ctx = RunContext(
+            now=now,
+            tz=self.settings.timezone,
+            deadline=deadline,
+            extras=self.extras,
+            calendar=self.calendar,
+        )
+        if self.registry is not None:
+            registry = self.registry
+            ctx.grids = lambda: registry.load(ctx)
+        if self.state is not None:
+            ctx.state = PluginState(self.state, check)
+        return ctx
 
     async def _execute(self, runner: Runner, ctx: RunContext) -> list[Sample]:
         timeout = runner.spec.timeout

@@ -143,3 +143,18 @@ def recent_runs(db: sqlite_utils.Database, check: str, limit: int = 20) -> list[
             [check, limit],
         )
     )
+
+
+class PluginState:
+    """A check's access to the state database, for what it keeps between runs.
+
+    ``call(fn)`` runs ``fn(db)`` on the store thread (checks run on worker threads, and the
+    state database has one writer). Name your tables after your check type.
+    """
+
+    def __init__(self, store: Store, check: str) -> None:
+        self.store = store
+        self.check = check
+
+    def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        return self.store.call(fn)

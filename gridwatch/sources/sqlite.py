@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gridwatch.api import CheckError, Options, Source, SourceUnavailable
+from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
+from gridwatch.sql import select_sql
 
 _UNAVAILABLE = (
     "unable to open",
@@ -26,7 +27,7 @@ class SqliteSource(Source):
 
     type = "sqlite"
 
-    class Options(Options):
+    class Options(TableOptions):
         path: str
         busy_timeout: Duration = 5.0
 
@@ -70,8 +71,17 @@ class SqliteSource(Source):
         finally:
             conn.close()
 
+    def read(
+        self, table: str, columns: Sequence[str], *, deadline: float = math.inf
+    ) -> list[dict[str, Any]]:
+        return self.query(select_sql(self, table, columns, quote=_quote), deadline=deadline)
+
     def ping(self) -> None:
         self.query("SELECT 1")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 @hookimpl

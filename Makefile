@@ -1,0 +1,32 @@
+# Two commands do everything: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= gridwatch.toml
+DEMO   := var/demo.db
+
+.PHONY: run test lint demo bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# The demo city is regenerated when missing or older than 12 hours, so the lights are current.
+demo: $(STAMP)
+	@if [ ! -f $(DEMO) ] || [ -n "$$(find $(DEMO) -mmin +720)" ]; then \
+		$(BIN)/gridwatch demo --db $(DEMO); fi
+
+run: demo
+	$(BIN)/gridwatch run -c $(CONFIG)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
