@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import Metric
 
-from gridwatch import __version__, config
+from gridwatch import __version__, config, light
 from gridwatch.config import ConfigErrors, Settings
+from gridwatch.light import GridLight, calendar_families
 from gridwatch.metrics import GridwatchCollector, registry
 from gridwatch.plugins import PluginHost
 from gridwatch.results import Results
@@ -37,6 +39,7 @@ class Daemon:
         self.settings, self.host = config.load(config_path)
         self.results = Results()
         self.collector = GridwatchCollector(lambda: self.results, __version__)
+        self.collector.extra.append(self._grid_families)
         self.registry = registry(self.collector)
         self.web_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridwatch-web")
         self.started_at = datetime.now(self.settings.timezone)
@@ -54,6 +57,7 @@ class Daemon:
         self.runtime.state = self.store
         self.results.replace(*self.runtime.states())
         await loop.run_in_executor(None, self.runtime.ping_sources, self.results)
+        await loop.run_in_executor(None, self.runtime.load_grids, self.clock(), self.results)
         self._call_hook("startup")
         self._web = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await self._web.setup()
@@ -165,10 +169,27 @@ class Daemon:
             await self.stop()
 
     # -- what the web layer reads --------------------------------------------------------------
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alerts as /api/v1/alerts shows them (the alerting feature fills this in)."""
+        return []
+
+    def lights(self) -> list[GridLight]:
+        grids = self.runtime.registry.cached() if self.runtime and self.runtime.registry else {}
+        return light.compute(grids, self.results.all_samples(), self.alerts())
+
+    def _grid_families(self) -> Iterator[Metric]:
+        yield from light.metric_families(self.lights())
+        if self.runtime is not None:
+            yield from calendar_families(self.runtime.calendar)
+
     def not_ready(self) -> list[str]:
         if self.runtime is None:
             return ["config"]
         return [n for n, r in self.runtime.runners.items() if r.state.last_run is None]
+
+    def ingest_sources(self) -> list[Any]:
+        sources = self.runtime.sources.values() if self.runtime else ()
+        return [s for s in sources if callable(getattr(s, "ingest", None))]
 
     def status(self) -> dict[str, Any]:
         return {

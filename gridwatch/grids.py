@@ -46,5 +46,9 @@ class GridRegistry:
         self._cache, self._loaded = grids, time.monotonic()
         return grids
 
+    def cached(self) -> dict[str, Grid]:
+        """The last loaded grids (empty before the first load); never touches the source."""
+        return self._cache or {}
+
     def invalidate(self) -> None:
         self._cache = None

@@ -6,6 +6,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
+from gridwatch import light
 from gridwatch.config import Settings
 from gridwatch.plugins import PluginHost
 from gridwatch.results import Results
@@ -36,11 +37,15 @@ async def run_once(
                 {"check": name, "metric": s.metric, "labels": dict(s.labels), "value": s.value}
                 for s in outcome.samples
             ]
+        grids = runtime.registry.cached() if runtime.registry else {}
+        if runtime.registry is not None and not grids:
+            grids = runtime.load_grids(now, results)
+        lights = [gl.as_dict() for gl in light.compute(grids, results.all_samples())]
         return {
             "now": now.isoformat(),
             "samples": samples,
             "alerts": [],
-            "grids": [],
+            "grids": lights,
             "errors": errors,
         }
     finally:

@@ -18,14 +18,15 @@ from gridwatch.api import (
     Check,
     CheckError,
     Environment,
+    Grid,
     RunContext,
     Sample,
     Source,
     SourceUnavailable,
     validate_sample,
 )
-from gridwatch.config import CheckSpec, Settings
 from gridwatch.calendar import WorkCalendar
+from gridwatch.config import CheckSpec, Settings
 from gridwatch.grids import GridRegistry
 from gridwatch.plugins import PluginHost
 from gridwatch.results import CheckState, Results, SourceState
@@ -153,9 +154,34 @@ class Runtime:
             if runner.source is not None:
                 self._source_status(results, runner, True, None)
         outcome.duration = time.monotonic() - started
+        self._drain(ctx, runner.source)
         results.count_rejected(ctx.rejected, ctx.examples)
         self._record(runner, outcome, started_wall)
         return outcome
+
+    def _drain(self, ctx: RunContext, *sources: Source | None) -> None:
+        """Fold file-level rejections a source counted itself (bad encoding...) into ``ctx``."""
+        if self.registry is not None:
+            sources = (*sources, self.registry.source)
+        for source in {id(s): s for s in sources if s is not None}.values():
+            drain = getattr(source, "drain_rejected", None)
+            if drain is not None:
+                for reason, n in (drain() or {}).items():
+                    ctx.rejected[(source.name, reason)] += n
+
+    def load_grids(self, now: datetime, results: Results) -> dict[str, Grid]:
+        """Load the registry outside a check run (start-up, the API); failures leave it empty."""
+        if self.registry is None:
+            return {}
+        ctx = self.context(now, time.monotonic() + 30, "grids")
+        try:
+            grids = self.registry.load(ctx)
+        except Exception as exc:
+            log.warning("cannot load the grid registry from %s: %s", self.registry.source.name, exc)
+            grids = {}
+        self._drain(ctx)
+        results.count_rejected(ctx.rejected, ctx.examples)
+        return grids
 
     def context(self, now: datetime, deadline: float, check: str) -> RunContext:
         ctx = RunContext(

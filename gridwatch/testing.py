@@ -221,7 +221,8 @@ def run_check(
     path.write_text(
         f'timezone = "{timezone}"\n[state]\npath = "state.db"\n[grids]\nsource = "data"\n'
         f'[sources.data]\ntype = "sqlite"\npath = "{db.name}"\n'
-        f'{config}\n[[checks]]\nname = "{check_type}"\ntype = "{check_type}"\nsource = "data"\n{opts}',
+        f'{config}\n[[checks]]\nname = "{check_type}"\ntype = "{check_type}"\n'
+        f'source = "data"\n{opts}',
         encoding="utf-8",
     )
     tomllib.loads(path.read_text(encoding="utf-8"))  # a bad option value fails here, clearly

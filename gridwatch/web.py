@@ -69,6 +69,40 @@ async def status(request: web.Request) -> web.Response:
     return json_response(request.app[DAEMON].status())
 
 
+async def grids(request: web.Request) -> web.Response:
+    return json_response([gl.as_dict() for gl in request.app[DAEMON].lights()])
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """Rows pushed by a platform or an SMS gateway into an ``ingest`` source."""
+    daemon = request.app[DAEMON]
+    sources = daemon.ingest_sources()
+    name = request.query.get("source")
+    if name is not None:
+        sources = [s for s in sources if s.name == name]
+    if len(sources) != 1:
+        raise web.HTTPNotFound(
+            text="no ingest source" if not sources else "several ingest sources: add ?source=NAME"
+        )
+    source = sources[0]
+    if not source.authorized(request.headers.get("Authorization")):
+        raise web.HTTPUnauthorized(
+            text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        payload = await request.json(loads=json.loads)
+    except ValueError:
+        raise web.HTTPBadRequest(text="the body is not valid JSON") from None
+    table = request.match_info["table"]
+    try:
+        n = await asyncio.get_running_loop().run_in_executor(
+            daemon.web_pool, source.ingest, table, payload
+        )
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return json_response({"stored": n, "table": table}, 201 if n else 200)
+
+
 def make_app(daemon: Daemon) -> web.Application:
     app = web.Application(middlewares=[json_errors], client_max_size=1024 * 1024)
     app[DAEMON] = daemon
@@ -76,4 +110,6 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/grids", grids)
+    app.router.add_post("/api/v1/ingest/{table}", ingest)
     return app
