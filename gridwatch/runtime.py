@@ -60,9 +60,7 @@ class BuildError(Exception):
 
 
 class Runtime:
-    def __init__(
-        self, settings: Settings, host: PluginHost, loop: asyncio.AbstractEventLoop | None = None
-    ):
+    def __init__(self, settings: Settings, host: PluginHost, loop: asyncio.AbstractEventLoop | None = None):
         self.settings = settings
         self.host = host
         self.env = Environment(
@@ -131,12 +129,7 @@ class Runtime:
             runner.state.runs["skipped"] += 1
             return outcome
         started_wall, started = time.time(), time.monotonic()
-        ctx = RunContext(
-            now=now,
-            tz=self.settings.timezone,
-            deadline=started + runner.spec.timeout,
-            extras=self.extras,
-        )
+        ctx = self.context(now, started + runner.spec.timeout, runner.spec.name)
         try:
             samples = await self._execute(runner, ctx)
             outcome = Outcome("success", samples)
