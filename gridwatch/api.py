@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from gridwatch.durations import Duration
 
 PLUGIN_API_VERSION = 1
 """Bumped when a change to this module would break existing plugins."""
@@ -73,9 +75,7 @@ def validate_sample(obj: object) -> Sample:
             raise CheckError(f"invalid label name {k!r} on {obj.metric}")
         v = "" if v is None else str(v)
         if len(v) > MAX_LABEL_VALUE:
-            raise CheckError(
-                f"label {k} on {obj.metric} is longer than {MAX_LABEL_VALUE} characters"
-            )
+            raise CheckError(f"label {k} on {obj.metric} is longer than {MAX_LABEL_VALUE} characters")
         labels[k] = v
     try:
         value = float(obj.value)
@@ -174,9 +174,7 @@ class Source:
         """Run a parameterised read-only query; sources without SQL raise CheckError."""
         raise CheckError(f"source {self.name!r} ({self.type}) does not run SQL queries")
 
-    def read(
-        self, table: str, columns: Sequence[str], *, deadline: float = math.inf
-    ) -> Iterable[dict[str, Any]]:
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> Iterable[dict[str, Any]]:
         """Rows of a standard-schema table, keyed by the standard column names.
 
         Sources map names through ``tables``/``columns`` options; a missing table or column
@@ -217,6 +215,11 @@ class Check:
         self.source = source
         self.env = env
 
+    @classmethod
+    def produces(cls, options: Options) -> set[str]:
+        """Metric names an instance with these options produces (rules are checked against it)."""
+        return set(cls.metrics)
+
     def metric_help(self) -> dict[str, str]:
         """Help text per metric this instance produces (override when names come from config)."""
         return dict(self.metrics)
@@ -228,13 +231,40 @@ class Check:
         """Release what the check holds; called on reload and shutdown."""
 
 
+class NotifierOptions(Options):
+    """Routing and pacing every notifier shares."""
+
+    min_severity: Literal["warning", "critical"] = "warning"
+    match: dict[str, str] = {}
+    """only alerts whose labels have these values"""
+    max_per_minute: int = Field(0, ge=0)
+    """deliveries per minute at most (0: no limit); chat robots allow 20"""
+    batch: int = Field(50, ge=1)
+    """notifications handed to one ``send`` at most"""
+    timeout: Duration = 10.0
+
+
 class Notifier:
-    """Delivers alert notifications to a receiver (Alertmanager, a webhook, a chat robot)."""
+    """Delivers alert notifications to a receiver (Alertmanager, a webhook, a chat robot).
+
+    The core hands ``send`` a batch of alerts in Alertmanager's shape (``status``, ``labels``
+    incl. ``severity``, ``annotations``, ``startsAt``, ``endsAt``, ``fingerprint``) from the
+    durable outbox; raising means "not delivered, retry later". Never put a secret (a robot
+    key, a token) into an exception message: it is logged and shown in the status API.
+    """
 
     type: ClassVar[str]
-    Options: ClassVar[type[Options]] = Options
+    Options: ClassVar[type[Options]] = NotifierOptions
+    resend_interval: float | None = None
+    """If set, firing alerts are re-sent this often (Alertmanager expects it)."""
 
     def __init__(self, name: str, options: Options, env: Environment) -> None:
         self.name = name
         self.options = options
         self.env = env
+
+    async def send(self, session: Any, alerts: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    async def resend(self, session: Any, firing: list[dict[str, Any]]) -> None:
+        """Re-send the alerts still firing (only called when ``resend_interval`` is set)."""

@@ -132,19 +132,14 @@ def parse_limit(text: str) -> tuple[int, str]:
     """
     m = _LIMIT_RE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
-        raise ValueError(
-            f"invalid time limit {text!r}: expected a whole number of days ('3d') "
-            "or working days ('5wd')"
-        )
+        raise ValueError(f"invalid time limit {text!r}: expected a whole number of days ('3d') or working days ('5wd')")
     n = int(m.group(1))
     if n < 1:
         raise ValueError(f"invalid time limit {text!r}: the number must be at least 1")
     return n, m.group(2)
 
 
-def incident_deadline(
-    reported_at: datetime, limit: str, cal: WorkCalendar, extended: bool = False
-) -> datetime:
+def incident_deadline(reported_at: datetime, limit: str, cal: WorkCalendar, extended: bool = False) -> datetime:
     """When a case reported at `reported_at` must be closed.
 
     "Nd" is N×24 h of elapsed time (counted in UTC, so a DST change cannot stretch it);

@@ -22,18 +22,14 @@ EXIT_CONFIG = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gridwatch", description="Monitoring daemon for community grid management."
-    )
+    p = argparse.ArgumentParser(prog="gridwatch", description="Monitoring daemon for community grid management.")
     p.add_argument("--version", action="version", version=f"gridwatch {__version__}")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument(
-            "-c", "--config", help="config file (default: $GRIDWATCH_CONFIG or ./gridwatch.toml)"
-        )
+        sp.add_argument("-c", "--config", help="config file (default: $GRIDWATCH_CONFIG or ./gridwatch.toml)")
         return sp
 
     with_config(sub.add_parser("run", help="run the daemon"))
@@ -44,6 +40,19 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument("--json", action="store_true", help="print one JSON object")
     plugins = with_config(sub.add_parser("plugins", help="list plugins and the types they provide"))
     plugins.add_argument("--json", action="store_true")
+    alerts = with_config(sub.add_parser("alerts", help="alerts in the state database"))
+    alerts.add_argument("--json", action="store_true")
+    alerts.add_argument("--history", type=int, metavar="N", help="also the last N transitions")
+    silence = with_config(sub.add_parser("silence", help="add, list or expire silences"))
+    silence_sub = silence.add_subparsers(dest="action", required=True)
+    add = silence_sub.add_parser("add", help="silence alerts matching all matchers")
+    add.add_argument("matchers", nargs="+", metavar="NAME=VALUE", help="label matchers (NAME=~REGEX too)")
+    add.add_argument("--duration", default="2h", help="how long (default 2h)")
+    add.add_argument("--author", required=True)
+    add.add_argument("--comment", default="")
+    silence_sub.add_parser("list", help="list silences")
+    expire = silence_sub.add_parser("expire", help="end a silence now")
+    expire.add_argument("id")
     demo = sub.add_parser("demo", help="write the synthetic demo city into SQLite")
     demo.add_argument("--db", default="var/demo.db", help="output file (default: var/demo.db)")
     demo.add_argument("--grids", type=int, default=60)
@@ -64,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         "once": cmd_once,
         "plugins": cmd_plugins,
         "demo": cmd_demo,
+        "alerts": cmd_alerts,
+        "silence": cmd_silence,
     }[args.command]
     try:
         return handler(args)
@@ -141,19 +152,13 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     host = PluginHost.default(dirs)
     infos = [i.as_dict() for i in host.info.values()]
     if args.json:
-        print(
-            json.dumps(
-                {"api_version": PLUGIN_API_VERSION, "plugins": infos}, ensure_ascii=False, indent=2
-            )
-        )
+        print(json.dumps({"api_version": PLUGIN_API_VERSION, "plugins": infos}, ensure_ascii=False, indent=2))
         return 0
     print(f"plugin API version {PLUGIN_API_VERSION}")
     for i in infos:
         where = f" ({i['location']})" if i["location"] else ""
         types = "; ".join(f"{k}: {', '.join(v)}" for k, v in i["types"].items()) or "-"
-        print(
-            f"{i['name']}  [{i['origin']}{where}]  types: {types}  hooks: {', '.join(i['hooks'])}"
-        )
+        print(f"{i['name']}  [{i['origin']}{where}]  types: {types}  hooks: {', '.join(i['hooks'])}")
     return 0
 
 
@@ -165,4 +170,87 @@ def cmd_demo(args: argparse.Namespace) -> int:
     now = parse_now(args.now, ZoneInfo("Asia/Shanghai")) if args.now else None
     counts = demo.generate(Path(args.db), grids=args.grids, seed=args.seed, now=now, days=args.days)
     print(f"{args.db}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    return 0
+
+
+def _state(args: argparse.Namespace) -> Any:
+    from gridwatch.store import Store
+
+    settings, _ = config.load(config.config_path(args.config))
+    store = Store(settings.state_path, settings.history)
+    store.open()
+    return store
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """Read alert state straight from the state database: works with the daemon down."""
+    import time
+
+    from gridwatch.alerts import AlertEngine
+
+    store = _state(args)
+    try:
+        engine = AlertEngine()
+        store.call(engine.load)
+        views = engine.views(time.time())
+        history = (
+            store.call(
+                lambda db: list(
+                    db.query(
+                        "SELECT at, alert, labels, from_state, to_state, severity, value FROM alert_history "
+                        "ORDER BY id DESC LIMIT ?",
+                        [args.history],
+                    )
+                )
+            )
+            if args.history
+            else []
+        )
+    finally:
+        store.close()
+    if args.json:
+        print(
+            json.dumps(
+                views if not args.history else {"alerts": views, "history": history}, ensure_ascii=False, indent=2
+            )
+        )
+        return 0
+    for v in views:
+        mark = " (silenced)" if v["silenced"] else ""
+        labels = ",".join(f"{k}={val}" for k, val in v["labels"].items() if k != "alertname")
+        print(f"{v['state']:<9}{v['severity']:<9}{v['alert']} {{{labels}}} {v['summary']}{mark}")
+    for h in history:
+        when = datetime.fromtimestamp(h["at"], UTC).isoformat()
+        print(f"{when} {h['alert']} {h['labels']} {h['from_state']} -> {h['to_state']} ({h['severity']})")
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    import time
+
+    from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
+    from gridwatch.durations import parse_duration
+
+    store = _state(args)
+    now = time.time()
+    try:
+        if args.action == "add":
+            try:
+                matchers = parse_matchers(args.matchers)
+                seconds = parse_duration(args.duration)
+            except ValueError as exc:
+                print(f"gridwatch: {exc}", file=sys.stderr)
+                return 2
+            s = store.call(add_silence, matchers, now, now + seconds, args.author, args.comment, now)
+            print(s.id)
+        elif args.action == "list":
+            for s in store.call(load_silences):
+                v = s.view(now)
+                m = ",".join(f"{x['name']}{'=~' if x['isRegex'] else '='}{x['value']}" for x in s.matchers)
+                print(f"{s.id} {v['status']['state']:<8} {m} until {v['endsAt']} by {s.created_by}: {s.comment}")
+        elif not store.call(expire_silence, args.id, now):
+            print(f"gridwatch: no active silence {args.id}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
     return 0

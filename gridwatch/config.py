@@ -7,6 +7,7 @@ types alike.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gridwatch.api import Options
 from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
+from gridwatch.rules import Rule
 
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -34,11 +36,7 @@ class ConfigError:
     message: str
 
     def __str__(self) -> str:
-        return (
-            f"{self.file}: {self.path}: {self.message}"
-            if self.path
-            else f"{self.file}: {self.message}"
-        )
+        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
 
 
 class ConfigErrors(Exception):
@@ -55,6 +53,11 @@ class _Strict(BaseModel):
 
 class ServerSection(_Strict):
     listen: str = "127.0.0.1:9477"
+    token: str | None = None
+    """bearer token for write endpoints (silences); prefer token_sha256 in a shared file"""
+    token_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    external_url: str = ""
+    """how people reach this gridwatch; links in notifications point here"""
 
     @field_validator("listen")
     @classmethod
@@ -82,8 +85,17 @@ class CalendarSection(_Strict):
     workdays: list[date] = []
 
 
+class AlertingSection(_Strict):
+    evaluation_interval: Duration = 15.0
+    resolved_retention: Duration = 900.0
+    history: int = Field(10_000, ge=100)
+
+
 class Root(_Strict):
     timezone: str = "Asia/Shanghai"
+    alerting: AlertingSection = AlertingSection()
+    notifiers: dict[str, dict[str, Any]] = {}
+    rules: list[dict[str, Any]] = []
     grids: GridsSection = GridsSection()
     calendar: CalendarSection = CalendarSection()
     server: ServerSection = ServerSection()
@@ -112,6 +124,13 @@ class CheckBase(_Strict):
 
 class SourceBase(_Strict):
     type: str
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    name: str
+    type: str
+    options: Options
 
 
 @dataclass(frozen=True)
@@ -148,6 +167,11 @@ class Settings:
     grids_refresh: float = 30.0
     holidays: list[date] = field(default_factory=list)
     workdays: list[date] = field(default_factory=list)
+    notifiers: dict[str, NotifierSpec] = field(default_factory=dict)
+    rules: dict[str, Rule] = field(default_factory=dict)
+    alerting: AlertingSection = field(default_factory=AlertingSection)
+    token_sha256: str | None = None
+    external_url: str = ""
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -186,9 +210,7 @@ def read(path: Path, errors: list[ConfigError] | None = None) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigErrors(
-            [ConfigError(fname, "", f"cannot read: {exc.strerror or exc}")]
-        ) from None
+        raise ConfigErrors([ConfigError(fname, "", f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise ConfigErrors([ConfigError(fname, "", f"not UTF-8: {exc.reason}")]) from None
     try:
@@ -210,9 +232,7 @@ def _substitute(value: Any, path: str, fname: str, errors: list[ConfigError]) ->
         def repl(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in os.environ:
-                errors.append(
-                    ConfigError(fname, path, f"environment variable ${{{name}}} is not set")
-                )
+                errors.append(ConfigError(fname, path, f"environment variable ${{{name}}} is not set"))
                 return ""
             return os.environ[name]
 
@@ -250,9 +270,7 @@ def _pydantic_errors(exc: ValidationError, prefix: str, fname: str) -> list[Conf
     return out
 
 
-def _validate(
-    model: type[BaseModel], data: Any, prefix: str, fname: str, errors: list[ConfigError]
-) -> Any:
+def _validate(model: type[BaseModel], data: Any, prefix: str, fname: str, errors: list[ConfigError]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -285,9 +303,7 @@ def load(path: Path, host: PluginHost | None = None) -> tuple[Settings, PluginHo
     return validate(data, path, host, env_errors), host
 
 
-def validate(
-    data: dict[str, Any], path: Path, host: PluginHost, errors: list[ConfigError] | None = None
-) -> Settings:
+def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[ConfigError] | None = None) -> Settings:
     fname = str(path)
     errors = list(errors or ())
     root = _validate(Root, data, "", fname, errors)
@@ -299,9 +315,7 @@ def validate(
     for name, entry in sources_raw.items():
         prefix = _join("sources", name)
         if not re.fullmatch(NAME, name):
-            errors.append(
-                ConfigError(fname, prefix, "a source name may hold letters, digits, _ . -")
-            )
+            errors.append(ConfigError(fname, prefix, "a source name may hold letters, digits, _ . -"))
         spec = _typed(entry, prefix, SourceBase, host.types["source"], "source", fname, errors)
         if spec:
             base, options = spec
@@ -316,25 +330,36 @@ def validate(
             continue
         base, options = spec
         if base.name in seen:
-            errors.append(
-                ConfigError(fname, f"{prefix}.name", f"duplicate check name {base.name!r}")
-            )
+            errors.append(ConfigError(fname, f"{prefix}.name", f"duplicate check name {base.name!r}"))
         seen.add(base.name)
         cls = host.check_type(base.type)
         if base.source is None and cls is not None and cls.needs_source:
-            errors.append(
-                ConfigError(fname, f"{prefix}.source", f"check type {base.type!r} needs a source")
-            )
+            errors.append(ConfigError(fname, f"{prefix}.source", f"check type {base.type!r} needs a source"))
         elif base.source is not None and base.source not in sources_raw:
             errors.append(ConfigError(fname, f"{prefix}.source", f"unknown source {base.source!r}"))
         if base.timeout <= 0 or base.interval <= 0:
             errors.append(ConfigError(fname, prefix, "interval and timeout must be positive"))
-        checks.append(
-            CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options)
-        )
+        checks.append(CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options))
 
     if root is not None and root.grids.source is not None and root.grids.source not in sources_raw:
         errors.append(ConfigError(fname, "grids.source", f"unknown source {root.grids.source!r}"))
+    notifiers: dict[str, NotifierSpec] = {}
+    notifiers_raw = data.get("notifiers") if isinstance(data.get("notifiers"), dict) else {}
+    for name, entry in notifiers_raw.items():
+        spec = _typed(
+            entry,
+            _join("notifiers", name),
+            SourceBase,
+            host.types["notifier"],
+            "notifier",
+            fname,
+            errors,
+        )
+        if spec:
+            notifiers[name] = NotifierSpec(name, spec[0].type, spec[1])
+
+    rules = _rules(data, host, checks, fname, errors)
+
     if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
         errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
     if errors or root is None:
@@ -355,6 +380,11 @@ def validate(
         grids_refresh=root.grids.refresh,
         holidays=list(root.calendar.holidays),
         workdays=list(root.calendar.workdays),
+        notifiers=notifiers,
+        rules=rules,
+        alerting=root.alerting,
+        token_sha256=_token_digest(root.server),
+        external_url=root.server.external_url,
         raw=data,
     )
 
@@ -373,26 +403,86 @@ def _typed(
         errors.append(ConfigError(fname, prefix, f"expected a table, got {type(entry).__name__}"))
         return None
     common = set(base_model.model_fields)
-    base = _validate(
-        base_model, {k: v for k, v in entry.items() if k in common}, prefix, fname, errors
-    )
+    base = _validate(base_model, {k: v for k, v in entry.items() if k in common}, prefix, fname, errors)
     type_name = entry.get("type")
     cls = types.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
         if isinstance(type_name, str):
             known = ", ".join(sorted(types)) or "none"
-            errors.append(
-                ConfigError(
-                    fname, f"{prefix}.type", f"unknown {kind} type {type_name!r} (known: {known})"
-                )
-            )
+            errors.append(ConfigError(fname, f"{prefix}.type", f"unknown {kind} type {type_name!r} (known: {known})"))
         return None
-    options = _validate(
-        cls.Options, {k: v for k, v in entry.items() if k not in common}, prefix, fname, errors
-    )
+    options = _validate(cls.Options, {k: v for k, v in entry.items() if k not in common}, prefix, fname, errors)
     if base is None or options is None:
         return None
     return base, options
+
+
+CORE_METRICS = {
+    "gridwatch_grid_light",
+    "gridwatch_grid_info",
+    "gridwatch_source_up",
+    "gridwatch_check_runs_total",
+    "gridwatch_check_duration_seconds",
+    "gridwatch_check_last_success_timestamp_seconds",
+    "gridwatch_source_rows_rejected_total",
+    "gridwatch_notification_queue_length",
+}
+
+
+def _rules(
+    data: dict[str, Any],
+    host: PluginHost,
+    checks: list[CheckSpec],
+    fname: str,
+    errors: list[ConfigError],
+) -> dict[str, Rule]:
+    """Default rules from plugins, overridden or disabled by name by ``[[rules]]``.
+
+    A configured rule must watch a metric some configured check produces; a default rule whose
+    metric nobody produces is simply not in force.
+    """
+    produced = set(CORE_METRICS)
+    for c in checks:
+        cls = host.check_type(c.type)
+        if cls is not None:
+            produced |= cls.produces(c.options)
+    defaults: dict[str, dict[str, Any]] = {}
+    for plugin, result in host.call("default_rules"):
+        if isinstance(result, Exception):
+            errors.append(ConfigError(fname, "rules", f"plugin {plugin!r}: default_rules() failed: {result!r}"))
+            continue
+        for entry in result or ():
+            try:
+                rule = Rule.model_validate(entry)
+            except ValidationError as exc:
+                errors.append(ConfigError(fname, "rules", f"plugin {plugin!r}: bad default rule: {exc}"))
+                continue
+            if rule.metric in produced:
+                defaults[rule.alert] = dict(entry)
+    rules = {name: Rule.model_validate(entry) for name, entry in defaults.items()}
+    raw = data.get("rules") if isinstance(data.get("rules"), list) else []
+    for i, entry in enumerate(raw):
+        prefix = f"rules[{i}]"
+        if not isinstance(entry, dict):
+            errors.append(ConfigError(fname, prefix, "expected a table"))
+            continue
+        merged = {**defaults.get(entry.get("alert"), {}), **entry}  # type: ignore[arg-type]
+        rule = _validate(Rule, merged, prefix, fname, errors)
+        if rule is None:
+            continue
+        if rule.enabled and rule.metric not in produced:
+            errors.append(ConfigError(fname, f"{prefix}.metric", f"no configured check produces {rule.metric!r}"))
+            continue
+        rules[rule.alert] = rule
+    return rules
+
+
+def _token_digest(server: ServerSection) -> str | None:
+    if server.token_sha256:
+        return server.token_sha256.lower()
+    if server.token:
+        return hashlib.sha256(server.token.encode()).hexdigest()
+    return None
 
 
 def problems(path: Path) -> Iterable[str]:

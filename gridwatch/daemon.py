@@ -15,6 +15,8 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from gridwatch import __version__, config, light
+from gridwatch.alerting import Alerting
+from gridwatch.api import Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
 from gridwatch.light import GridLight, calendar_families
 from gridwatch.metrics import GridwatchCollector, registry
@@ -46,6 +48,7 @@ class Daemon:
         self.store = Store(self.settings.state_path, self.settings.history)
         self.runtime: Runtime | None = None
         self.scheduler: Scheduler | None = None
+        self.alerting: Alerting | None = None
         self._web: web.AppRunner | None = None
         self._stop = asyncio.Event()
 
@@ -58,6 +61,8 @@ class Daemon:
         self.results.replace(*self.runtime.states())
         await loop.run_in_executor(None, self.runtime.ping_sources, self.results)
         await loop.run_in_executor(None, self.runtime.load_grids, self.clock(), self.results)
+        self.alerting = self._alerting(self.settings, self.runtime)
+        await self.alerting.start(self._rule_inputs)
         self._call_hook("startup")
         self._web = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await self._web.setup()
@@ -71,6 +76,14 @@ class Daemon:
             len(self.runtime.runners),
         )
         self._start_scheduler()
+
+    def _alerting(self, settings: Settings, runtime: Runtime) -> Alerting:
+        return Alerting(settings, self.host, self.store, runtime.env, clock=lambda: self.clock().timestamp())
+
+    def _rule_inputs(self) -> tuple[list[Sample], dict[str, Grid]]:
+        runtime = self.runtime
+        grids = runtime.registry.cached() if runtime is not None and runtime.registry is not None else {}
+        return self.results.all_samples(), grids
 
     def _start_scheduler(self) -> None:
         assert self.runtime is not None
@@ -91,9 +104,9 @@ class Daemon:
                     outcome.error,
                 )
             except Exception:
-                log.exception(
-                    "could not record the run of %s in the state database", runner.spec.name
-                )
+                log.exception("could not record the run of %s in the state database", runner.spec.name)
+            if self.alerting is not None:
+                self.alerting.poke()
         return outcome
 
     async def reload(self) -> bool:
@@ -103,6 +116,7 @@ class Daemon:
             settings, _ = config.load(self.config_path, host=self.host)
             runtime = Runtime(settings, self.host, loop)
             runtime.state = self.store
+            alerting = self._alerting(settings, runtime)
         except ConfigErrors as exc:
             for err in exc.errors:
                 log.error("reload rejected: %s", err)
@@ -120,10 +134,14 @@ class Daemon:
             log.warning("server.listen and state.path changes take effect on restart")
         assert self.scheduler is not None and self.runtime is not None
         await self.scheduler.stop(SHUTDOWN_GRACE)
+        if self.alerting is not None:
+            await self.alerting.stop()
         old, self.runtime, self.settings = self.runtime, runtime, settings
         self.results.replace(*runtime.states())
         old.close()
         await loop.run_in_executor(None, runtime.ping_sources, self.results)
+        self.alerting = alerting
+        await alerting.start(self._rule_inputs)
         self._start_scheduler()
         self.results.reload_ok = True
         log.info("config reloaded: %d check(s)", len(runtime.runners))
@@ -132,6 +150,8 @@ class Daemon:
     async def stop(self) -> None:
         if self.scheduler is not None:
             await self.scheduler.stop(SHUTDOWN_GRACE)
+        if self.alerting is not None:
+            await self.alerting.stop()
         self._call_hook("shutdown")
         if self._web is not None:
             await self._web.cleanup()
@@ -170,17 +190,20 @@ class Daemon:
 
     # -- what the web layer reads --------------------------------------------------------------
     def alerts(self) -> list[dict[str, Any]]:
-        """Alerts as /api/v1/alerts shows them (the alerting feature fills this in)."""
-        return []
+        """Alerts as /api/v1/alerts shows them, newest first."""
+        return self.alerting.views() if self.alerting is not None else []
 
     def lights(self) -> list[GridLight]:
         grids = self.runtime.registry.cached() if self.runtime and self.runtime.registry else {}
-        return light.compute(grids, self.results.all_samples(), self.alerts())
+        rule_metrics = {name: r.metric for name, r in self.settings.rules.items()}
+        return light.compute(grids, self.results.all_samples(), self.alerts(), rule_metrics)
 
     def _grid_families(self) -> Iterator[Metric]:
         yield from light.metric_families(self.lights())
         if self.runtime is not None:
             yield from calendar_families(self.runtime.calendar)
+        if self.alerting is not None:
+            yield from self.alerting.metric_families()
 
     def not_ready(self) -> list[str]:
         if self.runtime is None:

@@ -286,9 +286,7 @@ class _City:
         self.now_s = self.T * _DAY + now.hour * 3600 + now.minute * 60 + now.second
         self.dates = [(self.base + timedelta(days=k)).isoformat() for k in range(days)]
         self.daystr = [d + " " for d in self.dates]
-        self.tod = [
-            f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)
-        ]
+        self.tod = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
         self.grids = _layout(grids)
         self._workdays: dict[int, bool] = {}
         self._households()
@@ -511,9 +509,7 @@ class _City:
             if "major_open" in g.roles:
                 rep = max(0, now_s - 7200 - int(rand() * 14400))
                 acc, dis = rep + 600, rep + 2400
-                yield row(
-                    gid, "major_dispute", "major", "special", [rep, acc, dis, None, None], 0, 0
-                )
+                yield row(gid, "major_dispute", "major", "special", [rep, acc, dis, None, None], 0, 0)
             if "incidents_overdue" in g.roles:
                 for k in range(1 + g.idx % 2):
                     age = int(_DAY * (4 + 6 * rand())) if k == 0 else int(_DAY * (8 + 4 * rand()))
@@ -589,9 +585,7 @@ class _City:
         while d <= today:
             if d.weekday() == 4:  # Friday: the weekly form, due that day
                 y, w, _ = d.isocalendar()
-                plans.append(
-                    ("weekly", f"{y}-W{w:02d}", d - timedelta(days=1), d, d + timedelta(3))
-                )
+                plans.append(("weekly", f"{y}-W{w:02d}", d - timedelta(days=1), d, d + timedelta(3)))
             if d.weekday() in (1, 4):  # Tuesday and Friday, by the cutoff
                 plans.append(("twice_weekly", d.isoformat(), d, d, d))
             if d.day == 1:  # the previous month, due by the 5th

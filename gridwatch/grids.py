@@ -15,9 +15,7 @@ ZONES = {"red", "yellow", "blue"}
 class GridRegistry:
     """Loads the grid list, at most once per ``ttl`` seconds (grids change rarely)."""
 
-    def __init__(
-        self, source: Source, ttl: float = 30.0, select: Callable[[Grid], bool] | None = None
-    ):
+    def __init__(self, source: Source, ttl: float = 30.0, select: Callable[[Grid], bool] | None = None):
         self.source = source
         self.ttl = ttl
         self.select = select  # sharding: which grids this instance watches

@@ -23,6 +23,8 @@ CATEGORY_ZH = {
     "floating": "流动人口",
     "pregnant": "孕妇",
     "elderly_alone": "独居老人",
+    "disabled": "残疾人",
+    "left_behind_child": "留守儿童",
 }
 KIND_ZH = {
     "daily": "日报",
@@ -39,6 +41,7 @@ class Reason:
     light: str
     code: str
     text: str  # Chinese, as command centres read it
+    metric: str = ""
 
     def as_dict(self) -> dict[str, str]:
         return {"light": self.light, "code": self.code, "text": self.text}
@@ -72,9 +75,7 @@ def _reasons(metric: str, labels: Mapping[str, str], value: float) -> Reason | N
         return Reason(RED, "major_incident_open", f"重大案件未结 {n} 件")
     if metric == "gridwatch_report_daily_status":
         if value >= 3:
-            return Reason(
-                RED, "daily_report_flagged", "今日报送反映重大矛盾纠纷、预警性纠纷或上访动向"
-            )
+            return Reason(RED, "daily_report_flagged", "今日报送反映重大矛盾纠纷、预警性纠纷或上访动向")
         if value >= 2:
             return Reason(YELLOW, "daily_report_missing", "今日信息未按时报送")
     if metric == "gridwatch_incidents_overdue" and value > 0:
@@ -95,32 +96,42 @@ def _reasons(metric: str, labels: Mapping[str, str], value: float) -> Reason | N
 
 
 def compute(
-    grids: Mapping[str, Grid], samples: Iterable[Sample], alerts: Iterable[Mapping[str, Any]] = ()
+    grids: Mapping[str, Grid],
+    samples: Iterable[Sample],
+    alerts: Iterable[Mapping[str, Any]] = (),
+    rule_metrics: Mapping[str, str] | None = None,
 ) -> list[GridLight]:
     """Lights for every registered grid, in registry order.
 
     ``alerts`` are firing alerts as /api/v1/alerts shows them: a critical one on a grid turns it
-    red, a warning yellow; its summary is the reason. A reason the samples already give is not
-    repeated by the alert that mirrors it.
+    red, a warning yellow; its summary is the reason. An alert whose rule watches a metric that
+    already gave the grid a reason (``rule_metrics``: alert name → metric) only raises the
+    colour, without repeating the reason in other words.
     """
     found: dict[str, list[Reason]] = defaultdict(list)
+    said: set[tuple[str, str]] = set()  # (grid, metric) pairs that gave a reason
     for s in samples:
         grid = s.labels.get("grid")
         if grid in grids:
             reason = _reasons(s.metric, s.labels, s.value)
             if reason is not None:
+                reason.metric = s.metric
                 found[grid].append(reason)
+                said.add((grid, s.metric))
     for a in alerts:
         grid = a.get("labels", {}).get("grid")
-        if (
-            grid in grids
-            and a.get("state") == "firing"
-            and a.get("severity") in ("warning", "critical")
-        ):
-            light = RED if a["severity"] == "critical" else YELLOW
-            text = a.get("summary") or a.get("alert", "")
-            if not any(r.text == text for r in found[grid]):
-                found[grid].append(Reason(light, f"alert:{a.get('alert')}", text))
+        if grid not in grids or a.get("state") != "firing" or a.get("severity") not in ("warning", "critical"):
+            continue
+        light = RED if a["severity"] == "critical" else YELLOW
+        metric = (rule_metrics or {}).get(a.get("alert", ""))
+        if (grid, metric) in said:
+            for r in found[grid]:  # the samples explain it already; the alert may still raise the colour
+                if r.metric == metric and LEVEL[light] > LEVEL[r.light]:
+                    r.light = light
+            continue
+        text = a.get("summary") or a.get("alert", "")
+        if not any(r.text == text for r in found[grid]):
+            found[grid].append(Reason(light, f"alert:{a.get('alert')}", text))
     out = []
     for gid, grid in grids.items():
         reasons = sorted(found.get(gid, []), key=lambda r: -LEVEL[r.light])
@@ -135,9 +146,7 @@ def metric_families(lights: list[GridLight]) -> Iterator[Metric]:
         "Grid names; join on the grid label",
         labels=["grid", "name", "community", "street"],
     )
-    colour = GaugeMetricFamily(
-        "gridwatch_grid_light", "The grid's light: 0 green, 1 yellow, 2 red", labels=["grid"]
-    )
+    colour = GaugeMetricFamily("gridwatch_grid_light", "The grid's light: 0 green, 1 yellow, 2 red", labels=["grid"])
     for gl in lights:
         g = gl.grid
         info.add_metric([g.grid_id, g.name, g.community, g.street], 1)

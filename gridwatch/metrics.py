@@ -29,15 +29,11 @@ class GridwatchCollector(Collector):
         checks = list(results.checks.values())
         sources = list(results.sources.values())
 
-        info = GaugeMetricFamily(
-            "gridwatch_build_info", "gridwatch build information", labels=["version"]
-        )
+        info = GaugeMetricFamily("gridwatch_build_info", "gridwatch build information", labels=["version"])
         info.add_metric([self.version], 1)
         yield info
 
-        runs = CounterMetricFamily(
-            "gridwatch_check_runs", "Check runs by outcome", labels=["check", "outcome"]
-        )
+        runs = CounterMetricFamily("gridwatch_check_runs", "Check runs by outcome", labels=["check", "outcome"])
         duration = GaugeMetricFamily(
             "gridwatch_check_duration_seconds", "Duration of the last check run", labels=["check"]
         )
@@ -57,9 +53,7 @@ class GridwatchCollector(Collector):
         yield duration
         yield success
 
-        up = GaugeMetricFamily(
-            "gridwatch_source_up", "1 if the source answered its last request", labels=["source"]
-        )
+        up = GaugeMetricFamily("gridwatch_source_up", "1 if the source answered its last request", labels=["source"])
         for s in sources:
             if s.up is not None:
                 up.add_metric([s.name], 1 if s.up else 0)
@@ -98,9 +92,7 @@ class GridwatchCollector(Collector):
                 seen.add(key)
                 fam = families.get(s.metric)
                 if fam is None:
-                    fam = families[s.metric] = Metric(
-                        s.metric, c.help.get(s.metric, s.metric), "gauge"
-                    )
+                    fam = families[s.metric] = Metric(s.metric, c.help.get(s.metric, s.metric), "gauge")
                 fam.add_sample(s.metric, dict(s.labels), s.value)
         yield from families.values()
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from gridwatch import light
+from gridwatch.alerting import stateless_views
 from gridwatch.config import Settings
 from gridwatch.plugins import PluginHost
 from gridwatch.results import Results
@@ -14,9 +15,7 @@ from gridwatch.runtime import Runtime
 from gridwatch.store import Store
 
 
-async def run_once(
-    settings: Settings, host: PluginHost, now: datetime, only: list[str] | None
-) -> dict[str, Any]:
+async def run_once(settings: Settings, host: PluginHost, now: datetime, only: list[str] | None) -> dict[str, Any]:
     runtime = Runtime(settings, host, asyncio.get_running_loop())
     store = Store(settings.state_path, settings.history)
     try:
@@ -34,17 +33,18 @@ async def run_once(
             if outcome.error:
                 errors.append({"check": name, "error": outcome.error})
             samples += [
-                {"check": name, "metric": s.metric, "labels": dict(s.labels), "value": s.value}
-                for s in outcome.samples
+                {"check": name, "metric": s.metric, "labels": dict(s.labels), "value": s.value} for s in outcome.samples
             ]
         grids = runtime.registry.cached() if runtime.registry else {}
         if runtime.registry is not None and not grids:
             grids = runtime.load_grids(now, results)
-        lights = [gl.as_dict() for gl in light.compute(grids, results.all_samples())]
+        alerts = stateless_views(settings, results.all_samples(), grids, now.timestamp())
+        rule_metrics = {name: r.metric for name, r in settings.rules.items()}
+        lights = [gl.as_dict() for gl in light.compute(grids, results.all_samples(), alerts, rule_metrics)]
         return {
             "now": now.isoformat(),
             "samples": samples,
-            "alerts": [],
+            "alerts": alerts,
             "grids": lights,
             "errors": errors,
         }

@@ -25,7 +25,15 @@ ENTRY_POINT_GROUP = "gridwatch"
 
 DEFAULT_PLUGINS = (
     "gridwatch.sources.sqlite",
+    "gridwatch.sources.sql",
+    "gridwatch.sources.files",
+    "gridwatch.sources.http",
+    "gridwatch.sources.ingest",
     "gridwatch.checks.sql",
+    "gridwatch.notifiers.alertmanager",
+    "gridwatch.notifiers.webhook",
+    "gridwatch.notifiers.robots",
+    "gridwatch.notifiers.log",
 )
 """The core's own features, registered through the same hooks outsiders use."""
 
@@ -84,9 +92,7 @@ class PluginHost:
             host.load_entry_points()
         return host
 
-    def register(
-        self, module: ModuleType | object, name: str, origin: str, location: str = ""
-    ) -> None:
+    def register(self, module: ModuleType | object, name: str, origin: str, location: str = "") -> None:
         if name in self.info:
             raise PluginError(f"plugin {name!r} is registered twice")
         try:
@@ -116,9 +122,7 @@ class PluginHost:
             raise PluginError(f"plugin {plugin!r}: {cls.__name__} has no `type` name")
         owner = self._type_owner.get((kind, type_name))
         if owner is not None:
-            raise PluginError(
-                f"plugin {plugin!r}: {kind} type {type_name!r} is already provided by {owner!r}"
-            )
+            raise PluginError(f"plugin {plugin!r}: {kind} type {type_name!r} is already provided by {owner!r}")
         self._type_owner[(kind, type_name)] = plugin
         self.types[kind][type_name] = cls
 
@@ -150,15 +154,11 @@ class PluginHost:
                 spec.loader.exec_module(module)
             except Exception as exc:
                 sys.modules.pop(modname, None)
-                raise PluginError(
-                    f"plugin {path.stem!r} ({path}) failed to import: {exc!r}"
-                ) from exc
+                raise PluginError(f"plugin {path.stem!r} ({path}) failed to import: {exc!r}") from exc
             self.register(module, path.stem, "directory", str(directory))
 
     def load_entry_points(self) -> None:
-        for ep in sorted(
-            importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name
-        ):
+        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in self.info:
                 continue
             dist = ep.dist
@@ -185,9 +185,7 @@ class PluginHost:
         results = []
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
             try:
-                results.append(
-                    (impl.plugin_name, impl.function(*[kwargs[a] for a in impl.argnames]))
-                )
+                results.append((impl.plugin_name, impl.function(*[kwargs[a] for a in impl.argnames])))
             except Exception as exc:
                 results.append((impl.plugin_name, exc))
         return results

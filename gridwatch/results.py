@@ -66,9 +66,7 @@ class Results:
     reload_time: float | None = None
     _logged_examples: set[tuple[str, str]] = field(default_factory=set)
 
-    def count_rejected(
-        self, counts: Counter[tuple[str, str]], examples: dict[tuple[str, str], str]
-    ) -> None:
+    def count_rejected(self, counts: Counter[tuple[str, str]], examples: dict[tuple[str, str], str]) -> None:
         self.rejected.update(counts)
         for key, n in counts.items():
             if key not in self._logged_examples:

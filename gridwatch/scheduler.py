@@ -40,9 +40,7 @@ class Scheduler:
 
     def start(self) -> None:
         for runner in self.runtime.runners.values():
-            self.tasks.append(
-                asyncio.create_task(self._loop(runner), name=f"check:{runner.spec.name}")
-            )
+            self.tasks.append(asyncio.create_task(self._loop(runner), name=f"check:{runner.spec.name}"))
 
     async def _loop(self, runner: Runner) -> None:
         loop = asyncio.get_running_loop()

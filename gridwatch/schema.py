@@ -29,7 +29,5 @@ INTEGER_COLUMNS = {"reopened_count", "extended"}
 
 def create_sql(table: str) -> str:
     """CREATE TABLE for one standard table in SQLite or PostgreSQL (text, and integers)."""
-    cols = ", ".join(
-        f"{c} {'INTEGER' if c in INTEGER_COLUMNS else 'TEXT'}" for c in STANDARD_SCHEMA[table]
-    )
+    cols = ", ".join(f"{c} {'INTEGER' if c in INTEGER_COLUMNS else 'TEXT'}" for c in STANDARD_SCHEMA[table])
     return f"CREATE TABLE {table} ({cols})"

@@ -7,15 +7,11 @@ from collections.abc import Callable, Sequence
 from gridwatch.api import Source
 
 
-def select_sql(
-    source: Source, table: str, columns: Sequence[str], quote: Callable[[str], str]
-) -> str:
+def select_sql(source: Source, table: str, columns: Sequence[str], quote: Callable[[str], str]) -> str:
     """``SELECT "src_col" AS "std_col", ... FROM "src_table"`` with every identifier quoted.
 
     Names come from config, never from data, and are quoted by the dialect's rules, so a
     mapping cannot inject SQL.
     """
-    cols = ", ".join(
-        f"{quote(src)} AS {quote(std)}" for std, src in source.column_map(table, columns).items()
-    )
+    cols = ", ".join(f"{quote(src)} AS {quote(std)}" for std, src in source.column_map(table, columns).items())
     return f"SELECT {cols} FROM {quote(source.table_name(table))}"

@@ -34,7 +34,69 @@ def _v1(db: sqlite_utils.Database) -> None:
     db["check_runs"].create_index(["check_name", "id"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    """Alerting: alert state, its history, silences and the notification outbox."""
+    db["alerts"].create(
+        {
+            "id": str,
+            "alert": str,
+            "labels": str,
+            "state": str,
+            "severity": str,
+            "value": float,
+            "active_since": float,
+            "fired_at": float,
+            "last_true": float,
+            "resolved_at": float,
+            "summary": str,
+            "description": str,
+            "notified_severity": str,
+        },
+        pk="id",
+    )
+    db["alert_history"].create(
+        {
+            "id": int,
+            "alert_id": str,
+            "alert": str,
+            "labels": str,
+            "at": float,
+            "from_state": str,
+            "to_state": str,
+            "severity": str,
+            "value": float,
+        },
+        pk="id",
+    )
+    db["silences"].create(
+        {
+            "id": str,
+            "matchers": str,
+            "starts_at": float,
+            "ends_at": float,
+            "created_by": str,
+            "comment": str,
+            "created_at": float,
+        },
+        pk="id",
+    )
+    db["outbox"].create(
+        {
+            "id": int,
+            "notifier": str,
+            "payload": str,
+            "created_at": float,
+            "attempts": int,
+            "next_attempt": float,
+            "delivered_at": float,
+            "last_error": str,
+        },
+        pk="id",
+    )
+    db["outbox"].create_index(["notifier", "delivered_at", "next_attempt"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 class StoreError(Exception):
@@ -138,8 +200,7 @@ class Store:
 def recent_runs(db: sqlite_utils.Database, check: str, limit: int = 20) -> list[dict[str, Any]]:
     return list(
         db.query(
-            "SELECT started_at, duration, outcome, error FROM check_runs "
-            "WHERE check_name = ? ORDER BY id DESC LIMIT ?",
+            "SELECT started_at, duration, outcome, error FROM check_runs WHERE check_name = ? ORDER BY id DESC LIMIT ?",
             [check, limit],
         )
     )

@@ -39,17 +39,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
         except Exception as exc:  # not up yet
             last_exc = exc
         time.sleep(0.05)
-    raise AssertionError(
-        f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else "")
-    )
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_exc!r}" if last_exc else ""))
 
 
 class DaemonProcess:
     """``gridwatch run`` on a config, in a subprocess, with helpers to query it."""
 
-    def __init__(
-        self, config: Path, port: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
         self.config = config
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
@@ -120,9 +116,7 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-                raise AssertionError(
-                    f"gridwatch did not exit within {timeout}s:\n{self.log()}"
-                ) from None
+                raise AssertionError(f"gridwatch did not exit within {timeout}s:\n{self.log()}") from None
         self._log.close()
         return self.proc.returncode
 
@@ -157,9 +151,7 @@ class CheckResult:
 
     def series(self, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
         """Every series of a metric: {sorted label pairs: value}."""
-        return {
-            tuple(sorted(s.labels.items())): s.value for s in self.samples if s.metric == metric
-        }
+        return {tuple(sorted(s.labels.items())): s.value for s in self.samples if s.metric == metric}
 
     def by_grid(self, metric: str, **labels: str) -> dict[str, float]:
         """{grid: value} for the series of a metric that also carry ``labels``."""

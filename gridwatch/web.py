@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
+
+from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
+from gridwatch.durations import parse_duration
 
 if TYPE_CHECKING:
     from gridwatch.daemon import Daemon
@@ -48,9 +55,7 @@ async def metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     # rendering thousands of series takes a while: keep it off the event loop
-    body = await asyncio.get_running_loop().run_in_executor(
-        daemon.web_pool, encoder, daemon.registry
-    )
+    body = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, encoder, daemon.registry)
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
@@ -81,26 +86,108 @@ async def ingest(request: web.Request) -> web.Response:
     if name is not None:
         sources = [s for s in sources if s.name == name]
     if len(sources) != 1:
-        raise web.HTTPNotFound(
-            text="no ingest source" if not sources else "several ingest sources: add ?source=NAME"
-        )
+        raise web.HTTPNotFound(text="no ingest source" if not sources else "several ingest sources: add ?source=NAME")
     source = sources[0]
     if not source.authorized(request.headers.get("Authorization")):
-        raise web.HTTPUnauthorized(
-            text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise web.HTTPUnauthorized(text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     try:
         payload = await request.json(loads=json.loads)
     except ValueError:
         raise web.HTTPBadRequest(text="the body is not valid JSON") from None
     table = request.match_info["table"]
     try:
-        n = await asyncio.get_running_loop().run_in_executor(
-            daemon.web_pool, source.ingest, table, payload
-        )
+        n = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, source.ingest, table, payload)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     return json_response({"stored": n, "table": table}, 201 if n else 200)
+
+
+def bearer_digest(header: str | None) -> str | None:
+    if not header or not header.startswith("Bearer "):
+        return None
+    return hashlib.sha256(header[7:].strip().encode()).hexdigest()
+
+
+def require_token(request: web.Request) -> str:
+    """Write endpoints need ``Authorization: Bearer <token>`` matching ``[server] token``."""
+    expected = request.app[DAEMON].settings.token_sha256
+    if expected is None:
+        raise web.HTTPForbidden(text="write endpoints are disabled: set [server] token_sha256 (or token)")
+    got = bearer_digest(request.headers.get("Authorization"))
+    if got is None or not hmac.compare_digest(got, expected):
+        raise web.HTTPUnauthorized(text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return "token"
+
+
+async def alerts(request: web.Request) -> web.Response:
+    return json_response(request.app[DAEMON].alerts())
+
+
+async def silences_list(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    now = time.time()
+    items = await daemon.store.acall(load_silences)
+    return json_response([s.view(now) for s in sorted(items, key=lambda s: -s.created_at)])
+
+
+async def silences_create(request: web.Request) -> web.Response:
+    require_token(request)
+    daemon = request.app[DAEMON]
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        matchers = body.get("matchers")
+        if isinstance(matchers, dict):  # {"grid": "G0001"} is accepted as a shorthand
+            matchers = [{"name": k, "value": str(v), "isRegex": False} for k, v in matchers.items()]
+        if not isinstance(matchers, list) or not matchers:
+            raise ValueError("matchers: a non-empty list of {name, value, isRegex}")
+        matchers = parse_matchers(f"{m['name']}{'=~' if m.get('isRegex') else '='}{m['value']}" for m in matchers)
+        now = time.time()
+        starts = _time(body.get("startsAt"), now)
+        ends = (
+            _time(body.get("endsAt"), None)
+            if body.get("endsAt")
+            else starts + parse_duration(body.get("duration", "1h"))
+        )
+        created_by = str(body.get("createdBy") or "")
+        if not created_by:
+            raise ValueError("createdBy is required")
+        silence = await daemon.store.acall(
+            add_silence, matchers, starts, ends, created_by, str(body.get("comment") or ""), now
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise web.HTTPBadRequest(text=f"bad silence: {exc}") from None
+    if daemon.alerting is not None:
+        daemon.alerting.poke()
+    return json_response(silence.view(time.time()), 201)
+
+
+async def silences_expire(request: web.Request) -> web.Response:
+    require_token(request)
+    daemon = request.app[DAEMON]
+    if not await daemon.store.acall(expire_silence, request.match_info["id"], time.time()):
+        raise web.HTTPNotFound(text="no such active silence")
+    if daemon.alerting is not None:
+        daemon.alerting.poke()
+    return json_response({"expired": request.match_info["id"]})
+
+
+async def reload(request: web.Request) -> web.Response:
+    require_token(request)
+    ok = await request.app[DAEMON].reload()
+    return json_response({"reloaded": ok}, 200 if ok else 422)
+
+
+def _time(value: Any, default: float | None) -> float:
+    if value is None:
+        if default is None:
+            raise ValueError("a time is required")
+        return default
+    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError(f"{value!r} has no UTC offset")
+    return dt.timestamp()
 
 
 def make_app(daemon: Daemon) -> web.Application:
@@ -112,4 +199,9 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/grids", grids)
     app.router.add_post("/api/v1/ingest/{table}", ingest)
+    app.router.add_get("/api/v1/alerts", alerts)
+    app.router.add_get("/api/v1/silences", silences_list)
+    app.router.add_post("/api/v1/silences", silences_create)
+    app.router.add_delete("/api/v1/silences/{id}", silences_expire)
+    app.router.add_post("/api/v1/reload", reload)
     return app

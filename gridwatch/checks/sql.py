@@ -36,11 +36,12 @@ class SqlCheck(Check):
         query: str
         params: dict[str, str | int | float | bool] = {}
 
+    @classmethod
+    def produces(cls, options: Options) -> set[str]:
+        return {options.metric}  # type: ignore[attr-defined]
+
     def metric_help(self) -> dict[str, str]:
-        return {
-            self.options.metric: self.options.help
-            or f"{self.options.metric} (sql check {self.name})"
-        }
+        return {self.options.metric: self.options.help or f"{self.options.metric} (sql check {self.name})"}
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
         opts = self.options
@@ -48,9 +49,7 @@ class SqlCheck(Check):
         rows = self.source.query(opts.query, query_params(ctx, opts.params), deadline=ctx.deadline)
         for row in rows:
             if opts.value not in row:
-                raise CheckError(
-                    f"the query returned no column {opts.value!r} (columns: {', '.join(row)})"
-                )
+                raise CheckError(f"the query returned no column {opts.value!r} (columns: {', '.join(row)})")
             value = row[opts.value]
             if value is None or isinstance(value, bool | str):
                 try:
@@ -66,9 +65,7 @@ class SqlCheck(Check):
                 if col == opts.value:
                     continue
                 if not LABEL_NAME.match(col):
-                    raise CheckError(
-                        f"column {col!r} is not a valid label name: alias it in the query"
-                    )
+                    raise CheckError(f"column {col!r} is not a valid label name: alias it in the query")
                 labels[col] = "" if v is None else str(v)
             yield Sample(opts.metric, labels, float(value))
 

@@ -40,9 +40,7 @@ class SqliteSource(Source):
             raise SourceUnavailable(f"{self.path.name}: no such file")
         busy = min(self.options.busy_timeout, max(0.0, deadline - time.monotonic()))
         try:
-            conn = sqlite3.connect(
-                f"{self.path.as_uri()}?mode=ro", uri=True, timeout=busy, check_same_thread=False
-            )
+            conn = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True, timeout=busy, check_same_thread=False)
             conn.execute("PRAGMA query_only = 1")
         except sqlite3.Error as exc:
             raise SourceUnavailable(str(exc)) from None
@@ -71,9 +69,7 @@ class SqliteSource(Source):
         finally:
             conn.close()
 
-    def read(
-        self, table: str, columns: Sequence[str], *, deadline: float = math.inf
-    ) -> list[dict[str, Any]]:
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
         return self.query(select_sql(self, table, columns, quote=_quote), deadline=deadline)
 
     def ping(self) -> None:

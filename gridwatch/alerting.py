@@ -1,0 +1,135 @@
+"""Alerting wired for one config: rules → alert engine → outbox → notifiers.
+
+Evaluation runs after every check run (debounced) and on a fixed interval, so ``for`` timers
+fire on time even when the checks behind them run rarely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from gridwatch.alerts import AlertEngine, Route
+from gridwatch.api import Environment, Grid, Notifier, Sample
+from gridwatch.config import Settings
+from gridwatch.outbox import Outbox
+from gridwatch.plugins import PluginHost
+from gridwatch.rules import Hit, evaluate
+from gridwatch.store import Store
+
+log = logging.getLogger("gridwatch.alerting")
+
+
+class Alerting:
+    def __init__(
+        self,
+        settings: Settings,
+        host: PluginHost,
+        store: Store,
+        env: Environment,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.notifiers: dict[str, Notifier] = {}
+        routes = []
+        for name, spec in settings.notifiers.items():
+            cls = host.notifier_type(spec.type)
+            assert cls is not None
+            self.notifiers[name] = cls(name, spec.options, env)
+            opts: Any = spec.options
+            routes.append(Route(name, opts.min_severity, opts.match))
+        a = settings.alerting
+        self.engine = AlertEngine(routes, a.resolved_retention, a.history, settings.external_url)
+        self.outbox = Outbox(store, self.engine, self.notifiers, clock)
+        self._poke = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]]]) -> None:
+        await self.store.acall(self.engine.load)
+        self.outbox.start()
+        self._task = asyncio.create_task(self._loop(inputs), name="alerting")
+
+    def poke(self) -> None:
+        """Samples changed: evaluate soon."""
+        self._poke.set()
+
+    async def _loop(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]]]) -> None:
+        while True:
+            try:
+                samples, grids = inputs()
+                await self.evaluate(samples, grids, self.clock())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rule evaluation failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.settings.alerting.evaluation_interval)
+            self._poke.clear()
+            await asyncio.sleep(0.2)  # let a burst of check runs land before evaluating again
+
+    async def evaluate(self, samples: list[Sample], grids: dict[str, Grid], now: float) -> None:
+        rules = self.settings.rules
+        hits: list[Hit] = evaluate(rules.values(), samples, grids)
+        await self.store.acall(self.engine.step, now, hits, rules)
+        self.outbox.wake()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.outbox.stop()
+
+    def views(self) -> list[dict[str, Any]]:
+        return self.engine.views(self.clock())
+
+    def metric_families(self) -> Iterator[Metric]:
+        alerts = GaugeMetricFamily("gridwatch_alerts", "Alerts by state and severity", labels=["state", "severity"])
+        counts = self.engine.counts()
+        for state in ("pending", "firing", "resolved"):
+            for severity in ("warning", "critical"):
+                alerts.add_metric([state, severity], counts.get((state, severity), 0))
+        yield alerts
+        sent = CounterMetricFamily(
+            "gridwatch_notifications", "Notification deliveries by outcome", labels=["notifier", "outcome"]
+        )
+        queue = GaugeMetricFamily(
+            "gridwatch_notification_queue_length", "Notifications waiting in the outbox", labels=["notifier"]
+        )
+        for name in self.notifiers:
+            for outcome in ("success", "failure"):
+                sent.add_metric([name, outcome], self.outbox.outcomes.get((name, outcome), 0))
+            queue.add_metric([name], self.outbox.queue.get(name, 0))
+        yield sent
+        yield queue
+
+
+def stateless_views(settings: Settings, samples: list[Sample], grids: dict[str, Grid], now: float) -> list[dict]:
+    """Alerts as one evaluation sees them, without history (``gridwatch once``): a hit whose
+    rule has no ``for`` is firing, any other pending."""
+    from gridwatch.alerts import Alert, fingerprint
+
+    out = []
+    for h in evaluate(settings.rules.values(), samples, grids):
+        state = "firing" if h.rule.for_ == 0 else "pending"
+        a = Alert(
+            fingerprint(h.labels),
+            h.rule.alert,
+            h.labels,
+            state,
+            h.severity,
+            h.value,
+            now,
+            now,
+            h.summary,
+            h.description,
+        )
+        out.append(a.view())
+    return out

@@ -1,0 +1,368 @@
+"""The alert lifecycle: inactive → pending → firing → resolved, kept in the state database.
+
+Each evaluation is one SQLite transaction that updates the alerts, appends their history and
+queues the notifications those transitions cause — so a restart (even SIGKILL) neither
+forgets a firing alert, nor restarts a pending timer, nor announces anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
+
+from gridwatch.rules import RANK, Hit, Rule
+
+log = logging.getLogger("gridwatch.alerts")
+
+PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Stable id of an alert: its label set (severity is not part of it)."""
+    text = json.dumps(sorted(labels.items()), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts is not None else None
+
+
+@dataclass
+class Alert:
+    id: str
+    alert: str
+    labels: dict[str, str]
+    state: str
+    severity: str
+    value: float
+    active_since: float
+    last_true: float
+    summary: str = ""
+    description: str = ""
+    fired_at: float | None = None
+    resolved_at: float | None = None
+    notified_severity: str | None = None  # what receivers were last told is firing
+
+    def row(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["labels"] = json.dumps(self.labels, ensure_ascii=False, sort_keys=True)
+        return d
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Alert:
+        d = dict(row)
+        d["labels"] = json.loads(d["labels"])
+        return cls(**d)
+
+    def view(self, silenced: bool = False) -> dict[str, Any]:
+        """The public shape of /api/v1/alerts."""
+        return {
+            "alert": self.alert,
+            "labels": self.labels,
+            "state": self.state,
+            "severity": self.severity,
+            "value": self.value,
+            "active_since": iso(self.active_since),
+            "summary": self.summary,
+            "description": self.description,
+            "silenced": silenced,
+        }
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: list[dict[str, Any]]  # [{"name", "value", "isRegex"}], as Alertmanager has them
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    created_at: float
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for m in self.matchers:
+            value = labels.get(m["name"], "")
+            if m.get("isRegex"):
+                if not re.fullmatch(m["value"], value):
+                    return False
+            elif value != m["value"]:
+                return False
+        return True
+
+    def view(self, now: float) -> dict[str, Any]:
+        state = "active" if self.active(now) else ("pending" if now < self.starts_at else "expired")
+        return {
+            "id": self.id,
+            "matchers": self.matchers,
+            "startsAt": iso(self.starts_at),
+            "endsAt": iso(self.ends_at),
+            "createdBy": self.created_by,
+            "comment": self.comment,
+            "status": {"state": state},
+        }
+
+
+def parse_matchers(items: Iterable[str]) -> list[dict[str, Any]]:
+    """``name=value`` or ``name=~regex`` → Alertmanager-style matchers."""
+    out = []
+    for item in items:
+        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(=~|=)(.*)", item)
+        if not m:
+            raise ValueError(f"bad matcher {item!r}: use name=value or name=~regex")
+        name, op, value = m.groups()
+        if op == "=~":
+            re.compile(value)
+        out.append({"name": name, "value": value, "isRegex": op == "=~"})
+    if not out:
+        raise ValueError("a silence needs at least one matcher")
+    return out
+
+
+def load_silences(db: sqlite_utils.Database) -> list[Silence]:
+    return [Silence(**{**r, "matchers": json.loads(r["matchers"])}) for r in db["silences"].rows]
+
+
+def add_silence(
+    db: sqlite_utils.Database,
+    matchers: list[dict[str, Any]],
+    starts_at: float,
+    ends_at: float,
+    created_by: str,
+    comment: str,
+    now: float,
+) -> Silence:
+    if ends_at <= starts_at:
+        raise ValueError("a silence must end after it starts")
+    s = Silence(uuid.uuid4().hex, matchers, starts_at, ends_at, created_by, comment, now)
+    with db.conn:
+        db["silences"].insert({**asdict(s), "matchers": json.dumps(matchers, ensure_ascii=False)})
+    return s
+
+
+def expire_silence(db: sqlite_utils.Database, silence_id: str, now: float) -> bool:
+    with db.conn:
+        cur = db.execute("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", [now, silence_id, now])
+        return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which alerts a notifier receives."""
+
+    notifier: str
+    min_severity: str = "warning"
+    match: Mapping[str, str] | None = None
+
+    def accepts(self, labels: Mapping[str, str], severity: str) -> bool:
+        if RANK.get(severity, 0) < RANK.get(self.min_severity, 0):
+            return False
+        return all(labels.get(k) == v for k, v in (self.match or {}).items())
+
+
+class AlertEngine:
+    """Owns alert state. Every method runs on the state database's thread."""
+
+    def __init__(
+        self,
+        routes: Iterable[Route] = (),
+        resolved_retention: float = 900.0,
+        history: int = 10_000,
+        external_url: str = "",
+    ) -> None:
+        self.routes = list(routes)
+        self.resolved_retention = resolved_retention
+        self.history = history
+        self.external_url = external_url
+        self.alerts: dict[str, Alert] | None = None
+        self.silences: list[Silence] = []
+        self.snapshot: list[Alert] = []  # a copy readers on other threads may use freely
+
+    def load(self, db: sqlite_utils.Database) -> None:
+        self.alerts = {r["id"]: Alert.from_row(r) for r in db["alerts"].rows}
+        self.silences = load_silences(db)
+        self._snap()
+
+    def _snap(self) -> None:
+        self.snapshot = sorted(
+            (replace(a) for a in (self.alerts or {}).values()), key=lambda a: (-a.active_since, a.id)
+        )
+
+    def silenced(self, alert: Alert, now: float) -> bool:
+        labels = {**alert.labels, "severity": alert.severity}
+        return any(s.active(now) and s.matches(labels) for s in self.silences)
+
+    def views(self, now: float) -> list[dict[str, Any]]:
+        """Alerts newest first, as /api/v1/alerts shows them (safe from any thread)."""
+        silences = self.silences
+        return [
+            a.view(any(s.active(now) and s.matches({**a.labels, "severity": a.severity}) for s in silences))
+            for a in self.snapshot
+        ]
+
+    def step(self, db: sqlite_utils.Database, now: float, hits: Iterable[Hit], rules: Mapping[str, Rule]) -> None:
+        """Apply one evaluation at ``now``: transitions, history and notifications, atomically."""
+        if self.alerts is None:
+            self.load(db)
+        assert self.alerts is not None
+        self.silences = load_silences(db)  # the CLI may have added one
+        changed: dict[str, Alert] = {}
+        history: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        seen: set[str] = set()
+
+        def move(a: Alert, to: str) -> None:
+            history.append(
+                {
+                    "alert_id": a.id,
+                    "alert": a.alert,
+                    "labels": json.dumps(a.labels, ensure_ascii=False),
+                    "at": now,
+                    "from_state": a.state,
+                    "to_state": to,
+                    "severity": a.severity,
+                    "value": a.value,
+                }
+            )
+            a.state = to
+            changed[a.id] = a
+
+        for hit in hits:
+            aid = fingerprint(hit.labels)
+            if aid in seen:
+                continue
+            seen.add(aid)
+            a = self.alerts.get(aid)
+            if a is None or a.state == RESOLVED:
+                a = Alert(
+                    aid,
+                    hit.rule.alert,
+                    hit.labels,
+                    "inactive",
+                    hit.severity,
+                    hit.value,
+                    now,
+                    now,
+                    hit.summary,
+                    hit.description,
+                )
+                self.alerts[aid] = a
+                move(a, PENDING)
+            if (a.value, a.severity, a.summary, a.description) != (
+                hit.value,
+                hit.severity,
+                hit.summary,
+                hit.description,
+            ):
+                a.value, a.severity, a.summary, a.description = (
+                    hit.value,
+                    hit.severity,
+                    hit.summary,
+                    hit.description,
+                )
+                changed[aid] = a
+            a.last_true = now
+            changed[aid] = a
+            if a.state == PENDING and now - a.active_since >= hit.rule.for_:
+                a.fired_at = now
+                move(a, FIRING)
+
+        for aid, a in list(self.alerts.items()):
+            if aid in seen:
+                continue
+            rule = rules.get(a.alert)
+            keep = rule.keep_firing_for if rule is not None and rule.enabled else 0.0
+            if a.state == PENDING:
+                move(a, "inactive")
+                del self.alerts[aid]
+                changed.pop(aid, None)
+                db["alerts"].delete_where("id = ?", [aid])
+            elif a.state == FIRING and now - a.last_true >= keep:
+                a.resolved_at = now
+                move(a, RESOLVED)
+            elif a.state == RESOLVED and now - (a.resolved_at or now) >= self.resolved_retention:
+                del self.alerts[aid]
+                changed.pop(aid, None)
+                db["alerts"].delete_where("id = ?", [aid])
+
+        # what receivers must hear: a firing alert not yet announced at its severity, or a resolution
+        for a in self.alerts.values():
+            if a.state == FIRING and a.notified_severity != a.severity and not self.silenced(a, now):
+                outbox += self._notify(a, now, FIRING)
+                a.notified_severity = a.severity
+                changed[a.id] = a
+            elif a.state == RESOLVED and a.notified_severity is not None:
+                outbox += self._notify(a, now, RESOLVED)
+                a.notified_severity = None
+                changed[a.id] = a
+
+        self._snap()
+        if not (changed or history or outbox):
+            return
+        with db.conn:
+            if changed:
+                db["alerts"].upsert_all([a.row() for a in changed.values()], pk="id")
+            if history:
+                db["alert_history"].insert_all(history)
+                db.execute(
+                    "DELETE FROM alert_history WHERE id <= (SELECT max(id) FROM alert_history) - ?",
+                    [self.history],
+                )
+            if outbox:
+                db["outbox"].insert_all(outbox)
+        for h in history:
+            log.info("alert %s %s → %s (%s)", h["alert"], h["from_state"], h["to_state"], h["severity"])
+
+    def _notify(self, a: Alert, now: float, status: str) -> list[dict[str, Any]]:
+        payload = self.payload(a, now, status)
+        severity = a.severity if status == FIRING else (a.notified_severity or a.severity)
+        return [
+            {
+                "notifier": r.notifier,
+                "payload": json.dumps(payload, ensure_ascii=False),
+                "created_at": now,
+                "attempts": 0,
+                "next_attempt": now,
+                "delivered_at": None,
+                "last_error": None,
+            }
+            for r in self.routes
+            if r.accepts(a.labels, severity)
+        ]
+
+    def payload(self, a: Alert, now: float, status: str, ends_in: float = 0.0) -> dict[str, Any]:
+        """An alert in Alertmanager's shape (API v2 and the webhook payload share it)."""
+        severity = a.severity if status == FIRING else (a.notified_severity or a.severity)
+        out = {
+            "status": status,
+            "labels": {**a.labels, "severity": severity},
+            "annotations": {k: v for k, v in (("summary", a.summary), ("description", a.description)) if v},
+            "startsAt": iso(a.fired_at or a.active_since),
+            "endsAt": iso(a.resolved_at) if status == RESOLVED else (iso(now + ends_in) if ends_in else None),
+            "generatorURL": self.external_url,
+            "fingerprint": a.id,
+            "updatedAt": iso(now),
+        }
+        if status == FIRING and a.notified_severity and a.notified_severity != a.severity:
+            out["previousSeverity"] = a.notified_severity
+        return out
+
+    def firing(self, now: float) -> list[Alert]:
+        return [a for a in (self.alerts or {}).values() if a.state == FIRING and not self.silenced(a, now)]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        for a in self.snapshot:
+            out[(a.state, a.severity)] = out.get((a.state, a.severity), 0) + 1
+        return out
