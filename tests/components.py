@@ -111,9 +111,7 @@ def pg_bindir() -> Path | None:
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
-            )
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True)
             candidates.append(Path(out.stdout.strip()))
     debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     candidates.extend(Path(d) for d in debian)
@@ -211,9 +209,7 @@ def wait_http(
                 return body
             last = f"HTTP {code}: {body[:200]!r}"
         if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"{url} did not answer HTTP {status} within {timeout:g}s (last: {last})"
-            )
+            raise TimeoutError(f"{url} did not answer HTTP {status} within {timeout:g}s (last: {last})")
         time.sleep(0.05)
 
 
@@ -260,9 +256,7 @@ class _Process:
     def check(self) -> None:
         """Raise if the process has exited."""
         if self.popen is not None and self.popen.poll() is not None:
-            raise ComponentError(
-                f"{self.name} exited with status {self.popen.returncode}\n{_tail(self.log_path)}"
-            )
+            raise ComponentError(f"{self.name} exited with status {self.popen.returncode}\n{_tail(self.log_path)}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         popen, self.popen = self.popen, None
@@ -440,9 +434,7 @@ class Alertmanager(_HttpComponent):
 
     def alerts(self, **params: str | bool) -> list[dict[str, Any]]:
         """GET /api/v2/alerts (optional filters such as ``active=False``)."""
-        query = urllib.parse.urlencode(
-            {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()}
-        )
+        query = urllib.parse.urlencode({k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items()})
         return _json("GET", f"{self.url}/api/v2/alerts" + (f"?{query}" if query else ""))
 
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
@@ -466,9 +458,7 @@ class Prometheus(_HttpComponent):
         return json.dumps(
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "scrape_configs": [
-                    {"job_name": "prometheus", "static_configs": [{"targets": [self.address]}]}
-                ],
+                "scrape_configs": [{"job_name": "prometheus", "static_configs": [{"targets": [self.address]}]}],
             },
             indent=2,
         )
@@ -545,10 +535,7 @@ class PostgresServer(_Component):
     ) -> None:
         bindir = pg_bindir()
         if bindir is None:
-            missing(
-                "PostgreSQL server programs (initdb, postgres) not found:"
-                " install the Debian package postgresql"
-            )
+            missing("PostgreSQL server programs (initdb, postgres) not found: install the Debian package postgresql")
         self.bindir = bindir
         self._owner: pwd.struct_passwd | None = None
         if os.geteuid() == 0:

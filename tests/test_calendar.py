@@ -103,9 +103,7 @@ def test_year_without_library_data_falls_back_to_weekends(
         # Fri 01-02 is the 1st working day after Thu 01-01, Mon 01-05 the 2nd.
         assert cal.add_workdays(date(2099, 1, 1), 1) == date(2099, 1, 2)
         assert cal.add_workdays(date(2099, 1, 1), 2) == date(2099, 1, 5)
-    warnings = [
-        r for r in caplog.records if r.name == "gridwatch.calendar" and r.levelno == logging.WARNING
-    ]
+    warnings = [r for r in caplog.records if r.name == "gridwatch.calendar" and r.levelno == logging.WARNING]
     assert len(warnings) == 1, "one warning per missing year, not per lookup"
     assert "2099" in warnings[0].getMessage()
     assert cal.missing_years == {2099}

@@ -27,9 +27,7 @@ def test_require_skips_on_a_laptop_and_fails_under_ci(monkeypatch: pytest.Monkey
 @component
 def test_promtool_version() -> None:
     promtool = require("promtool", "prometheus")
-    result = subprocess.run(
-        [promtool, "--version"], capture_output=True, text=True, timeout=30, check=True
-    )
+    result = subprocess.run([promtool, "--version"], capture_output=True, text=True, timeout=30, check=True)
     assert "promtool, version" in result.stdout + result.stderr
 
 
@@ -47,9 +45,7 @@ def test_postgres_roundtrip(postgres: PostgresServer) -> None:
     engine = sqlalchemy.create_engine(postgres.url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sqlalchemy.text("SELECT current_database()")).scalar() == (
-                postgres.dbname
-            )
+            assert conn.execute(sqlalchemy.text("SELECT current_database()")).scalar() == (postgres.dbname)
     finally:
         engine.dispose()
 

@@ -116,9 +116,7 @@ def test_top_level_problems(tmp_path, snippet, expected):
 
 
 def test_duplicate_check_names_and_bad_toml(tmp_path):
-    with pytest.raises(
-        config.ConfigErrors, match=r"checks\[1\]\.name: duplicate check name 'open_cases'"
-    ):
+    with pytest.raises(config.ConfigErrors, match=r"checks\[1\]\.name: duplicate check name 'open_cases'"):
         config.load(write(tmp_path, GOOD + GOOD.split("\n", 5)[-1]))
     with pytest.raises(config.ConfigErrors, match="not valid TOML"):
         config.load(write(tmp_path, "[[checks]\n"))

@@ -119,9 +119,7 @@ def test_endpoints_samples_and_isolation_of_failing_checks(setup):
         assert checks["raises"]["ok"] is False and "boom on purpose" in checks["raises"]["error"]
         assert checks["hangs"]["ok"] is False and "timed out" in checks["hangs"]["error"]
         assert checks["open_cases_by_street"]["ok"] is True
-        assert status["sources"] == [
-            {"name": "griddb", "type": "sqlite", "up": True, "error": None}
-        ]
+        assert status["sources"] == [{"name": "griddb", "type": "sqlite", "up": True, "error": None}]
 
         assert runs(d, "raises", "failure") >= 1
         assert runs(d, "hangs", "timeout") == 1
@@ -130,9 +128,7 @@ def test_endpoints_samples_and_isolation_of_failing_checks(setup):
         # while both misbehave, the sql check keeps its 1s schedule
         before = runs(d, "open_cases_by_street", "success")
         t0 = time.monotonic()
-        wait_for(
-            lambda: runs(d, "open_cases_by_street", "success") >= before + 3, 10, "three more runs"
-        )
+        wait_for(lambda: runs(d, "open_cases_by_street", "success") >= before + 3, 10, "three more runs")
         assert time.monotonic() - t0 < 5
 
         status, body = d.get("/no/such/page")
@@ -166,22 +162,16 @@ def test_sighup_applies_a_valid_config_and_keeps_the_old_one_on_a_broken_one(set
             """,
         )
         d.send(signal.SIGHUP)
-        wait_for(
-            lambda: d.metric("gridwatch_test_constant", check="constant") == 7, 10, "the new check"
-        )
+        wait_for(lambda: d.metric("gridwatch_test_constant", check="constant") == 7, 10, "the new check")
         names = [c["name"] for c in d.json("/api/v1/status")["checks"]]
         assert names == ["constant"]
         # the removed check's series disappear with it
         assert d.metric("gridwatch_custom_open_cases", street="东街街道") is None
         assert d.metric("gridwatch_config_last_reload_successful") == 1
 
-        cfg.write_text(
-            cfg.read_text() + '\n[[checks]]\nname = "x"\ntype = "constant"\ninterval = "often"\n'
-        )
+        cfg.write_text(cfg.read_text() + '\n[[checks]]\nname = "x"\ntype = "constant"\ninterval = "often"\n')
         d.send(signal.SIGHUP)
-        wait_for(
-            lambda: d.metric("gridwatch_config_last_reload_successful") == 0, 10, "reload failure"
-        )
+        wait_for(lambda: d.metric("gridwatch_config_last_reload_successful") == 0, 10, "reload failure")
         assert [c["name"] for c in d.json("/api/v1/status")["checks"]] == ["constant"]
         assert d.metric("gridwatch_test_constant", check="constant") == 7
         assert "checks[1].interval" in d.log()
@@ -212,12 +202,8 @@ def test_a_missing_database_marks_the_source_down_and_recovers(setup):
         src = d.json("/api/v1/status")["sources"][0]
         assert src["up"] is False and "no such file" in src["error"]
         (tmp_path / "away.db").rename(tmp_path / "grid.db")
-        wait_for(
-            lambda: d.metric("gridwatch_source_up", source="griddb") == 1, 20, "source back up"
-        )
-        wait_for(
-            lambda: d.metric("gridwatch_custom_open_cases", street="东街街道") == 2, 10, "samples"
-        )
+        wait_for(lambda: d.metric("gridwatch_source_up", source="griddb") == 1, 20, "source back up")
+        wait_for(lambda: d.metric("gridwatch_custom_open_cases", street="东街街道") == 2, 10, "samples")
 
 
 def test_promtool_accepts_the_metrics(setup):

@@ -169,10 +169,7 @@ def test_imperfections(con):
     assert majors == [(special["major_open"][0], "major_dispute")]
     # grids without a daily report today, and none for the last three days
     reporting = {
-        r[0]
-        for r in con.execute(
-            "SELECT grid_id FROM reports WHERE kind = 'daily' AND period >= '2026-10-07'"
-        )
+        r[0] for r in con.execute("SELECT grid_id FROM reports WHERE kind = 'daily' AND period >= '2026-10-07'")
     }
     assert set(special["silent"]) == grid_ids - reporting
     assert len(special["silent"]) >= 2
@@ -187,10 +184,7 @@ def test_imperfections(con):
         last = one(con, "SELECT max(patrolled_at) FROM patrols WHERE grid_id = ?", gid)
         assert last < "2026-10-08"
     # every other grid patrolled yesterday
-    patrolled = {
-        r[0]
-        for r in con.execute("SELECT grid_id FROM patrols WHERE patrolled_at LIKE '2026-10-08%'")
-    }
+    patrolled = {r[0] for r in con.execute("SELECT grid_id FROM patrols WHERE patrolled_at LIKE '2026-10-08%'")}
     assert patrolled == grid_ids - set(special["no_patrol_yesterday"])
 
 
@@ -236,8 +230,7 @@ def test_overdue_incidents(con):
 
 def test_special_cases_across_national_day(con):
     cases = con.execute(
-        "SELECT grid_id, closed_at FROM incidents WHERE tier = 'special' "
-        "AND reported_at LIKE '2026-09-30%'"
+        "SELECT grid_id, closed_at FROM incidents WHERE tier = 'special' AND reported_at LIKE '2026-09-30%'"
     ).fetchall()
     # five working days from 30 September end on 13 October (1-7 October off, 10 October on):
     # every one is on time, and the planted ones close after five calendar days

@@ -19,9 +19,7 @@ def test_durations_read_as_operators_write_them(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize(
-    "bad", ["", "5", "5 minutes", "m5", "1h 30m", "-1s", "1.5", 30, None, "1hx"]
-)
+@pytest.mark.parametrize("bad", ["", "5", "5 minutes", "m5", "1h 30m", "-1s", "1.5", 30, None, "1hx"])
 def test_anything_else_is_an_error(bad):
     with pytest.raises(ValueError, match="expected a duration"):
         parse_duration(bad)

@@ -146,9 +146,7 @@ def test_two_plugins_may_not_claim_one_type_name():
             return [A]
 
     host = PluginHost.default(entry_points=False)
-    with pytest.raises(
-        PluginError, match=r"check type 'sql' is already provided by 'gridwatch\.checks\.sql'"
-    ):
+    with pytest.raises(PluginError, match=r"check type 'sql' is already provided by 'gridwatch\.checks\.sql'"):
         host.register(Dup, "dup", "directory")
 
 
@@ -179,8 +177,6 @@ def test_options_of_a_plugin_type_are_validated_like_the_core(tmp_path):
         value = "lots"
         """)
     )
-    with pytest.raises(
-        config.ConfigErrors, match=r"checks\[0\]\.value: Input should be a valid number"
-    ):
+    with pytest.raises(config.ConfigErrors, match=r"checks\[0\]\.value: Input should be a valid number"):
         config.load(tmp_path / "gridwatch.toml")
     assert Options.model_config["extra"] == "forbid"

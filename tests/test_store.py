@@ -27,8 +27,11 @@ def test_history_is_bounded_per_check(tmp_path):
         store.call(store.record_run, "b", 0.0, 0.1, "failure", "boom")
         # pruning runs every 100 inserts: after 251 inserts the last prune (at 200) left 10 of "a"
         # and 50 more have come since
-        counts = dict(store.call(lambda db: db.execute(
-            "SELECT check_name, count(*) FROM check_runs GROUP BY check_name").fetchall()))
+        counts = dict(
+            store.call(
+                lambda db: db.execute("SELECT check_name, count(*) FROM check_runs GROUP BY check_name").fetchall()
+            )
+        )
         assert counts == {"a": 60, "b": 1}
         last = store.call(recent_runs, "a", 1)
         assert last == [{"started_at": 249.0, "duration": 0.1, "outcome": "success", "error": None}]
