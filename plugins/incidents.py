@@ -1,0 +1,243 @@
+"""The ``incidents`` check: the incident queue of each grid (rule book section 2).
+
+Open cases by severity and stage, overdue cases, the age of the oldest open case, and the
+four KPIs that digital city-management centres publish (closure, on-time closure, rework,
+extension). Deadlines come from :mod:`gridwatch.calendar`, so working-day limits follow the
+statutory schedule and the operator's ``[calendar]`` overrides.
+
+``gridwatch_incidents_open`` carries only the (severity, stage) combinations that have at
+least one open case: eight mostly-zero series per grid would bloat ``/metrics``, and a series
+that disappears when its last case closes resolves its alert all the same.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import field_validator
+
+from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
+from gridwatch.durations import Duration, parse_duration
+from gridwatch.hookspecs import hookimpl
+from gridwatch.rows import BAD_VALUE, clean
+
+TABLE = "incidents"
+COLUMNS = (
+    "incident_id",
+    "grid_id",
+    "severity",
+    "tier",
+    "reported_at",
+    "accepted_at",
+    "dispatched_at",
+    "resolved_at",
+    "closed_at",
+    "reopened_count",
+    "extended",
+)
+STAGES = ("reported", "accepted", "dispatched", "resolved")  # in the order a case moves
+DEFAULT_LIMITS = {"community": "1d", "subdistrict": "2d", "department": "3d", "special": "5wd"}
+
+OPEN = "gridwatch_incidents_open"
+OVERDUE = "gridwatch_incidents_overdue"
+OLDEST = "gridwatch_incident_oldest_open_age_seconds"
+CLOSURE = "gridwatch_incidents_closure_ratio"
+ON_TIME = "gridwatch_incidents_on_time_closure_ratio"
+REWORK = "gridwatch_incidents_rework_ratio"
+EXTENSION = "gridwatch_incidents_extension_ratio"
+
+
+@dataclass
+class _Tally:
+    """One grid's counts over the window: the numerators and denominators of the KPIs."""
+
+    overdue: int = 0
+    oldest: datetime | None = None
+    due: int = 0
+    due_closed: int = 0
+    due_on_time: int = 0
+    due_extended: int = 0
+    closed: int = 0
+    closed_reworked: int = 0
+
+
+def _enum(value: Any) -> str:
+    return "" if value is None else str(value).strip().lower()
+
+
+def _count(value: Any) -> int | None:
+    """A non-negative integer column (NULL = 0); None when the value is not one."""
+    if value is None or value == "":
+        return 0
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return None
+    return n if n >= 0 and n == float(value) else None
+
+
+def _flag(value: Any) -> bool | None:
+    """The ``extended`` column as a boolean (NULL = not extended); None when unreadable."""
+    text = _enum(value)
+    if text in ("", "0", "false", "no"):
+        return False
+    if text in ("1", "true", "yes"):
+        return True
+    return None
+
+
+class IncidentsCheck(Check):
+    type = "incidents"
+    metrics = {
+        OPEN: "Open incidents by severity and current stage (only combinations with cases).",
+        OVERDUE: "Open incidents past their handling deadline.",
+        OLDEST: "Seconds since the oldest open incident was reported.",
+        CLOSURE: "Due incidents in the window that are now closed / due incidents (结案率).",
+        ON_TIME: "Due incidents closed by their deadline / due incidents (按期结案率).",
+        REWORK: "Incidents closed in the window that were reopened / closed incidents (返工率).",
+        EXTENSION: "Due incidents with an approved extension / due incidents (延期率).",
+    }
+
+    class Options(Options):
+        limits: dict[str, str] = DEFAULT_LIMITS
+        """Handling limit per tier: "Nd" (N×24 h) or "Nwd" (N working days)."""
+        window: Duration = parse_duration("30d")
+        """The KPI window, [now − window, now]."""
+        major_severity: str = "major"
+        """The source's spelling of a major case; it is published as severity="major"."""
+
+        @field_validator("limits")
+        @classmethod
+        def _limits(cls, v: dict[str, str]) -> dict[str, str]:
+            # Overriding one tier keeps the others' defaults; a typo in a tier or a limit
+            # must be a config error, not a silently wrong deadline.
+            unknown = sorted(set(v) - set(DEFAULT_LIMITS))
+            if unknown:
+                raise ValueError(f"unknown tier(s) {', '.join(unknown)}: expected {', '.join(DEFAULT_LIMITS)}")
+            for limit in v.values():
+                parse_limit(limit)
+            return {**DEFAULT_LIMITS, **v}
+
+        @field_validator("major_severity")
+        @classmethod
+        def _major(cls, v: str) -> str:
+            v = _enum(v)
+            if not v or v == "normal":
+                raise ValueError("must name the severity of major cases, not empty or 'normal'")
+            return v
+
+        @field_validator("window")
+        @classmethod
+        def _window(cls, v: float) -> float:
+            if v <= 0:
+                raise ValueError("the window must be longer than zero")
+            return v
+
+    def run(self, ctx: RunContext) -> Iterator[Sample]:
+        opts = self.options
+        assert self.source is not None
+        grids = ctx.registry()
+        cal = ctx.calendar or WorkCalendar()  # statutory schedule when run without overrides
+        tz = ctx.tz
+        now = ctx.now.astimezone(tz)
+        now_s = now.timestamp()  # compare instants: wall clocks repeat when DST ends
+        start = now_s - opts.window
+        src = self.source.name
+        severities = {"normal": "normal", opts.major_severity: "major"}
+
+        tallies: dict[str, _Tally] = defaultdict(_Tally)
+        open_cases: Counter[tuple[str, str, str]] = Counter()
+        rows = self.source.read(TABLE, COLUMNS, deadline=ctx.deadline)
+        stamps = (*(f"{s}_at" for s in STAGES), "closed_at")
+        good = clean(ctx, src, rows, id_column="incident_id", timestamps=stamps, required=("reported_at",), grids=grids)
+        for row in good:
+            severity = severities.get(_enum(row["severity"]))
+            tier = _enum(row["tier"])
+            reopened, extended = _count(row["reopened_count"]), _flag(row["extended"])
+            if severity is None:
+                ctx.reject(src, "bad_severity", f"severity={str(row['severity'])[:20]!r}")
+                continue
+            if tier not in opts.limits:
+                ctx.reject(src, "bad_tier", f"tier={str(row['tier'])[:20]!r}")
+                continue
+            if reopened is None or extended is None:
+                ctx.reject(src, BAD_VALUE, "reopened_count or extended is not a count / 0 or 1")
+                continue
+            t = tallies[row["grid_id"]]
+            reported = row["reported_at"].astimezone(tz)  # a working-day limit needs local dates
+            deadline = incident_deadline(reported, opts.limits[tier], cal, extended).timestamp()
+            closed = None if row["closed_at"] is None else row["closed_at"].timestamp()
+            if closed is None:
+                # the furthest stage reached: stages only move forward
+                stage = next(s for s in reversed(STAGES) if row[f"{s}_at"] is not None)
+                open_cases[(row["grid_id"], severity, stage)] += 1
+                t.overdue += deadline < now_s  # closing exactly at the deadline is on time
+                t.oldest = reported if t.oldest is None else min(t.oldest, reported)
+            if start <= deadline <= now_s:
+                t.due += 1
+                t.due_closed += closed is not None
+                t.due_on_time += closed is not None and closed <= deadline
+                t.due_extended += extended
+            if closed is not None and start <= closed:  # clean() refused closed_at > now
+                t.closed += 1
+                t.closed_reworked += reopened > 0
+
+        for (grid, severity, stage), n in sorted(open_cases.items()):
+            yield Sample(OPEN, {"grid": grid, "severity": severity, "stage": stage}, n)
+        for grid in grids:
+            t = tallies.get(grid) or _Tally()
+            label = {"grid": grid}
+            yield Sample(OVERDUE, label, t.overdue)
+            if t.oldest is not None:
+                yield Sample(OLDEST, label, (now - t.oldest).total_seconds())
+            # a ratio with nothing to divide by is not reported at all
+            if t.due:
+                yield Sample(CLOSURE, label, t.due_closed / t.due)
+                yield Sample(ON_TIME, label, t.due_on_time / t.due)
+                yield Sample(EXTENSION, label, t.due_extended / t.due)
+            if t.closed:
+                yield Sample(REWORK, label, t.closed_reworked / t.closed)
+
+
+@hookimpl
+def register_check_types() -> list[type[Check]]:
+    return [IncidentsCheck]
+
+
+@hookimpl
+def default_rules() -> list[dict[str, Any]]:
+    # Severities mirror the grid's light: an open major case is red, an overdue case yellow.
+    return [
+        {
+            "alert": "MajorIncidentOpen",
+            "metric": OPEN,
+            "match": {"severity": "major"},
+            "above": {"critical": 0},
+            "for": "0s",
+            "summary": "{grid_name}有{value:.0f}件重大事件未结案（{stage}阶段）",
+            "description": "{street}{community}{grid_name}：重大矛盾纠纷、预警性矛盾纠纷、"
+            "上访动向或突发公共卫生事件未结案，网格亮红灯，须直报并跟踪至结案。",
+        },
+        {
+            "alert": "IncidentsOverdue",
+            "metric": OVERDUE,
+            "above": {"warning": 0},
+            "for": "0s",
+            "summary": "{grid_name}有{value:.0f}件事件超过限时办结期限",
+            "description": "{street}{community}{grid_name}：未结案事件已超过所属层级的办结时限"
+            "（延期的按延长后的期限），请督促办理。",
+        },
+        {
+            "alert": "OnTimeClosureLow",
+            "metric": ON_TIME,
+            "below": {"warning": 0.90},
+            "for": "0s",
+            "summary": "{grid_name}按期结案率{value:.1%}，低于90%",
+            "description": "{street}{community}{grid_name}：统计窗口内到期事件按期结案的比例低于目标值90%。",
+        },
+    ]

@@ -1,0 +1,247 @@
+"""The ``reports`` check: the daily traffic light and periodic reports (rule book section 3).
+
+Choices the rule book leaves open:
+
+- The daily status and the stored daily lights exist only while ``daily`` is in ``expect``:
+  a grid that owes no daily report must not turn yellow every evening.
+- ``gridwatch_report_overdue`` covers the non-daily kinds only. A missing daily report is
+  already status 2 of ``gridwatch_report_daily_status``; an overdue flag for yesterday's
+  report would keep the grid yellow all of today, which the traffic light does not do.
+- A flagged report turns red the day it counts for: its ``period`` for a daily report, the
+  local date it was submitted for any other kind (a flag is content, whatever the form).
+- The reporting ratio counts a period on time when its first submission came by the due
+  time, flagged or not: the ratio is about timeliness, red is about content.
+
+The colour of every grid and day is kept in the state database (``reports_daily_lights``)
+for the year-end assessment; :func:`daily_lights` reads it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from pydantic import field_validator
+
+from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.calendar import (
+    REPORT_KINDS,
+    due_time,
+    expected_periods,
+    latest_due_period,
+    next_due_period,
+    period_for,
+)
+from gridwatch.durations import Duration, parse_duration
+from gridwatch.hookspecs import hookimpl
+from gridwatch.rows import clean
+
+log = logging.getLogger(__name__)
+
+TABLE = "reports"
+COLUMNS = ("report_id", "grid_id", "kind", "period", "submitted_at", "flag")
+RED_FLAGS = frozenset({"major_dispute", "early_warning", "petition"})
+NO_FLAG = frozenset({"", "ok"})
+LIGHTS = "reports_daily_lights"
+
+DAILY = "gridwatch_report_daily_status"
+OVERDUE = "gridwatch_report_overdue"
+ON_TIME = "gridwatch_report_on_time_ratio"
+DUE_SOON = "gridwatch_report_due_soon"
+
+OK, PENDING, MISSING, FLAGGED = 0, 1, 2, 3
+
+
+def _enum(value: Any) -> str:
+    return "" if value is None else str(value).strip().lower()
+
+
+def daily_lights(db: Any, grid_id: str, since_day: date | str) -> list[tuple[date, str]]:
+    """The stored colours of a grid from ``since_day`` on, oldest first, for the status board
+    and the year-end count. ``db`` is the state database (a sqlite-utils Database)."""
+    if not db[LIGHTS].exists():
+        return []
+    rows = db.execute(
+        f"SELECT day, light FROM {LIGHTS} WHERE grid_id = ? AND day >= ? ORDER BY day",
+        [grid_id, str(since_day)],
+    ).fetchall()
+    return [(date.fromisoformat(day), light) for day, light in rows]
+
+
+def _store_lights(db: Any, rows: list[tuple[str, str, str]]) -> None:
+    with db.conn:
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {LIGHTS} (grid_id TEXT NOT NULL, day TEXT NOT NULL, "
+            "light TEXT NOT NULL, PRIMARY KEY (grid_id, day))"
+        )
+        # days inside the window are recomputed (a late flag can still turn one red);
+        # older days are left as they were
+        db.conn.executemany(
+            f"INSERT INTO {LIGHTS} (grid_id, day, light) VALUES (?, ?, ?) "
+            "ON CONFLICT (grid_id, day) DO UPDATE SET light = excluded.light",
+            rows,
+        )
+
+
+class ReportsCheck(Check):
+    type = "reports"
+    metrics = {
+        DAILY: "Today's daily report: 0 ok, 1 pending, 2 missing or late, 3 flagged.",
+        OVERDUE: "1 if the latest period of a periodic report is past due with no submission.",
+        ON_TIME: "On-time submissions / expected submissions over the window (上报率).",
+        DUE_SOON: "1 if the next period of a periodic report is due within the lead time and not yet submitted.",
+    }
+
+    class Options(Options):
+        cutoff: time = time(20, 0)
+        """Daily (and twice-weekly) reports are due at this local time."""
+        expect: list[str] = ["daily"]
+        """The report kinds every grid must submit."""
+        window: Duration = parse_duration("30d")
+        """The reporting-ratio window, [now − window, now]."""
+        due_soon: Duration = parse_duration("3d")
+        """Lead time before a due time in which an unsent report is due soon."""
+
+        @field_validator("expect")
+        @classmethod
+        def _expect(cls, v: list[str]) -> list[str]:
+            unknown = [k for k in v if k not in REPORT_KINDS]
+            if unknown:
+                raise ValueError(
+                    f"unknown report kind(s) {', '.join(map(repr, unknown))}: expected {', '.join(REPORT_KINDS)}"
+                )
+            return list(dict.fromkeys(v))
+
+        @field_validator("window")
+        @classmethod
+        def _window(cls, v: float) -> float:
+            if v <= 0:
+                raise ValueError("the window must be longer than zero")
+            return v
+
+    @classmethod
+    def produces(cls, options: Options) -> set[str]:
+        """The daily status only while daily reports are expected, overdue and due-soon only
+        for periodic kinds: a rule on a metric no check produces is then a config error."""
+        assert isinstance(options, cls.Options)
+        out = {ON_TIME}
+        if "daily" in options.expect:
+            out.add(DAILY)
+        if any(kind != "daily" for kind in options.expect):
+            out |= {OVERDUE, DUE_SOON}
+        return out
+
+    def run(self, ctx: RunContext) -> list[Sample]:
+        opts = self.options
+        assert self.source is not None
+        grids = ctx.registry()
+        tz, cutoff, src = ctx.tz, opts.cutoff, self.source.name
+        now = ctx.now.astimezone(tz)
+
+        first: dict[tuple[str, str, str], float] = {}  # (grid, kind, period) -> first arrival
+        red_days: dict[str, set[date]] = defaultdict(set)
+        rows = self.source.read(TABLE, COLUMNS, deadline=ctx.deadline)
+        good = clean(
+            ctx, src, rows, id_column="report_id", timestamps=("submitted_at",), required=("submitted_at",), grids=grids
+        )
+        for row in good:
+            kind, flag = _enum(row["kind"]), _enum(row["flag"])
+            if kind not in REPORT_KINDS:
+                ctx.reject(src, "bad_kind", f"kind={str(row['kind'])[:20]!r}")
+                continue
+            if flag not in RED_FLAGS and flag not in NO_FLAG:
+                ctx.reject(src, "bad_flag", f"flag={str(row['flag'])[:20]!r}")
+                continue
+            submitted = row["submitted_at"].astimezone(tz)
+            period = str(row["period"] or "").strip() or period_for(kind, submitted.date())
+            try:
+                due_time(kind, period, tz, cutoff)  # refuses a malformed period
+            except ValueError:
+                ctx.reject(src, "bad_period", f"{kind} period={period[:20]!r}")
+                continue
+            key = (row["grid_id"], kind, period)
+            first[key] = min(first.get(key, math.inf), submitted.timestamp())
+            if flag in RED_FLAGS:
+                day = date.fromisoformat(period) if kind == "daily" else submitted.date()
+                red_days[row["grid_id"]].add(day)
+
+        start = now - timedelta(seconds=opts.window)
+        expected = {k: expected_periods(k, start, now, cutoff) for k in opts.expect}
+        periodic = [k for k in opts.expect if k != "daily"]
+        latest = {k: latest_due_period(k, now, cutoff) for k in periodic}
+        upcoming = {k: next_due_period(k, now, cutoff) for k in periodic}
+        today = now.date()
+        today_due = due_time("daily", today.isoformat(), tz, cutoff)
+
+        def light(grid: str, day: date, due: datetime) -> str:
+            if day in red_days.get(grid, ()):
+                return "red"
+            arrived = first.get((grid, "daily", day.isoformat()), math.inf)
+            return "green" if arrived <= due.timestamp() else "yellow"
+
+        samples: list[Sample] = []
+        lights: list[tuple[str, str, str]] = []
+        for grid in grids:
+            label = {"grid": grid}
+            if "daily" in opts.expect:
+                colour = light(grid, today, today_due)
+                pending = colour == "yellow" and now < today_due
+                status = {"green": OK, "red": FLAGGED}.get(colour, PENDING if pending else MISSING)
+                samples.append(Sample(DAILY, label, status))
+                for period, due in expected["daily"]:
+                    lights.append((grid, period, light(grid, date.fromisoformat(period), due)))
+                if now < today_due and not pending:  # pending is not yellow: not kept
+                    lights.append((grid, today.isoformat(), colour))
+            for kind in opts.expect:
+                periods = expected[kind]
+                if periods:  # a window shorter than the kind's cycle expects nothing
+                    on_time = sum(first.get((grid, kind, p), math.inf) <= due.timestamp() for p, due in periods)
+                    samples.append(Sample(ON_TIME, {**label, "kind": kind}, on_time / len(periods)))
+            for kind in periodic:
+                period, _ = latest[kind]
+                overdue = (grid, kind, period) not in first  # a late submission is not overdue
+                samples.append(Sample(OVERDUE, {**label, "kind": kind}, float(overdue)))
+                period, due = upcoming[kind]
+                soon = (grid, kind, period) not in first and (due.timestamp() - now.timestamp() <= opts.due_soon)
+                samples.append(Sample(DUE_SOON, {**label, "kind": kind}, float(soon)))
+
+        if ctx.state is not None and lights:
+            try:
+                ctx.state.call(lambda db: _store_lights(db, lights))
+            except Exception:  # the history is a record; today's samples still matter more
+                log.warning("could not store the daily report lights", exc_info=True)
+        return samples
+
+
+@hookimpl
+def register_check_types() -> list[type[Check]]:
+    return [ReportsCheck]
+
+
+@hookimpl
+def default_rules() -> list[dict[str, Any]]:
+    # One rule for the daily status, so a flagged grid raises one critical alert rather than
+    # a "missing" warning beside it: 2 (missing or late, yellow) is a warning, 3 (flagged,
+    # red) critical. Severities mirror the grid's light.
+    return [
+        {
+            "alert": "DailyReportStatus",
+            "metric": DAILY,
+            "above": {"warning": 1.5, "critical": 2.5},
+            "for": "0s",
+            "summary": "{grid_name}今日信息报送亮灯（状态{value:.0f}：2 未按时报送，3 涉重大事项）",
+            "description": "{street}{community}{grid_name}：状态2为截止时间前未报送或迟报（黄灯）；"
+            "状态3为报送内容涉及重大矛盾纠纷、预警性矛盾纠纷或上访动向（红灯）。",
+        },
+        {
+            "alert": "PeriodicReportOverdue",
+            "metric": OVERDUE,
+            "above": {"warning": 0},
+            "for": "0s",
+            "summary": "{grid_name}的{kind}报告已过报送期限仍未报送",
+            "description": "{street}{community}{grid_name}：最近一期{kind}报告的报送期限已过，尚未收到，请督促报送。",
+        },
+    ]

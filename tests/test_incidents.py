@@ -1,0 +1,279 @@
+"""The ``incidents`` check against the rule book (DOMAIN.md §2), values computed by hand."""
+
+from __future__ import annotations
+
+import string
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gridwatch_plugins import incidents
+
+from gridwatch.api import Grid
+from gridwatch.config import ConfigErrors
+from gridwatch.rules import Rule, evaluate
+from gridwatch.testing import CheckResult, run_check
+
+GRIDS = [
+    {"grid_id": "G1", "name": "一网格", "community": "幸福社区", "street": "城关街道"},
+    {"grid_id": "G2", "name": "二网格", "community": "幸福社区", "street": "城关街道"},
+    {"grid_id": "G3", "name": "三网格", "community": "和平社区", "street": "城关街道"},
+]
+
+OPEN = "gridwatch_incidents_open"
+OVERDUE = "gridwatch_incidents_overdue"
+OLDEST = "gridwatch_incident_oldest_open_age_seconds"
+CLOSURE = "gridwatch_incidents_closure_ratio"
+ON_TIME = "gridwatch_incidents_on_time_closure_ratio"
+REWORK = "gridwatch_incidents_rework_ratio"
+EXTENSION = "gridwatch_incidents_extension_ratio"
+RATIOS = (CLOSURE, ON_TIME, REWORK, EXTENSION)
+
+
+def case(incident_id: str, grid: str, reported: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "incident_id": incident_id,
+        "grid_id": grid,
+        "severity": "normal",
+        "tier": "community",
+        "reported_at": reported,
+        **kw,
+    }
+
+
+def run(incidents_: list[dict[str, Any]], now: str, tmp_path: Path, **kw: Any) -> CheckResult:
+    """One run in a fresh directory of its own, so a test may run the check several times."""
+    where = Path(tempfile.mkdtemp(dir=tmp_path))
+    result = run_check("incidents", {"grids": GRIDS, "incidents": incidents_}, now=now, tmp_path=where, **kw)
+    assert result.error is None, result.error
+    return result
+
+
+# A `special` case reported Tuesday 2026-09-29 has 5 working days: 09-30, (National Day
+# 10-01..10-07 off), 10-08, 10-09, 10-10 (Saturday, make-up working day), (Sunday 10-11 off),
+# 10-12. Its deadline is 24:00 of 2026-10-12, i.e. 2026-10-13 00:00.
+SPECIAL = [case("S1", "G1", "2026-09-29 10:00:00", tier="special", accepted_at="2026-09-29 11:00")]
+
+
+def test_special_case_is_not_overdue_on_its_last_working_day(tmp_path):
+    r = run(SPECIAL, "2026-10-12 23:59:00", tmp_path)
+    assert r.by_grid(OVERDUE) == {"G1": 0, "G2": 0, "G3": 0}
+
+
+def test_special_case_is_overdue_just_after_24_00_of_the_fifth_working_day(tmp_path):
+    r = run(SPECIAL, "2026-10-13 00:00:01", tmp_path)
+    # one sample per registered grid, 0 where nothing is overdue
+    assert r.by_grid(OVERDUE) == {"G1": 1, "G2": 0, "G3": 0}
+
+
+def test_operator_holiday_moves_the_working_day_deadline(tmp_path):
+    # 10-12 declared a holiday: the 5th working day becomes Tuesday 10-13, due 10-14 00:00
+    r = run(SPECIAL, "2026-10-13 00:00:01", tmp_path, config="[calendar]\nholidays = [2026-10-12]")
+    assert r.value(OVERDUE, grid="G1") == 0
+
+
+def test_extension_doubles_the_limit(tmp_path):
+    # 10 working days from 09-29: 09-30, 10-08, 10-09, 10-10, 10-12 (5), 10-13, 10-14, 10-15,
+    # 10-16 (9), (weekend 10-17/18), 10-19 (10) -> deadline 2026-10-20 00:00
+    cases = [{**SPECIAL[0], "extended": 1}]
+    assert run(cases, "2026-10-13 00:00:01", tmp_path).value(OVERDUE, grid="G1") == 0
+    assert run(cases, "2026-10-20 00:00:00", tmp_path).value(OVERDUE, grid="G1") == 0
+    assert run(cases, "2026-10-20 00:00:01", tmp_path).value(OVERDUE, grid="G1") == 1
+
+
+def test_day_limits_are_elapsed_hours_and_holidays_do_not_count(tmp_path):
+    # community 1d from 10-01 08:00 (a holiday) ends 10-02 08:00; department 3d ends 10-04 08:00
+    cases = [
+        case("C1", "G1", "2026-10-01 08:00"),
+        case("C2", "G2", "2026-10-01 08:00", tier="department"),
+    ]
+    r = run(cases, "2026-10-02 08:00:01", tmp_path)
+    assert r.by_grid(OVERDUE) == {"G1": 1, "G2": 0, "G3": 0}
+
+
+def test_overriding_one_tier_keeps_the_other_defaults(tmp_path):
+    # community now 2d: reported 10-01 08:00, due 10-03 08:00; subdistrict keeps 2d
+    cases = [
+        case("C1", "G1", "2026-10-01 08:00"),
+        case("C2", "G2", "2026-10-01 08:00", tier="subdistrict"),
+    ]
+    r = run(cases, "2026-10-02 12:00", tmp_path, options={"limits": {"community": "2d"}})
+    assert r.by_grid(OVERDUE) == {"G1": 0, "G2": 0, "G3": 0}
+    assert not r.rejected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"limits": {"special": "5x"}}, {"limits": {"speical": "5wd"}}, {"window": "30 days"}],
+)
+def test_bad_options_are_config_errors(tmp_path, options):
+    with pytest.raises(ConfigErrors):
+        run_check("incidents", {"grids": GRIDS}, now="2026-10-01", tmp_path=tmp_path, options=options)
+
+
+def test_open_cases_by_severity_and_stage(tmp_path):
+    now = "2026-10-10 12:00"
+    cases = [
+        # major, accepted: community 1d, due 10-11 08:00
+        case("A", "G1", "2026-10-10 08:00", severity="major", accepted_at="2026-10-10 09:00"),
+        # dispatched: department 3d, due 10-12 12:00
+        case(
+            "B",
+            "G1",
+            "2026-10-09 12:00",
+            tier="department",
+            accepted_at="2026-10-09 13:00",
+            dispatched_at="2026-10-09 14:00",
+        ),
+        # resolved, awaiting verification: still open at stage resolved; due 10-11 12:00
+        case(
+            "C",
+            "G1",
+            "2026-10-08 12:00",
+            tier="department",
+            accepted_at="2026-10-08 13:00",
+            dispatched_at="2026-10-08 14:00",
+            resolved_at="2026-10-09 10:00",
+        ),
+        # only reported: community 1d, due 10-10 06:00 < now -> overdue
+        case("D", "G1", "2026-10-09 06:00"),
+        # closed: not open, however old
+        case("E", "G1", "2026-10-01 06:00", closed_at="2026-10-01 18:00"),
+        # G2: a closed case only
+        case("F", "G2", "2026-10-09 06:00", closed_at="2026-10-09 18:00"),
+    ]
+    r = run(cases, now, tmp_path)
+    assert r.series(OPEN) == {
+        (("grid", "G1"), ("severity", "major"), ("stage", "accepted")): 1,
+        (("grid", "G1"), ("severity", "normal"), ("stage", "dispatched")): 1,
+        (("grid", "G1"), ("severity", "normal"), ("stage", "resolved")): 1,
+        (("grid", "G1"), ("severity", "normal"), ("stage", "reported")): 1,
+    }
+    assert r.by_grid(OVERDUE) == {"G1": 1, "G2": 0, "G3": 0}
+    # oldest open is C, reported 10-08 12:00: 2 days before now = 2 * 86400 s
+    assert r.by_grid(OLDEST) == {"G1": 172800}
+
+
+def test_major_open_case_fires_the_critical_default_rule(tmp_path):
+    cases = [case("A", "G1", "2026-10-10 08:00", severity="major")]
+    r = run(cases, "2026-10-10 09:00", tmp_path)
+    hits = evaluate(_rules(), r.samples, _grids())
+    assert [(h.rule.alert, h.labels["grid"], h.severity) for h in hits] == [("MajorIncidentOpen", "G1", "critical")]
+    assert "一网格" in hits[0].summary and "1件" in hits[0].summary
+
+
+def test_major_severity_option_maps_the_sources_spelling(tmp_path):
+    cases = [case("A", "G1", "2026-10-10 08:00", severity="重大")]
+    r = run(cases, "2026-10-10 09:00", tmp_path, options={"major_severity": "重大"})
+    assert r.series(OPEN) == {(("grid", "G1"), ("severity", "major"), ("stage", "reported")): 1}
+
+
+# KPI window: now 2026-10-31 12:00, 30d -> [2026-10-01 12:00, 2026-10-31 12:00].
+KPI_NOW = "2026-10-31 12:00"
+KPI_CASES = [
+    # K1 due 10-11 08:00, closed exactly then: due, closed, on time
+    case("K1", "G1", "2026-10-10 08:00", closed_at="2026-10-11 08:00"),
+    # K2 due 10-13 08:00, closed 10-14: due, closed, late; reopened once -> rework
+    case("K2", "G1", "2026-10-12 08:00", closed_at="2026-10-14 08:00", reopened_count=1),
+    # K3 due 10-21 08:00, still open: due, not closed
+    case("K3", "G1", "2026-10-20 08:00"),
+    # K4 extended: 2d, due 10-17 08:00, closed 10-16: due, on time, extended
+    case("K4", "G1", "2026-10-15 08:00", closed_at="2026-10-16 08:00", extended=1),
+    # K5 due 11-01 08:00, after now: not due yet
+    case("K5", "G1", "2026-10-31 08:00"),
+    # K6 due and closed before the window: nowhere
+    case("K6", "G1", "2026-09-20 08:00", closed_at="2026-09-21 08:00", reopened_count=3),
+    # K7 due 10-01 08:00 (before the window) but closed 10-02 inside it, reopened twice
+    case("K7", "G1", "2026-09-30 08:00", closed_at="2026-10-02 08:00", reopened_count=2),
+    # G3: due 10-01 10:00 (before the window), closed 10-01 13:00 inside it, never reopened
+    case("K8", "G3", "2026-09-30 10:00", closed_at="2026-10-01 13:00", reopened_count=0),
+]
+
+
+def test_kpis_over_the_window(tmp_path):
+    r = run(KPI_CASES, KPI_NOW, tmp_path)
+    # G1 due = K1, K2, K3, K4 = 4
+    assert r.value(CLOSURE, grid="G1") == pytest.approx(3 / 4)  # K1, K2, K4 closed
+    assert r.value(ON_TIME, grid="G1") == pytest.approx(2 / 4)  # K1 (at the deadline), K4
+    assert r.value(EXTENSION, grid="G1") == pytest.approx(1 / 4)  # K4
+    # closed in the window: K1, K2, K4, K7 = 4; reopened among them: K2, K7
+    assert r.value(REWORK, grid="G1") == pytest.approx(2 / 4)
+    # G3 closed one case in the window but has nothing due: rework only, 0 / 1
+    assert r.value(REWORK, grid="G3") == 0
+    for metric in (CLOSURE, ON_TIME, EXTENSION):
+        assert r.value(metric, grid="G3") is None
+
+
+def test_grid_without_cases_has_no_ratio_samples(tmp_path):
+    r = run(KPI_CASES, KPI_NOW, tmp_path)
+    g2 = [s for s in r.samples if s.labels.get("grid") == "G2"]
+    assert [(s.metric, s.value) for s in g2] == [(OVERDUE, 0)]
+
+
+def test_low_on_time_ratio_fires_a_warning(tmp_path):
+    r = run(KPI_CASES, KPI_NOW, tmp_path)
+    hits = {(h.rule.alert, h.labels["grid"]): h.severity for h in evaluate(_rules(), r.samples, _grids())}
+    # G1: on-time 2/4 = 0.5 < 0.90; open K3 is past its deadline 10-21 08:00 (K5 is due 11-01)
+    assert hits == {("OnTimeClosureLow", "G1"): "warning", ("IncidentsOverdue", "G1"): "warning"}
+
+
+def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
+    cases = [
+        case("OK", "G1", "2026-10-09 06:00"),  # overdue since 10-10 06:00
+        case("OK", "G1", "2026-10-09 06:00"),  # duplicate_id
+        case("U", "G9", "2026-10-09 06:00"),  # unknown_grid
+        case("N", None, "2026-10-09 06:00"),  # null_grid
+        case("T", "G1", "yesterday"),  # bad_timestamp
+        case("R", "G1", None),  # bad_timestamp: reported_at is required
+        case("F", "G1", "2026-10-09 06:00", closed_at="2026-10-11 06:00"),  # future_timestamp
+        case("X", "G1", "2026-10-09 06:00", tier="county"),  # bad_tier
+        case("Y", "G1", "2026-10-09 06:00", tier=None),  # bad_tier
+        case("S", "G1", "2026-10-09 06:00", severity="urgent"),  # bad_severity
+        case("E", "G1", "2026-10-09 06:00", extended="maybe"),  # bad_value
+        case("C", "G1", "2026-10-09 06:00", reopened_count=-1),  # bad_value
+    ]
+    r = run(cases, "2026-10-10 12:00", tmp_path)
+    assert r.rejected == {
+        ("data", "duplicate_id"): 1,
+        ("data", "unknown_grid"): 1,
+        ("data", "null_grid"): 1,
+        ("data", "bad_timestamp"): 2,
+        ("data", "future_timestamp"): 1,
+        ("data", "bad_tier"): 2,
+        ("data", "bad_severity"): 1,
+        ("data", "bad_value"): 2,
+    }
+    assert r.by_grid(OVERDUE) == {"G1": 1, "G2": 0, "G3": 0}
+    assert r.series(OPEN) == {(("grid", "G1"), ("severity", "normal"), ("stage", "reported")): 1}
+
+
+def test_labels_carry_no_ids(tmp_path):
+    cases = [*KPI_CASES, case("A", "G1", "2026-10-30 08:00", severity="major")]
+    r = run(cases, KPI_NOW, tmp_path)
+    ids = {c["incident_id"] for c in cases}
+    for s in r.samples:
+        assert set(s.labels) <= {"grid", "severity", "stage"}, s
+        assert not ids & set(s.labels.values()), s
+    assert {s.metric for s in r.samples} == {OPEN, OVERDUE, OLDEST, *RATIOS}
+
+
+def test_default_rules_are_valid_and_use_metrics_the_check_produces():
+    produced = incidents.IncidentsCheck.metrics
+    labels = {OPEN: {"grid", "severity", "stage"}}
+    for raw in incidents.default_rules():
+        rule = Rule.model_validate(raw)
+        assert rule.metric in produced
+        known = labels.get(rule.metric, {"grid"})
+        assert set(rule.match) <= known
+        for template in (rule.summary, rule.description):
+            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+            assert fields <= known | {"grid_name", "community", "street", "value"}, template
+
+
+def _rules() -> list[Rule]:
+    return [Rule.model_validate(r) for r in incidents.default_rules()]
+
+
+def _grids() -> dict[str, Grid]:
+    return {g["grid_id"]: Grid(**g) for g in GRIDS}
