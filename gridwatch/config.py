@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -78,6 +78,19 @@ class PluginsSection(_Strict):
 class GridsSection(_Strict):
     source: str | None = None
     refresh: Duration = 30.0
+    shard: str | None = Field(None, pattern=r"^[1-9][0-9]*/[1-9][0-9]*$")
+    """``K/N``: this instance watches the K-th of N shards of the grids"""
+    shard_by: Literal["hash", "street"] = "hash"
+    """split by a stable hash of the grid id, or keep each street whole"""
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, v: str | None) -> str | None:
+        if v is not None:
+            k, n = map(int, v.split("/"))
+            if k > n:
+                raise ValueError(f"shard {v}: K must be between 1 and N")
+        return v
 
 
 class CalendarSection(_Strict):
@@ -165,6 +178,8 @@ class Settings:
     checks: list[CheckSpec]
     grids_source: str | None = None
     grids_refresh: float = 30.0
+    shard: tuple[int, int] | None = None
+    shard_by: str = "hash"
     holidays: list[date] = field(default_factory=list)
     workdays: list[date] = field(default_factory=list)
     notifiers: dict[str, NotifierSpec] = field(default_factory=dict)
@@ -378,6 +393,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         checks=checks,
         grids_source=root.grids.source,
         grids_refresh=root.grids.refresh,
+        shard=tuple(map(int, root.grids.shard.split("/"))) if root.grids.shard else None,  # type: ignore[arg-type]
+        shard_by=root.grids.shard_by,
         holidays=list(root.calendar.holidays),
         workdays=list(root.calendar.workdays),
         notifiers=notifiers,

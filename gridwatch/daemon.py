@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from gridwatch import __version__, config, light
+from gridwatch import __version__, config, light, systemd
 from gridwatch.alerting import Alerting
 from gridwatch.api import Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
@@ -50,6 +50,7 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.alerting: Alerting | None = None
         self._web: web.AppRunner | None = None
+        self._background: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -76,6 +77,17 @@ class Daemon:
             len(self.runtime.runners),
         )
         self._start_scheduler()
+        self._background.append(asyncio.create_task(self._announce_ready(), name="ready"))
+        interval = systemd.watchdog_interval()
+        if interval:
+            self._background.append(asyncio.create_task(systemd.watchdog(interval), name="watchdog"))
+
+    async def _announce_ready(self) -> None:
+        """READY=1 to systemd once the config is loaded and every check has run once."""
+        while self.not_ready():
+            await asyncio.sleep(0.1)
+        systemd.notify(f"READY=1\nSTATUS=watching {len(self.results.checks)} check(s)")
+        log.info("ready: every check has run once")
 
     def _alerting(self, settings: Settings, runtime: Runtime) -> Alerting:
         return Alerting(settings, self.host, self.store, runtime.env, clock=lambda: self.clock().timestamp())
@@ -117,13 +129,9 @@ class Daemon:
             runtime = Runtime(settings, self.host, loop)
             runtime.state = self.store
             alerting = self._alerting(settings, runtime)
-        except ConfigErrors as exc:
-            for err in exc.errors:
-                log.error("reload rejected: %s", err)
-            self.results.reload_ok = False
-            return False
-        except BuildError as exc:
-            log.error("reload rejected: %s", exc)
+        except (ConfigErrors, BuildError) as exc:
+            for line in str(exc).splitlines():
+                log.error("reload rejected: %s", line)
             self.results.reload_ok = False
             return False
         if (settings.host, settings.port, settings.state_path) != (
@@ -133,6 +141,7 @@ class Daemon:
         ):
             log.warning("server.listen and state.path changes take effect on restart")
         assert self.scheduler is not None and self.runtime is not None
+        systemd.notify("RELOADING=1")
         await self.scheduler.stop(SHUTDOWN_GRACE)
         if self.alerting is not None:
             await self.alerting.stop()
@@ -144,10 +153,14 @@ class Daemon:
         await alerting.start(self._rule_inputs)
         self._start_scheduler()
         self.results.reload_ok = True
+        systemd.notify("READY=1")
         log.info("config reloaded: %d check(s)", len(runtime.runners))
         return True
 
     async def stop(self) -> None:
+        systemd.notify("STOPPING=1")
+        for task in self._background:
+            task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop(SHUTDOWN_GRACE)
         if self.alerting is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -12,6 +13,26 @@ COLUMNS = ("grid_id", "name", "community", "street", "zone")
 ZONES = {"red", "yellow", "blue"}
 
 
+class GridSet(dict[str, Grid]):
+    """The grids this instance watches; ``elsewhere`` holds the ids other shards watch, whose
+    rows are skipped without being counted as bad."""
+
+    elsewhere: frozenset[str] = frozenset()
+
+
+def shard_of(grid: Grid, count: int, by: str = "hash") -> int:
+    """1-based shard of a grid: stable across processes, machines and Python versions."""
+    key = grid.street if by == "street" else grid.grid_id
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % count + 1
+
+
+def shard_selector(shard: tuple[int, int] | None, by: str) -> Callable[[Grid], bool] | None:
+    if shard is None:
+        return None
+    k, n = shard
+    return lambda grid: shard_of(grid, n, by) == k
+
+
 class GridRegistry:
     """Loads the grid list, at most once per ``ttl`` seconds (grids change rarely)."""
 
@@ -19,14 +40,14 @@ class GridRegistry:
         self.source = source
         self.ttl = ttl
         self.select = select  # sharding: which grids this instance watches
-        self._cache: dict[str, Grid] | None = None
+        self._cache: GridSet | None = None
         self._loaded = -float("inf")
 
-    def load(self, ctx: RunContext) -> dict[str, Grid]:
+    def load(self, ctx: RunContext) -> GridSet:
         if self._cache is not None and time.monotonic() - self._loaded < self.ttl:
             return self._cache
         rows = self.source.read("grids", COLUMNS, deadline=ctx.deadline)
-        grids: dict[str, Grid] = {}
+        grids, elsewhere = GridSet(), set()
         for row in clean(ctx, self.source.name, rows, id_column="grid_id", grid_column=None):
             zone = (row.get("zone") or "").strip().lower() or None
             if zone is not None and zone not in ZONES:
@@ -41,12 +62,15 @@ class GridRegistry:
             )
             if self.select is None or self.select(grid):
                 grids[grid.grid_id] = grid
+            else:
+                elsewhere.add(grid.grid_id)
+        grids.elsewhere = frozenset(elsewhere)
         self._cache, self._loaded = grids, time.monotonic()
         return grids
 
-    def cached(self) -> dict[str, Grid]:
+    def cached(self) -> GridSet:
         """The last loaded grids (empty before the first load); never touches the source."""
-        return self._cache or {}
+        return self._cache if self._cache is not None else GridSet()
 
     def invalidate(self) -> None:
         self._cache = None

@@ -59,6 +59,7 @@ def clean(
     """
     seen: set[Any] = set()
     now = ctx.now
+    elsewhere = getattr(grids, "elsewhere", frozenset())  # another shard's grids: not bad, not ours
     for raw in rows:
         row = dict(raw)
         if id_column is not None:
@@ -77,7 +78,8 @@ def clean(
                 continue
             g = row[grid_column] = str(g)
             if grids is not None and g not in grids:
-                ctx.reject(source, UNKNOWN_GRID, f"{grid_column}={g}")
+                if g not in elsewhere:
+                    ctx.reject(source, UNKNOWN_GRID, f"{grid_column}={g}")
                 continue
         ok = True
         for col in timestamps:

@@ -27,7 +27,7 @@ from gridwatch.api import (
 )
 from gridwatch.calendar import WorkCalendar
 from gridwatch.config import CheckSpec, Settings
-from gridwatch.grids import GridRegistry
+from gridwatch.grids import GridRegistry, shard_selector
 from gridwatch.plugins import PluginHost
 from gridwatch.results import CheckState, Results, SourceState
 from gridwatch.store import PluginState
@@ -106,7 +106,8 @@ class Runtime:
             state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_)
             self.runners[spec.name] = Runner(spec, check, source, state)
         if s.grids_source:
-            self.registry = GridRegistry(self.sources[s.grids_source], ttl=s.grids_refresh)
+            select = shard_selector(s.shard, s.shard_by)
+            self.registry = GridRegistry(self.sources[s.grids_source], ttl=s.grids_refresh, select=select)
 
     def states(self) -> tuple[dict[str, CheckState], dict[str, SourceState]]:
         return (

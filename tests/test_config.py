@@ -104,7 +104,7 @@ def test_env_vars_are_substituted(tmp_path, monkeypatch):
         ("[server]\nport = 1\n", "server.port: unknown key"),
         (
             '[sources.x]\ntype = "oracle"\n',
-            "sources.x.type: unknown source type 'oracle' (known: sqlite)",
+            "sources.x.type: unknown source type 'oracle' (known: csv, http, ingest, jsonl, sql, sqlite)",
         ),
         ('[sources.x]\ntype = "sqlite"\n', "sources.x.path: required key is missing"),
     ],
