@@ -327,19 +327,30 @@ class AlertEngine:
     def _notify(self, a: Alert, now: float, status: str) -> list[dict[str, Any]]:
         payload = self.payload(a, now, status)
         severity = a.severity if status == FIRING else (a.notified_severity or a.severity)
-        return [
-            {
-                "notifier": r.notifier,
-                "payload": json.dumps(payload, ensure_ascii=False),
+
+        def row(notifier: str, body: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "notifier": notifier,
+                "payload": json.dumps(body, ensure_ascii=False),
                 "created_at": now,
                 "attempts": 0,
                 "next_attempt": now,
                 "delivered_at": None,
                 "last_error": None,
             }
-            for r in self.routes
-            if r.accepts(a.labels, severity)
-        ]
+
+        rows = [row(r.notifier, payload) for r in self.routes if r.accepts(a.labels, severity)]
+        old = a.notified_severity
+        if status == FIRING and old is not None and old != a.severity:
+            # a route that took the old severity but not the new one: for it the alert has ended
+            ended = {**payload, "status": RESOLVED, "labels": {**a.labels, "severity": old}, "endsAt": iso(now)}
+            ended.pop("previousSeverity", None)
+            rows += [
+                row(r.notifier, ended)
+                for r in self.routes
+                if r.accepts(a.labels, old) and not r.accepts(a.labels, a.severity)
+            ]
+        return rows
 
     def payload(self, a: Alert, now: float, status: str, ends_in: float = 0.0) -> dict[str, Any]:
         """An alert in Alertmanager's shape (API v2 and the webhook payload share it)."""

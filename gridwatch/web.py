@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
+from gridwatch.api import SourceUnavailable
 from gridwatch.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("gridwatch.web")
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+MAX_BODY = 4 * 1024 * 1024  # bytes: an ingest batch of ~10,000 rows; anything larger gets 413
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -99,6 +101,10 @@ async def ingest(request: web.Request) -> web.Response:
         n = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, source.ingest, table, payload)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    except SourceUnavailable as exc:
+        raise web.HTTPServiceUnavailable(text=f"cannot store: {exc}") from None
+    if daemon.runtime is not None and daemon.runtime.registry is not None and table == "grids":
+        daemon.runtime.registry.invalidate()
     return json_response({"stored": n, "table": table}, 201 if n else 200)
 
 
@@ -191,7 +197,7 @@ def _time(value: Any, default: float | None) -> float:
 
 
 def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)

@@ -1,0 +1,194 @@
+"""The ``ingest`` source: rows pushed to gridwatch over HTTP, kept in its own SQLite file.
+
+For systems that cannot be polled: they ``POST /api/v1/ingest/{table}`` rows of the standard
+schema with ``Authorization: Bearer <token>``. The route calls :meth:`IngestSource.authorized`
+first (nothing is stored on a 401), then :meth:`IngestSource.ingest`, which raises
+ValueError (a 400 for the client) for anything that is not a list of standard rows, or
+SourceUnavailable when the file cannot be written. A request is stored whole or not at all;
+a row whose id was pushed before replaces the old row entirely (a column it leaves out
+becomes NULL). Checks read the file like any ``sqlite`` source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from pydantic import Field, field_validator, model_validator
+
+from gridwatch.api import Source, SourceUnavailable
+from gridwatch.hookspecs import hookimpl
+from gridwatch.schema import INTEGER_COLUMNS, STANDARD_SCHEMA
+from gridwatch.sources.sqlite import SqliteSource
+
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+class IngestSource(SqliteSource):
+    """Writes through one lock-guarded connection; reads open the file read-only per query."""
+
+    type = "ingest"
+
+    class Options(SqliteSource.Options):
+        path: str = "ingest.db"
+        """the SQLite file; a relative path is under the state directory"""
+        token: str | None = None
+        """the bearer token clients send, usually ``${GRIDWATCH_INGEST_TOKEN}``"""
+        token_sha256: str | None = None
+        """instead of ``token``: its SHA-256 as hex, so the config holds no secret"""
+        max_rows: int = Field(10_000, ge=1)
+        """the most rows one request may carry"""
+
+        @field_validator("token")
+        @classmethod
+        def _token_not_empty(cls, v: str | None) -> str | None:
+            if v is not None and not v.strip():
+                raise ValueError("token is empty (is its environment variable set to nothing?)")
+            return v
+
+        @field_validator("token_sha256")
+        @classmethod
+        def _hex_digest(cls, v: str | None) -> str | None:
+            if v is not None and not _SHA256_HEX.match(v.strip()):
+                raise ValueError("token_sha256 must be 64 hex digits (sha256sum of the token)")
+            return v.strip().lower() if v is not None else None
+
+        @model_validator(mode="after")
+        def _exactly_one_token(self) -> IngestSource.Options:
+            if (self.token is None) == (self.token_sha256 is None):
+                raise ValueError("set exactly one of token and token_sha256")
+            return self
+
+    def __init__(self, name: str, options: Options, env: Any) -> None:
+        super().__init__(name, options, env)
+        path = Path(options.path).expanduser()
+        self.path = path if path.is_absolute() else Path(env.state_dir) / path
+        if options.token_sha256 is not None:
+            self._digest = bytes.fromhex(options.token_sha256)
+        else:
+            assert options.token is not None
+            self._digest = hashlib.sha256(options.token.strip().encode()).digest()
+        self._lock = threading.Lock()
+        self._db: sqlite_utils.Database | None = None
+
+    # -- receiving -----------------------------------------------------------------------------
+    def authorized(self, authorization_header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the configured bearer token."""
+        if not authorization_header:
+            return False
+        scheme, _, token = authorization_header.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return False
+        presented = hashlib.sha256(token.encode()).digest()
+        return hmac.compare_digest(presented, self._digest)
+
+    def ingest(self, table: str, payload: object) -> int:
+        """Store a JSON object or a list of them as rows of ``table``; return how many.
+
+        All or nothing: a ValueError, naming the row and the key, leaves the file unchanged.
+        """
+        rows = self.validate(table, payload)
+        if not rows:
+            return 0
+        id_column = STANDARD_SCHEMA[table][0]
+        with self._lock:
+            try:
+                db = self._writer()
+                with db.atomic():
+                    db[table].upsert_all(rows, pk=id_column)
+            except sqlite3.Error as exc:
+                raise SourceUnavailable(f"cannot store ingested rows: {exc}") from None
+        return len(rows)
+
+    def validate(self, table: str, payload: object) -> list[dict[str, Any]]:
+        """The payload as complete rows of ``table``, or a ValueError saying what is wrong."""
+        if table not in STANDARD_SCHEMA:
+            raise ValueError(f"unknown table {table!r}: expected one of {', '.join(STANDARD_SCHEMA)}")
+        if isinstance(payload, dict):
+            items: list[Any] = [payload]
+        elif isinstance(payload, list):
+            items = payload
+        else:
+            raise ValueError("the body must be a JSON object or a list of JSON objects")
+        if len(items) > self.options.max_rows:
+            raise ValueError(f"{len(items)} rows in one request; the limit is {self.options.max_rows}")
+        columns = STANDARD_SCHEMA[table]
+        id_column = columns[0]
+        rows = []
+        for i, item in enumerate(items):
+            where = f"row {i}" if isinstance(payload, list) else "the row"
+            if not isinstance(item, dict):
+                raise ValueError(f"{where} is not a JSON object")
+            unknown = [str(k) for k in item if k not in columns]
+            if unknown:
+                raise ValueError(
+                    f"{where}: unknown column(s) {', '.join(unknown)} for table {table} "
+                    f"(its columns: {', '.join(columns)})"
+                )
+            for key, value in item.items():
+                if not _scalar(value):
+                    raise ValueError(f"{where}: {key} must be a string, a finite number, true/false or null")
+            if item.get(id_column) is None or item.get(id_column) == "":
+                raise ValueError(f"{where}: {id_column} is required")
+            rows.append({c: item.get(c) for c in columns})
+        return rows
+
+    # -- storage -------------------------------------------------------------------------------
+    def _writer(self) -> sqlite_utils.Database:
+        """The writing connection, and the standard tables; call with the lock held."""
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=self.options.busy_timeout)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                db = sqlite_utils.Database(conn)
+                for table, columns in STANDARD_SCHEMA.items():
+                    db[table].create(
+                        {c: int if c in INTEGER_COLUMNS else str for c in columns},
+                        pk=columns[0],
+                        if_not_exists=True,
+                    )
+            except BaseException:
+                conn.close()
+                raise
+            self._db = db
+        return self._db
+
+    def connect(self, deadline: float = math.inf) -> sqlite3.Connection:
+        if self._db is None:  # created once; then reads never wait for a write in progress
+            with self._lock:
+                try:
+                    self._writer()  # so a source nobody pushed to yet reads as empty, not missing
+                except (OSError, sqlite3.Error) as exc:
+                    raise SourceUnavailable(f"cannot open {self.path.name}: {exc}") from None
+        return super().connect(deadline)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.conn.close()
+                self._db = None
+
+
+def _scalar(value: object) -> bool:
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return _INT64[0] <= value <= _INT64[1]
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return False
+
+
+@hookimpl
+def register_source_types() -> list[type[Source]]:
+    return [IngestSource]

@@ -1,0 +1,280 @@
+"""The ``sql`` source: any database SQLAlchemy speaks (PostgreSQL, MySQL/MariaDB, SQLite...).
+
+One engine per source, created once, with a connection pool that pings a connection before
+lending it. Every query runs in a read-only transaction bounded by the check's deadline:
+
+- PostgreSQL: ``SET TRANSACTION READ ONLY`` and a transaction-local ``statement_timeout``;
+- MySQL/MariaDB (best effort): ``SET TRANSACTION READ ONLY`` and ``max_execution_time``
+  (MySQL) or ``max_statement_time`` (MariaDB);
+- SQLite: ``PRAGMA query_only`` and a progress handler that aborts at the deadline;
+- anything else: no server-side limit; the core's timeout still abandons the run.
+
+Drivers are optional extras: ``pip install 'gridwatch[postgres]'`` (psycopg 3) or
+``'gridwatch[mysql]'`` (PyMySQL). A ``mysql://`` URL without a driver uses PyMySQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import math
+import re
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import Field
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
+from gridwatch.durations import Duration
+from gridwatch.hookspecs import hookimpl
+from gridwatch.sql import select_sql
+
+# the extra that installs the driver a backend needs
+_EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+# PostgreSQL SQLSTATEs: the statement was cancelled by statement_timeout; the server is
+# going away or out of connections (retry later); a name does not exist (operator's fix)
+_PG_CANCELED = "57014"
+_PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P", "58")
+_PG_UNDEFINED = {"42P01", "42703", "3F000"}
+# MySQL/MariaDB error numbers: statement time limits, and lost or refused connections
+_MY_TIMEOUT = {3024, 1969}
+_MY_UNAVAILABLE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
+
+
+class SqlSource(Source):
+    """Reads through SQLAlchemy; identifiers are quoted by the dialect, values always bound."""
+
+    type = "sql"
+
+    class Options(TableOptions):
+        url: str
+        """a SQLAlchemy URL, e.g. ``postgresql://gridwatch:${PGPASSWORD}@db/grid``"""
+        pool_size: int = Field(5, ge=1)
+        max_overflow: int = Field(5, ge=0)
+        connect_timeout: Duration = 10.0
+        """how long to wait for a new connection (PostgreSQL and MySQL drivers)"""
+
+    def __init__(self, name: str, options: Options, env: Any) -> None:
+        super().__init__(name, options, env)
+        try:
+            url = make_url(options.url)
+        except sa_exc.ArgumentError:
+            raise CheckError(
+                f"source {name}: url is not a SQLAlchemy URL (dialect+driver://user:password@host:port/database)"
+            ) from None
+        self.url = _with_installed_driver(url)
+        self.safe_url = self.url.render_as_string(hide_password=True)
+        self.backend = self.url.get_backend_name()
+        try:
+            self.engine: Engine = sa.create_engine(
+                self.url,
+                pool_size=options.pool_size,
+                max_overflow=options.max_overflow,
+                pool_pre_ping=True,
+                pool_timeout=max(options.connect_timeout, 1.0),
+                connect_args=self._connect_args(),
+            )
+        except ImportError as exc:
+            extra = _EXTRAS.get(self.backend)
+            hint = f": pip install 'gridwatch[{extra}]'" if extra else ""
+            raise CheckError(
+                f"source {name}: the database driver for {self.url.drivername} is not "
+                f"installed ({exc.name or exc}){hint}"
+            ) from None
+        except sa_exc.NoSuchModuleError:
+            raise CheckError(f"source {name}: SQLAlchemy knows no database {self.url.drivername!r}") from None
+        except (sa_exc.ArgumentError, TypeError) as exc:
+            raise CheckError(f"source {name}: {self._scrub(str(exc))}") from None
+
+    def _connect_args(self) -> dict[str, Any]:
+        if "connect_timeout" in self.url.query:
+            return {}
+        seconds = max(1, math.ceil(self.options.connect_timeout))
+        if self.backend == "postgresql" and self.url.get_driver_name() in ("psycopg", "psycopg2"):
+            return {"connect_timeout": max(2, seconds)}  # libpq ignores values below 2
+        if self.backend in ("mysql", "mariadb") and self.url.get_driver_name() == "pymysql":
+            return {"connect_timeout": seconds}
+        return {}
+
+    # -- the Source contract -------------------------------------------------------------------
+    def query(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
+    ) -> list[dict[str, Any]]:
+        try:
+            with self._transaction(deadline) as conn:
+                result = conn.execute(sa.text(sql), dict(params or {}))
+                if not result.returns_rows:
+                    return []
+                keys = list(result.keys())
+                return [{k: _value(v) for k, v in zip(keys, row, strict=True)} for row in result]
+        except sa_exc.DBAPIError as exc:
+            raise self._translate(exc, deadline) from None
+        except sa_exc.SQLAlchemyError as exc:  # e.g. a bound parameter without a value
+            raise CheckError(f"query failed: {self._scrub(_first_line(exc))}") from None
+
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
+        quote = self.engine.dialect.identifier_preparer.quote
+        try:
+            return self.query(select_sql(self, table, columns, quote=quote), deadline=deadline)
+        except CheckError as exc:
+            raise self._explain_missing(table, columns) or exc from None
+
+    def ping(self) -> None:
+        self._connect().close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions and limits ---------------------------------------------------------------
+    @contextmanager
+    def _transaction(self, deadline: float) -> Iterator[Connection]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"source {self.name}: the check's deadline passed before the query")
+        conn = self._connect()
+        try:
+            self._limit(conn, remaining)
+            yield conn
+        finally:
+            try:
+                if self.backend == "sqlite":
+                    conn.connection.dbapi_connection.set_progress_handler(None, 0)  # type: ignore[union-attr]
+                conn.rollback()  # read-only: there is never anything to commit
+            finally:
+                conn.close()
+
+    def _connect(self) -> Connection:
+        try:
+            return self.engine.connect()
+        except sa_exc.DBAPIError as exc:
+            raise SourceUnavailable(
+                f"cannot connect to {self.safe_url}: {self._scrub(_first_line(exc.orig))}"
+            ) from None
+        except sa_exc.TimeoutError:
+            raise SourceUnavailable(
+                f"no free connection to {self.safe_url}: all "
+                f"{self.options.pool_size + self.options.max_overflow} connections are busy"
+            ) from None
+
+    def _limit(self, conn: Connection, remaining: float) -> None:
+        """Make the transaction read-only and bounded by the deadline, as the backend allows."""
+        ms = None if remaining == math.inf else max(1, int(remaining * 1000))
+        if self.backend == "postgresql":
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            if ms is not None:
+                conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(ms)})
+        elif self.backend in ("mysql", "mariadb"):
+            for statement in (
+                f"SET SESSION max_execution_time = {ms or 0}",  # MySQL: milliseconds
+                f"SET SESSION max_statement_time = {(ms or 0) / 1000}",  # MariaDB: seconds
+                "SET TRANSACTION READ ONLY",  # applies to the next transaction: the query's
+            ):
+                with suppress(sa_exc.DBAPIError):  # not this flavour or version: best effort
+                    conn.exec_driver_sql(statement)
+        elif self.backend == "sqlite":
+            raw: Any = conn.connection.dbapi_connection
+            raw.execute("PRAGMA query_only = 1")
+            if ms is not None:
+                stop = time.monotonic() + remaining
+                raw.set_progress_handler(lambda: int(time.monotonic() > stop), 10_000)
+
+    # -- errors --------------------------------------------------------------------------------
+    def _translate(self, exc: sa_exc.DBAPIError, deadline: float) -> Exception:
+        """A driver error as the core understands it: down, timed out, or the operator's fix."""
+        orig = exc.orig
+        msg = self._scrub(_first_line(orig))
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        errno = orig.args[0] if orig is not None and orig.args else None
+        errno = errno if isinstance(errno, int) else None
+        if code == _PG_CANCELED or errno in _MY_TIMEOUT or msg == "interrupted":
+            if time.monotonic() >= deadline - 0.05:
+                return TimeoutError(f"query exceeded the check's timeout ({msg})")
+            return SourceUnavailable(f"query cancelled by the server: {msg}")
+        if exc.connection_invalidated:
+            return SourceUnavailable(f"lost the connection to {self.safe_url}: {msg}")
+        if isinstance(code, str) and code.startswith(_PG_UNAVAILABLE_PREFIXES):
+            return SourceUnavailable(f"{self.safe_url}: {msg}")
+        if errno in _MY_UNAVAILABLE:
+            return SourceUnavailable(f"{self.safe_url}: {msg}")
+        if isinstance(exc, sa_exc.OperationalError) and code not in _PG_UNDEFINED:
+            lowered = msg.lower()
+            if self.backend != "sqlite" or any(
+                s in lowered for s in ("unable to open", "locked", "disk i/o", "not a database")
+            ):
+                return SourceUnavailable(f"{self.safe_url}: {msg}")
+        return CheckError(f"query failed: {msg}")
+
+    def _explain_missing(self, table: str, columns: Sequence[str]) -> CheckError | None:
+        """After a failed read: is the table or a column missing? Say which and how to map it."""
+        src_table = self.table_name(table)
+        try:
+            with self.engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(src_table):
+                    return CheckError(
+                        f"table {table!r} not found in source {self.name}"
+                        + (f" (looked for {src_table!r})" if src_table != table else "")
+                        + f": map it with tables.{table}"
+                    )
+                have = {c["name"] for c in inspector.get_columns(src_table)}
+        except sa_exc.SQLAlchemyError:
+            return None
+        for std, src in self.column_map(table, columns).items():
+            if src not in have:
+                return CheckError(
+                    f"column {std!r} of table {table!r} not found in source {self.name}"
+                    + (f" (looked for {src!r} in {src_table!r})" if src != std else "")
+                    + f": map it with columns.{table}.{std}"
+                )
+        return None
+
+    def _scrub(self, message: str) -> str:
+        password = self.url.password
+        if password:
+            plain = str(password)
+            for form in {plain, urllib.parse.quote(plain, safe=""), urllib.parse.quote_plus(plain)}:
+                message = message.replace(form, "***")
+        return message
+
+
+def _with_installed_driver(url: URL) -> URL:
+    """``mysql://`` means MySQLdb to SQLAlchemy; the ``mysql`` extra installs PyMySQL."""
+    if url.drivername in ("mysql", "mariadb") and importlib.util.find_spec("MySQLdb") is None:
+        return url.set(drivername=f"{url.drivername}+pymysql")
+    return url
+
+
+def _value(v: Any) -> Any:
+    """Driver values as the checks take them: numbers, text, datetimes (parse_ts reads both)."""
+    if isinstance(v, Decimal):
+        if v.is_finite() and v == v.to_integral_value():
+            return int(v)
+        return float(v)
+    if isinstance(v, dt.time):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    return v
+
+
+def _first_line(exc: BaseException | None) -> str:
+    """The message without SQLAlchemy's ``(sqlalchemy.exc.X)`` prefix, SQL text or links."""
+    text = str(exc).strip() if exc is not None else ""
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return re.sub(r"^\([\w.]+\)\s*", "", line)
+
+
+@hookimpl
+def register_source_types() -> list[type[Source]]:
+    return [SqlSource]
