@@ -50,13 +50,22 @@ def test_the_demo_city_shows_every_check_and_all_three_lights_without_identifyin
         status, body = gw.get("/metrics")
         text = body.decode()
         for metric in (
-            "gridwatch_grid_info", "gridwatch_grid_light", "gridwatch_grid_households",
-            "gridwatch_visit_coverage_ratio", "gridwatch_visit_unvisited_households",
-            "gridwatch_visit_key_households_overdue", "gridwatch_patrol_last_timestamp_seconds",
-            "gridwatch_patrol_overdue", "gridwatch_incidents_open", "gridwatch_incidents_overdue",
-            "gridwatch_incident_oldest_open_age_seconds", "gridwatch_incidents_closure_ratio",
-            "gridwatch_incidents_on_time_closure_ratio", "gridwatch_report_daily_status",
-            "gridwatch_report_on_time_ratio", "gridwatch_custom_open_cases",
+            "gridwatch_grid_info",
+            "gridwatch_grid_light",
+            "gridwatch_grid_households",
+            "gridwatch_visit_coverage_ratio",
+            "gridwatch_visit_unvisited_households",
+            "gridwatch_visit_key_households_overdue",
+            "gridwatch_patrol_last_timestamp_seconds",
+            "gridwatch_patrol_overdue",
+            "gridwatch_incidents_open",
+            "gridwatch_incidents_overdue",
+            "gridwatch_incident_oldest_open_age_seconds",
+            "gridwatch_incidents_closure_ratio",
+            "gridwatch_incidents_on_time_closure_ratio",
+            "gridwatch_report_daily_status",
+            "gridwatch_report_on_time_ratio",
+            "gridwatch_custom_open_cases",
         ):
             assert re.search(rf"^{metric}\{{", text, re.M), f"{metric} missing from /metrics"
         assert len(re.findall(r"^gridwatch_grid_light\{", text, re.M)) == 60

@@ -28,12 +28,19 @@ def once(d, shard: str | None, by: str = "hash") -> dict:
     (d / name).write_text(
         f'[state]\npath = "{name}.state.db"\n[grids]\nsource = "demo"\n{shard_line}'
         '[sources.demo]\ntype = "sqlite"\npath = "demo.db"\n'
-        + "".join(f'[[checks]]\nname = "{t}"\ntype = "{t}"\nsource = "demo"\n'
-                  for t in ("visits", "patrols", "incidents", "reports")),
+        + "".join(
+            f'[[checks]]\nname = "{t}"\ntype = "{t}"\nsource = "demo"\n'
+            for t in ("visits", "patrols", "incidents", "reports")
+        ),
         encoding="utf-8",
     )
-    out = subprocess.run([sys.executable, "-m", "gridwatch", "once", "-c", name, "--json", "--now", NOW],
-                         cwd=d, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "gridwatch", "once", "-c", name, "--json", "--now", NOW],
+        cwd=d,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
