@@ -52,7 +52,8 @@ class Alerting:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]]]) -> None:
+    async def start(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]] | None]) -> None:
+        """Evaluate rules on what ``inputs()`` returns; None means "not yet" (checks still to run)."""
         await self.store.acall(self.engine.load)
         self.outbox.start()
         self._task = asyncio.create_task(self._loop(inputs), name="alerting")
@@ -61,11 +62,12 @@ class Alerting:
         """Samples changed: evaluate soon."""
         self._poke.set()
 
-    async def _loop(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]]]) -> None:
+    async def _loop(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]] | None]) -> None:
         while True:
             try:
-                samples, grids = inputs()
-                await self.evaluate(samples, grids, self.clock())
+                got = inputs()
+                if got is not None:
+                    await self.evaluate(*got, self.clock())
             except asyncio.CancelledError:
                 raise
             except Exception:

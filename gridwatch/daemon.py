@@ -92,7 +92,12 @@ class Daemon:
     def _alerting(self, settings: Settings, runtime: Runtime) -> Alerting:
         return Alerting(settings, self.host, self.store, runtime.env, clock=lambda: self.clock().timestamp())
 
-    def _rule_inputs(self) -> tuple[list[Sample], dict[str, Grid]]:
+    def _rule_inputs(self) -> tuple[list[Sample], dict[str, Grid]] | None:
+        """Samples and grids for the rules; None until every check has run once, lest the samples
+        not read yet after a restart look like cleared conditions (resolving firing alerts only to
+        fire them again, and restarting ``for`` timers)."""
+        if self.not_ready():
+            return None
         runtime = self.runtime
         grids = runtime.registry.cached() if runtime is not None and runtime.registry is not None else {}
         return self.results.all_samples(), grids

@@ -27,7 +27,13 @@ STANDARD_SCHEMA: dict[str, tuple[str, ...]] = {
 INTEGER_COLUMNS = {"reopened_count", "extended"}
 
 
-def create_sql(table: str) -> str:
-    """CREATE TABLE for one standard table in SQLite or PostgreSQL (text, and integers)."""
-    cols = ", ".join(f"{c} {'INTEGER' if c in INTEGER_COLUMNS else 'TEXT'}" for c in STANDARD_SCHEMA[table])
-    return f"CREATE TABLE {table} ({cols})"
+def create_sql(table: str, timestamp_type: str = "TEXT") -> str:
+    """CREATE TABLE for one standard table: text, integers, and ``*_at`` columns as
+    ``timestamp_type`` (TEXT in SQLite; e.g. TIMESTAMP in PostgreSQL)."""
+
+    def kind(col: str) -> str:
+        if col in INTEGER_COLUMNS:
+            return "INTEGER"
+        return timestamp_type if col.endswith("_at") else "TEXT"
+
+    return f"CREATE TABLE {table} ({', '.join(f'{c} {kind(c)}' for c in STANDARD_SCHEMA[table])})"

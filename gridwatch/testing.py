@@ -192,11 +192,14 @@ def run_check(
     options: dict[str, Any] | None = None,
     config: str = "",
     timezone: str = "Asia/Shanghai",
+    source: str | None = None,
 ) -> CheckResult:
     """Run one check type once against inline rows in the standard schema, as of ``now``.
 
     ``now`` is ISO 8601 (local time in ``timezone`` without an offset) or an aware datetime.
     ``config`` is extra TOML appended to the generated file (e.g. a ``[calendar]`` table).
+    ``source`` replaces the body of ``[sources.data]`` (default: a SQLite file holding
+    ``tables``), to run the check through another source type.
     """
     import asyncio
     import tomllib
@@ -209,10 +212,12 @@ def run_check(
 
     db = write_standard_db(tmp_path / "standard.db", tables)
     opts = "".join(f"{k} = {_toml(v)}\n" for k, v in (options or {}).items())
+    source_body = source or f'type = "sqlite"\npath = "{db.name}"'
+
     path = tmp_path / "gridwatch.toml"
     path.write_text(
         f'timezone = "{timezone}"\n[state]\npath = "state.db"\n[grids]\nsource = "data"\n'
-        f'[sources.data]\ntype = "sqlite"\npath = "{db.name}"\n'
+        f"[sources.data]\n{source_body}\n"
         f'{config}\n[[checks]]\nname = "{check_type}"\ntype = "{check_type}"\n'
         f'source = "data"\n{opts}',
         encoding="utf-8",

@@ -47,7 +47,7 @@ def test_the_demo_city_shows_every_check_and_all_three_lights_without_identifyin
             assert set(g) >= {"grid", "name", "community", "street", "light", "reasons"}
             assert (g["light"] == "green") == (g["reasons"] == [])
 
-        status, body = gw.get("/metrics")
+        _status, body = gw.get("/metrics")
         text = body.decode()
         for metric in (
             "gridwatch_grid_info",

@@ -59,7 +59,10 @@ class WebhookNotifier(Notifier):
         url: AnyHttpUrl
 
     async def send(self, session: Any, alerts: list[dict[str, Any]]) -> None:
-        await post_json(session, str(self.options.url), webhook_payload(self.name, alerts), self.options.timeout)
+        # every alert's generatorURL is gridwatch's [server] external_url: the backlink receivers show
+        external_url = next((a["generatorURL"] for a in alerts if a.get("generatorURL")), "")
+        body = webhook_payload(self.name, alerts, external_url)
+        await post_json(session, str(self.options.url), body, self.options.timeout)
 
 
 @hookimpl
