@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,27 @@ class Daemon:
         if self.runtime is None:
             return ["config"]
         return [n for n, r in self.runtime.runners.items() if r.state.last_run is None]
+
+    async def grid_detail(self, grid_id: str, days: int = 30) -> dict[str, Any] | None:
+        """One grid for the board's detail view: light and reasons, its series, its alerts and
+        its recent daily lights."""
+        gl = next((g for g in self.lights() if g.grid.grid_id == grid_id), None)
+        if gl is None:
+            return None
+        since = datetime.now(self.settings.timezone).date() - timedelta(days=days - 1)
+        hook = self.host.pm.hook.daily_lights
+        history = await self.store.acall(lambda db: hook(db=db, grid_id=grid_id, since=since) or [])
+        return {
+            **gl.as_dict(),
+            "zone": gl.grid.zone,
+            "metrics": [
+                {"metric": s.metric, "labels": dict(s.labels), "value": s.value}
+                for s in self.results.all_samples()
+                if s.labels.get("grid") == grid_id
+            ],
+            "alerts": [a for a in self.alerts() if a["labels"].get("grid") == grid_id],
+            "days": [{"day": d.isoformat(), "light": light} for d, light in history],
+        }
 
     def ingest_sources(self) -> list[Any]:
         sources = self.runtime.sources.values() if self.runtime else ()

@@ -6,6 +6,7 @@ Implement a hook with ``@gridwatch.hookimpl`` on a module-level function of the 
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -36,6 +37,12 @@ def register_notifier_types() -> list[type[Notifier]]:
 def default_rules() -> list[dict[str, Any]]:
     """Return alert rules, in the shape of a ``[[rules]]`` table, that apply unless the config
     overrides or disables them by their ``alert`` name."""
+
+
+@hookspec(firstresult=True)
+def daily_lights(db: Any, grid_id: str, since: date) -> list[tuple[date, str]] | None:
+    """Return a grid's kept daily lights from ``since`` on, oldest first (``db``: the state
+    database, a sqlite-utils Database); None if this plugin keeps none."""
 
 
 @hookspec

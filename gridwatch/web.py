@@ -80,6 +80,13 @@ async def grids(request: web.Request) -> web.Response:
     return json_response([gl.as_dict() for gl in request.app[DAEMON].lights()])
 
 
+async def grid(request: web.Request) -> web.Response:
+    detail = await request.app[DAEMON].grid_detail(request.match_info["grid"])
+    if detail is None:
+        raise web.HTTPNotFound(text="no such grid")
+    return json_response(detail)
+
+
 async def ingest(request: web.Request) -> web.Response:
     """Rows pushed by a platform or an SMS gateway into an ``ingest`` source."""
     daemon = request.app[DAEMON]
@@ -204,6 +211,7 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/grids", grids)
+    app.router.add_get("/api/v1/grids/{grid}", grid)
     app.router.add_post("/api/v1/ingest/{table}", ingest)
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/api/v1/silences", silences_list)

@@ -59,6 +59,11 @@ def _enum(value: Any) -> str:
     return "" if value is None else str(value).strip().lower()
 
 
+@hookimpl(specname="daily_lights")
+def daily_lights_hook(db: Any, grid_id: str, since: date) -> list[tuple[date, str]]:
+    return daily_lights(db, grid_id, since)
+
+
 def daily_lights(db: Any, grid_id: str, since_day: date | str) -> list[tuple[date, str]]:
     """The stored colours of a grid from ``since_day`` on, oldest first, for the status board
     and the year-end count. ``db`` is the state database (a sqlite-utils Database)."""
