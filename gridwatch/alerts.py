@@ -199,6 +199,10 @@ class AlertEngine:
             (replace(a) for a in (self.alerts or {}).values()), key=lambda a: (-a.active_since, a.id)
         )
 
+    def reload_silences(self, db: sqlite_utils.Database) -> None:
+        """Pick up a silence added or expired outside an evaluation (the API, the CLI)."""
+        self.silences = load_silences(db)
+
     def silenced(self, alert: Alert, now: float) -> bool:
         labels = {**alert.labels, "severity": alert.severity}
         return any(s.active(now) and s.matches(labels) for s in self.silences)
