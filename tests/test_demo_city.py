@@ -10,16 +10,14 @@ from gridwatch import demo
 from gridwatch.testing import DaemonProcess, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-NOW = "2026-11-21T19:00:00+08:00"
 
 
 @pytest.fixture(scope="module")
 def city(tmp_path_factory):
-    """The repository's gridwatch.toml, on its own port, over a demo city written for NOW."""
-    from datetime import datetime
-
+    """The repository's gridwatch.toml, on its own port, over a demo city written up to now
+    (the daemon evaluates at the wall clock, as `make run` does)."""
     d = tmp_path_factory.mktemp("city")
-    demo.generate(d / "var" / "demo.db", now=datetime.fromisoformat(NOW))
+    demo.generate(d / "var" / "demo.db")
     port = free_port()
     text = (REPO / "gridwatch.toml").read_text(encoding="utf-8")
     text = text.replace('listen = "127.0.0.1:9477"', f'listen = "127.0.0.1:{port}"')
