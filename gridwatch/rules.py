@@ -72,6 +72,8 @@ class Rule(BaseModel):
         reserved = {"alertname", "severity"} & set(v)
         if reserved:
             raise ValueError(f"label(s) {sorted(reserved)} are set by gridwatch")
+        for value in v.values():  # a label may be a template: street = "{street}" routes by street
+            check_template(value)
         return v
 
     def level(self, value: float) -> str | None:
@@ -136,8 +138,12 @@ class Hit:
     description: str
 
 
-def alert_labels(rule: Rule, sample_labels: Mapping[str, str]) -> dict[str, str]:
-    return {**dict(sample_labels), **rule.labels, "alertname": rule.alert}
+def alert_labels(
+    rule: Rule, sample_labels: Mapping[str, str], fields: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Sample labels, the rule's labels (templates rendered with the grid's names), alertname."""
+    extra = {k: render(v, fields or sample_labels) if "{" in v else v for k, v in rule.labels.items()}
+    return {**dict(sample_labels), **extra, "alertname": rule.alert}
 
 
 def evaluate(rules: Iterable[Rule], samples: Iterable[Sample], grids: Mapping[str, Grid]) -> list[Hit]:
@@ -163,7 +169,7 @@ def evaluate(rules: Iterable[Rule], samples: Iterable[Sample], grids: Mapping[st
             hits.append(
                 Hit(
                     rule,
-                    alert_labels(rule, s.labels),
+                    alert_labels(rule, s.labels, context),
                     s.value,
                     severity,
                     render(rule.summary, fields),

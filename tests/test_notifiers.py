@@ -684,3 +684,22 @@ def test_the_recorder_answers_requests_from_any_thread(recorder):
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert json.loads(resp.read()) == {"errcode": 0, "errmsg": "ok"}
     assert wait_for(lambda: recorder.bodies("/ping"), 5, "the request") == [{"a": 1}]
+
+
+def test_rule_labels_may_be_templates_so_alertmanager_can_route_by_street():
+    from gridwatch.api import Grid, Sample
+    from gridwatch.rules import Rule, evaluate
+
+    rule = Rule.model_validate(
+        {
+            "alert": "CoverageLow",
+            "metric": "m",
+            "below": {"warning": 0.9},
+            "labels": {"street": "{street}", "team": "grid-office"},
+        }
+    )
+    grids = {"G1": Grid("G1", "东湖一网格", "东湖社区", "东街街道")}
+    [hit] = evaluate([rule], [Sample("m", {"grid": "G1"}, 0.5)], grids)
+    assert hit.labels == {"grid": "G1", "street": "东街街道", "team": "grid-office", "alertname": "CoverageLow"}
+    with pytest.raises(ValueError, match="bad template"):
+        Rule.model_validate({"alert": "X", "metric": "m", "above": {"warning": 1}, "labels": {"street": "{street"}})
