@@ -53,6 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     silence_sub.add_parser("list", help="list silences")
     expire = silence_sub.add_parser("expire", help="end a silence now")
     expire.add_argument("id")
+    new_plugin = sub.add_parser(
+        "new-plugin",
+        help="write a pip-installable check plugin package to start from",
+        description="Write the package gridwatch-NAME (module gridwatch_NAME): a check type with typed "
+        "options and a default rule, its tests written with the gridwatch test kit, and a README.",
+    )
+    new_plugin.add_argument("name", metavar="NAME", help="the check type's name, e.g. elderly_calls")
+    new_plugin.add_argument("--dir", help="where to write the package (default: ./gridwatch-NAME)")
     demo = sub.add_parser("demo", help="write the synthetic demo city into SQLite")
     demo.add_argument("--db", default="var/demo.db", help="output file (default: var/demo.db)")
     demo.add_argument("--grids", type=int, default=60)
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": cmd_demo,
         "alerts": cmd_alerts,
         "silence": cmd_silence,
+        "new-plugin": cmd_new_plugin,
     }[args.command]
     try:
         return handler(args)
@@ -158,7 +167,20 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     for i in infos:
         where = f" ({i['location']})" if i["location"] else ""
         types = "; ".join(f"{k}: {', '.join(v)}" for k, v in i["types"].items()) or "-"
-        print(f"{i['name']}  [{i['origin']}{where}]  types: {types}  hooks: {', '.join(i['hooks'])}")
+        api = i["api_version"] if i["api_version"] is not None else "undeclared"
+        print(f"{i['name']}  [{i['origin']}{where}]  api: {api}  types: {types}  hooks: {', '.join(i['hooks'])}")
+    return 0
+
+
+def cmd_new_plugin(args: argparse.Namespace) -> int:
+    from gridwatch import scaffold
+
+    try:
+        written = scaffold.create(args.name, Path(args.dir) if args.dir else None)
+    except scaffold.ScaffoldError as exc:
+        print(f"gridwatch new-plugin: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(scaffold.next_steps(written))
     return 0
 
 

@@ -8,6 +8,7 @@ types alike.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tomllib
@@ -24,6 +25,8 @@ from gridwatch.api import Options
 from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
+
+log = logging.getLogger("gridwatch.config")
 
 NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -465,10 +468,17 @@ def _rules(
             produced |= cls.produces(c.options)
     defaults: dict[str, dict[str, Any]] = {}
     for plugin, result in host.call("default_rules"):
+        if not isinstance(result, Exception):
+            try:
+                result = list(result or ())  # a generator fails here, not halfway through
+            except Exception as exc:
+                result = exc
         if isinstance(result, Exception):
-            errors.append(ConfigError(fname, "rules", f"plugin {plugin!r}: default_rules() failed: {result!r}"))
+            # another team's bug must not stop the operator's config: that plugin's defaults are
+            # simply not in force (a [[rules]] entry can still define the alert)
+            log.error("plugin %s: default_rules() failed, its default rules are skipped: %r", plugin, result)
             continue
-        for entry in result or ():
+        for entry in result:
             try:
                 rule = Rule.model_validate(entry)
             except ValidationError as exc:

@@ -19,9 +19,11 @@ from typing import Any
 import pluggy
 
 from gridwatch import hookspecs
-from gridwatch.api import Check, Notifier, Source
+from gridwatch.api import PLUGIN_API_VERSION, Check, Notifier, Source
 
 ENTRY_POINT_GROUP = "gridwatch"
+API_ATTRIBUTE = "GRIDWATCH_PLUGIN_API"
+"""A plugin module may declare the plugin API version it was written for: ``GRIDWATCH_PLUGIN_API = 1``."""
 
 DEFAULT_PLUGINS = (
     "gridwatch.sources.sqlite",
@@ -51,12 +53,16 @@ class PluginInfo:
     location: str = ""  # directory path, or "dist-name version"
     types: dict[str, list[str]] = field(default_factory=dict)  # kind -> type names
     hooks: list[str] = field(default_factory=list)
+    api_version: int | None = None
+    """the plugin API version the plugin declares (the core's own for built-in and bundled ones);
+    None when a third-party plugin declares none"""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "origin": self.origin,
             "location": self.location,
+            "api_version": self.api_version,
             "hooks": self.hooks,
             "types": self.types,
         }
@@ -95,11 +101,14 @@ class PluginHost:
     def register(self, module: ModuleType | object, name: str, origin: str, location: str = "") -> None:
         if name in self.info:
             raise PluginError(f"plugin {name!r} is registered twice")
+        api_version = check_api_version(module, name, location)
+        if api_version is None and origin in ("built-in", "bundled"):
+            api_version = PLUGIN_API_VERSION  # shipped with this gridwatch: its API by definition
         try:
             self.pm.register(module, name=name)
         except Exception as exc:  # pluggy validates hook names and signatures
             raise PluginError(f"plugin {name!r}: {exc}") from exc
-        info = PluginInfo(name, origin, location)
+        info = PluginInfo(name, origin, location, api_version=api_version)
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(module) or [])
         for kind, (hook, base) in _KINDS.items():
             impl = getattr(module, hook, None)
@@ -171,6 +180,10 @@ class PluginHost:
                 ) from exc
             self.register(module, ep.name, "distribution", where)
 
+    def owner(self, kind: str, type_name: str) -> str | None:
+        """The name of the plugin that provides a ``kind`` ("source", "check", "notifier") type."""
+        return self._type_owner.get((kind, type_name))
+
     def source_type(self, name: str) -> type[Source] | None:
         return self.types["source"].get(name)
 
@@ -189,6 +202,27 @@ class PluginHost:
             except Exception as exc:
                 results.append((impl.plugin_name, exc))
         return results
+
+
+def check_api_version(module: object, name: str, location: str = "") -> int | None:
+    """The plugin API version a plugin declares (None if it declares none); refuse any other
+    than the one this gridwatch supports, naming the plugin, its version and the supported one."""
+    declared = getattr(module, API_ATTRIBUTE, None)
+    if declared is None:
+        return None
+    where = f" ({location})" if location else ""
+    if isinstance(declared, bool) or not isinstance(declared, int):
+        raise PluginError(
+            f"plugin {name!r}{where}: {API_ATTRIBUTE} must be an integer, got {declared!r}; "
+            f"this gridwatch supports plugin API version {PLUGIN_API_VERSION}"
+        )
+    if declared != PLUGIN_API_VERSION:
+        hint = "upgrade gridwatch" if declared > PLUGIN_API_VERSION else "upgrade the plugin"
+        raise PluginError(
+            f"plugin {name!r}{where} is written for plugin API version {declared}, but this gridwatch "
+            f"supports version {PLUGIN_API_VERSION}: {hint}"
+        )
+    return declared
 
 
 def _import(modname: str, plugin: str) -> ModuleType:

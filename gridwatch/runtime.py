@@ -102,7 +102,7 @@ class Runtime:
                 check = cls(spec.name, spec.options, source, self.env)
                 help_ = check.metric_help()
             except Exception as exc:
-                raise BuildError(f"check {spec.name!r} ({spec.type}): {exc}") from exc
+                raise BuildError(f"check {spec.name!r} ({self._by(spec.type)}): {exc}") from exc
             state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_)
             self.runners[spec.name] = Runner(spec, check, source, state)
         if s.grids_source:
@@ -142,8 +142,9 @@ class Runtime:
         except CheckError as exc:
             outcome = Outcome("failure", error=str(exc))
         except Exception as exc:  # a plugin's bug must never reach the scheduler
-            log.warning("check %s raised", runner.spec.name, exc_info=True)
-            outcome = Outcome("failure", error=f"{type(exc).__name__}: {exc}")
+            by = self._by(runner.spec.type)
+            log.warning("check %s (%s) raised", runner.spec.name, by, exc_info=True)
+            outcome = Outcome("failure", error=f"{by}: {type(exc).__name__}: {exc}")
         else:
             if runner.source is not None:
                 self._source_status(results, runner, True, None)
@@ -152,6 +153,10 @@ class Runtime:
         results.count_rejected(ctx.rejected, ctx.examples)
         self._record(runner, outcome, started_wall)
         return outcome
+
+    def _by(self, check_type: str) -> str:
+        """``TYPE (plugin NAME)``: who to blame for a check type's unexpected failure."""
+        return f"{check_type} (plugin {self.host.owner('check', check_type) or '?'})"
 
     def _drain(self, ctx: RunContext, *sources: Source | None) -> None:
         """Fold file-level rejections a source counted itself (bad encoding...) into ``ctx``."""

@@ -1,12 +1,16 @@
 """Test kit: run a real gridwatch daemon in a subprocess and look at what it serves.
 
-Shipped with gridwatch so plugin authors test the way the core does.
+Shipped with gridwatch so plugin authors test the way the core does. The pytest fixtures built
+on it (``gridwatch_check``, ``gridwatch_alerts``, ``gridwatch_daemon``) live in
+:mod:`gridwatch.pytest_plugin`, registered through the ``pytest11`` entry point.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "c
 class DaemonProcess:
     """``gridwatch run`` on a config, in a subprocess, with helpers to query it."""
 
-    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        python: str | Path | None = None,
+    ) -> None:
+        self.python = str(python or sys.executable)  # another environment's interpreter, to test an install
         self.config = config
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
@@ -57,7 +69,7 @@ class DaemonProcess:
     def start(self, wait: bool = True) -> DaemonProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gridwatch", *self.args, "run", "-c", str(self.config)],
+            [self.python, "-m", "gridwatch", *self.args, "run", "-c", str(self.config)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
@@ -135,12 +147,85 @@ class DaemonProcess:
 
 
 class CheckResult:
-    """What one run of a check produced: samples, rejected rows, and the error if it failed."""
+    """What one run of a check produced: samples, rejected rows, and the error if it failed.
 
-    def __init__(self, samples: list[Any], rejected: dict[tuple[str, str], int], error: str | None):
+    ``rules`` are the rules in force for the run (the check type's default rules, as the config
+    overrides them), ``grids`` the grid registry it ran with, ``directory`` where its files are
+    (``gridwatch.toml``, the data and the state database ``state.db``).
+    """
+
+    def __init__(
+        self,
+        samples: list[Any],
+        rejected: dict[tuple[str, str], int],
+        error: str | None,
+        *,
+        rules: Mapping[str, Any] | None = None,
+        grids: Mapping[str, Any] | None = None,
+        directory: Path | None = None,
+    ):
         self.samples = samples
         self.rejected = rejected
         self.error = error
+        self.rules = dict(rules or {})
+        self.grids = dict(grids or {})
+        self.directory = directory
+
+    @property
+    def state_path(self) -> Path:
+        """The run's state database (tables a check keeps through ``ctx.state``)."""
+        assert self.directory is not None, "this result was not produced by run_check"
+        return self.directory / "state.db"
+
+    def assert_value(self, metric: str, value: float, /, **labels: str) -> None:
+        """Assert the series of ``metric`` with exactly these labels exists and has ``value``.
+
+        Values compare with a relative tolerance of 1e-9, so ``2 / 3`` matches however the check
+        computed it. On failure the message lists the series that are there.
+        """
+        __tracebackhide__ = True  # pytest: show the test's line, not this one
+        want = {k: str(v) for k, v in labels.items()}
+        found = [s for s in self.samples if s.metric == metric and dict(s.labels) == want]
+        if len(found) > 1:
+            raise AssertionError(f"{_series_name(metric, want)} appears {len(found)} times\n{self._present(metric)}")
+        if not found:
+            raise AssertionError(f"no series {_series_name(metric, want)}\n{self._present(metric)}")
+        got = found[0].value
+        if not math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-12):
+            name = _series_name(metric, want)
+            raise AssertionError(f"{name} is {got!r}, expected {value!r}\n{self._present(metric)}")
+
+    def assert_absent(self, metric: str, /, **labels: str) -> None:
+        """Assert there is no series of ``metric`` with exactly these labels (e.g. a ratio with
+        nothing to divide by); without labels, no series of ``metric`` at all."""
+        __tracebackhide__ = True
+        want = {k: str(v) for k, v in labels.items()}
+        found = [s for s in self.samples if s.metric == metric and (not want or dict(s.labels) == want)]
+        if found:
+            raise AssertionError(
+                f"expected no series {_series_name(metric, want)}, found {len(found)}\n{self._present(metric)}"
+            )
+
+    def alerts(self, rules: Iterable[Any] | Mapping[str, Any] | None = None, grids: Any = None) -> list[Fired]:
+        """The alerts ``rules`` fire on these samples (default: the rules in force for the run,
+        i.e. the check type's default rules), sorted; see :func:`fired_alerts`."""
+        return fired_alerts(self, rules=rules, grids=grids)
+
+    def _present(self, metric: str) -> str:
+        lines = []
+        if self.error:
+            lines.append(f"the check failed: {self.error}")
+        same = [s for s in self.samples if s.metric == metric]
+        shown = same or self.samples
+        if not self.samples:
+            lines.append("the check produced no samples")
+        else:
+            lines.append(f"series of {metric}:" if same else f"no series of {metric}; the check produced:")
+            for s in sorted(shown, key=lambda s: (s.metric, sorted(s.labels.items())))[:50]:
+                lines.append(f"  {_series_name(s.metric, dict(s.labels))} {s.value!r}")
+            if len(shown) > 50:
+                lines.append(f"  ... and {len(shown) - 50} more")
+        return "\n".join(lines)
 
     def value(self, metric: str, **labels: str) -> float | None:
         """The value of the one series with exactly these labels, or None if absent."""
@@ -162,12 +247,26 @@ class CheckResult:
         }
 
 
-def write_standard_db(path: Path, tables: dict[str, list[dict[str, Any]]]) -> Path:
-    """A SQLite file in the standard schema holding ``tables`` (absent columns are NULL)."""
+def write_standard_db(
+    path: Path,
+    tables: dict[str, list[dict[str, Any]]],
+    schema: Mapping[str, Sequence[str]] | None = None,
+) -> Path:
+    """A SQLite file in the standard schema holding ``tables`` (absent columns are NULL).
+
+    A table outside the standard schema (a plugin's own, e.g. ``hydrants``) is created too, with
+    the columns ``schema`` gives it or else those its rows use, in order of appearance.
+    """
     import sqlite3
 
     from gridwatch.schema import STANDARD_SCHEMA, create_sql
 
+    own = {t: tuple(c) for t, c in (schema or {}).items() if t not in STANDARD_SCHEMA}
+    for table, rows in tables.items():
+        if table not in STANDARD_SCHEMA and table not in own:
+            cols = list(dict.fromkeys(c for r in rows for c in r))
+            assert cols, f"table {table!r} has no rows to take its columns from: give them with schema="
+            own[table] = tuple(cols)
     with sqlite3.connect(path) as db:
         for table, cols in STANDARD_SCHEMA.items():
             db.execute(create_sql(table))
@@ -179,8 +278,23 @@ def write_standard_db(path: Path, tables: dict[str, list[dict[str, Any]]]) -> Pa
                 f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 [tuple(r.get(c) for c in cols) for r in rows],
             )
+        for table, cols in own.items():
+            rows = tables.get(table, [])
+            for row in rows:
+                unknown = set(row) - set(cols)
+                assert not unknown, f"{table} has no column(s) {sorted(unknown)}"
+            names = ", ".join(_quote_ident(c) for c in cols)
+            db.execute(f"CREATE TABLE {_quote_ident(table)} ({names})")  # no affinity: values stay as given
+            db.executemany(
+                f"INSERT INTO {_quote_ident(table)} ({names}) VALUES ({', '.join('?' * len(cols))})",
+                [tuple(r.get(c) for c in cols) for r in rows],
+            )
     db.close()
     return path
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def run_check(
@@ -193,6 +307,8 @@ def run_check(
     config: str = "",
     timezone: str = "Asia/Shanghai",
     source: str | None = None,
+    plugin_dirs: Sequence[str | Path] = (),
+    schema: Mapping[str, Sequence[str]] | None = None,
 ) -> CheckResult:
     """Run one check type once against inline rows in the standard schema, as of ``now``.
 
@@ -200,6 +316,9 @@ def run_check(
     ``config`` is extra TOML appended to the generated file (e.g. a ``[calendar]`` table).
     ``source`` replaces the body of ``[sources.data]`` (default: a SQLite file holding
     ``tables``), to run the check through another source type.
+    ``plugin_dirs`` are directories of loose plugin modules to load (``[plugins] dirs``);
+    installed plugins (the ``gridwatch`` entry point) are always loaded. Tables outside the
+    standard schema are created from their rows, or from the columns ``schema`` names.
     """
     import asyncio
     import tomllib
@@ -210,13 +329,14 @@ def run_check(
     from gridwatch.runtime import Runtime
     from gridwatch.store import Store
 
-    db = write_standard_db(tmp_path / "standard.db", tables)
+    db = write_standard_db(tmp_path / "standard.db", tables, schema)
     opts = "".join(f"{k} = {_toml(v)}\n" for k, v in (options or {}).items())
     source_body = source or f'type = "sqlite"\npath = "{db.name}"'
+    plugins = f"[plugins]\ndirs = {_toml([str(Path(d).resolve()) for d in plugin_dirs])}\n" if plugin_dirs else ""
 
     path = tmp_path / "gridwatch.toml"
     path.write_text(
-        f'timezone = "{timezone}"\n[state]\npath = "state.db"\n[grids]\nsource = "data"\n'
+        f'timezone = "{timezone}"\n[state]\npath = "state.db"\n[grids]\nsource = "data"\n{plugins}'
         f"[sources.data]\n{source_body}\n"
         f'{config}\n[[checks]]\nname = "{check_type}"\ntype = "{check_type}"\n'
         f'source = "data"\n{opts}',
@@ -239,7 +359,13 @@ def run_check(
             results = Results()
             results.replace(*runtime.states())
             outcome = await runtime.run(runtime.runners[check_type], now, results)
-            return CheckResult(outcome.samples, dict(results.rejected), outcome.error)
+            rejected = dict(results.rejected)
+            grids = runtime.registry.cached() if runtime.registry is not None else {}
+            if runtime.registry is not None and not grids:
+                grids = runtime.load_grids(now, Results())
+            return CheckResult(
+                outcome.samples, rejected, outcome.error, rules=settings.rules, grids=grids, directory=tmp_path
+            )
         finally:
             runtime.close()
             store.close()
@@ -261,3 +387,114 @@ def _toml(value: Any) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def _series_name(metric: str, labels: Mapping[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{metric}{{{inner}}}"
+
+
+# -- which alerts rules fire -------------------------------------------------------------------
+
+
+class Fired(tuple):
+    """One alert a rule fires on one series: equal to the tuple ``(alert, severity, labels)``
+    (``labels``: the series' labels plus the rule's), and carrying ``value``, ``summary`` and
+    ``description`` as rendered for the operator."""
+
+    value: float
+    summary: str
+    description: str
+
+    def __new__(
+        cls, alert: str, severity: str, labels: dict[str, str], value: float, summary: str, description: str
+    ) -> Fired:
+        self = super().__new__(cls, (alert, severity, labels))
+        self.value, self.summary, self.description = value, summary, description
+        return self
+
+    @property
+    def alert(self) -> str:
+        return self[0]
+
+    @property
+    def severity(self) -> str:
+        return self[1]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self[2]
+
+
+def fired_alerts(
+    result: CheckResult | Iterable[Any],
+    rules: Iterable[Any] | Mapping[str, Any] | None = None,
+    grids: Any = None,
+) -> list[Fired]:
+    """Which alerts ``rules`` fire on a result's samples, through :func:`gridwatch.rules.evaluate`.
+
+    ``rules``: ``Rule`` objects or ``[[rules]]``-shaped dicts (a plugin's ``default_rules()``), a
+    {name: rule} mapping, or None for the rules in force for the run. ``grids``: a {grid_id: Grid}
+    mapping, a list of ``grids`` rows, or None for the run's registry (names fill the templates).
+    A rule fires as soon as a value crosses it: ``for`` is the daemon's business, not a check's.
+    Returns ``[(alert, severity, labels)]`` sorted by alert and labels.
+    """
+    from gridwatch.api import Grid
+    from gridwatch.rules import Rule, evaluate
+
+    samples = result.samples if isinstance(result, CheckResult) else list(result)
+    if rules is None:
+        assert isinstance(result, CheckResult), "give rules= when passing samples"
+        rules = result.rules
+    if isinstance(rules, Mapping):
+        rules = list(rules.values())
+    parsed = [r if isinstance(r, Rule) else Rule.model_validate(r) for r in rules]
+    if grids is None:
+        grids = result.grids if isinstance(result, CheckResult) else {}
+    if not isinstance(grids, Mapping):
+        rows = list(grids)
+        grids = {}
+        for g in rows:
+            if isinstance(g, Grid):
+                grids[g.grid_id] = g
+            else:
+                row = dict(g)
+                gid = str(row["grid_id"])
+                name = str(row.get("name") or gid)
+                grids[gid] = Grid(gid, name, str(row.get("community") or ""), str(row.get("street") or ""))
+    fired = [
+        Fired(
+            h.rule.alert,
+            h.severity,
+            {k: v for k, v in h.labels.items() if k != "alertname"},
+            h.value,
+            h.summary,
+            h.description,
+        )
+        for h in evaluate(parsed, samples, grids)
+    ]
+    return sorted(fired, key=lambda f: (f.alert, sorted(f.labels.items()), f.severity))
+
+
+# -- a daemon on a config ------------------------------------------------------------------------
+
+
+def with_listen(config_text: str, port: int, host: str = "127.0.0.1") -> str:
+    """``config_text`` with ``[server] listen`` set to ``host:port`` (added, or replaced)."""
+    import tomllib
+
+    data = tomllib.loads(config_text)
+    listen = f'listen = "{host}:{port}"'
+    server = data.get("server")
+    if server is None:
+        return config_text.rstrip("\n") + f"\n\n[server]\n{listen}\n"
+    lines = config_text.splitlines()
+    header = next((i for i, line in enumerate(lines) if re.fullmatch(r"\s*\[\s*server\s*\]\s*(#.*)?", line)), None)
+    if header is None:
+        raise ValueError("write [server] as a table of its own, not inline, so its listen address can be set")
+    end = next((i for i in range(header + 1, len(lines)) if re.match(r"\s*\[", lines[i])), len(lines))
+    body = [line for line in lines[header + 1 : end] if not re.match(r"\s*listen\s*=", line)]
+    out = [*lines[: header + 1], listen, *body, *lines[end:]]
+    text = "\n".join(out) + "\n"
+    tomllib.loads(text)
+    return text

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
+from gridwatch import board
 from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
 from gridwatch.api import SourceUnavailable
 from gridwatch.durations import parse_duration
@@ -172,6 +173,7 @@ async def silences_create(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError) as exc:
         raise web.HTTPBadRequest(text=f"bad silence: {exc}") from None
     if daemon.alerting is not None:
+        await daemon.store.acall(daemon.alerting.engine.reload_silences)
         daemon.alerting.poke()
     return json_response(silence.view(time.time()), 201)
 
@@ -182,6 +184,7 @@ async def silences_expire(request: web.Request) -> web.Response:
     if not await daemon.store.acall(expire_silence, request.match_info["id"], time.time()):
         raise web.HTTPNotFound(text="no such active silence")
     if daemon.alerting is not None:
+        await daemon.store.acall(daemon.alerting.engine.reload_silences)
         daemon.alerting.poke()
     return json_response({"expired": request.match_info["id"]})
 
@@ -218,4 +221,5 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/api/v1/silences", silences_create)
     app.router.add_delete("/api/v1/silences/{id}", silences_expire)
     app.router.add_post("/api/v1/reload", reload)
+    board.add_routes(app)  # GET / and its assets
     return app

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import string
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
 from gridwatch_plugins import incidents
 
-from gridwatch.api import Grid
 from gridwatch.config import ConfigErrors
-from gridwatch.rules import Rule, evaluate
-from gridwatch.testing import CheckResult, run_check
+from gridwatch.pytest_plugin import CheckRunner
+from gridwatch.rules import Rule
+from gridwatch.testing import CheckResult
 
 GRIDS = [
     {"grid_id": "G1", "name": "一网格", "community": "幸福社区", "street": "城关街道"},
@@ -42,10 +40,9 @@ def case(incident_id: str, grid: str, reported: str, **kw: Any) -> dict[str, Any
     }
 
 
-def run(incidents_: list[dict[str, Any]], now: str, tmp_path: Path, **kw: Any) -> CheckResult:
+def run(incidents_: list[dict[str, Any]], now: str, gridwatch_check: CheckRunner, **kw: Any) -> CheckResult:
     """One run in a fresh directory of its own, so a test may run the check several times."""
-    where = Path(tempfile.mkdtemp(dir=tmp_path))
-    result = run_check("incidents", {"grids": GRIDS, "incidents": incidents_}, now=now, tmp_path=where, **kw)
+    result = gridwatch_check("incidents", {"grids": GRIDS, "incidents": incidents_}, now=now, **kw)
     assert result.error is None, result.error
     return result
 
@@ -56,49 +53,49 @@ def run(incidents_: list[dict[str, Any]], now: str, tmp_path: Path, **kw: Any) -
 SPECIAL = [case("S1", "G1", "2026-09-29 10:00:00", tier="special", accepted_at="2026-09-29 11:00")]
 
 
-def test_special_case_is_not_overdue_on_its_last_working_day(tmp_path):
-    r = run(SPECIAL, "2026-10-12 23:59:00", tmp_path)
+def test_special_case_is_not_overdue_on_its_last_working_day(gridwatch_check):
+    r = run(SPECIAL, "2026-10-12 23:59:00", gridwatch_check)
     assert r.by_grid(OVERDUE) == {"G1": 0, "G2": 0, "G3": 0}
 
 
-def test_special_case_is_overdue_just_after_24_00_of_the_fifth_working_day(tmp_path):
-    r = run(SPECIAL, "2026-10-13 00:00:01", tmp_path)
+def test_special_case_is_overdue_just_after_24_00_of_the_fifth_working_day(gridwatch_check):
+    r = run(SPECIAL, "2026-10-13 00:00:01", gridwatch_check)
     # one sample per registered grid, 0 where nothing is overdue
     assert r.by_grid(OVERDUE) == {"G1": 1, "G2": 0, "G3": 0}
 
 
-def test_operator_holiday_moves_the_working_day_deadline(tmp_path):
+def test_operator_holiday_moves_the_working_day_deadline(gridwatch_check):
     # 10-12 declared a holiday: the 5th working day becomes Tuesday 10-13, due 10-14 00:00
-    r = run(SPECIAL, "2026-10-13 00:00:01", tmp_path, config="[calendar]\nholidays = [2026-10-12]")
-    assert r.value(OVERDUE, grid="G1") == 0
+    r = run(SPECIAL, "2026-10-13 00:00:01", gridwatch_check, config="[calendar]\nholidays = [2026-10-12]")
+    r.assert_value(OVERDUE, 0, grid="G1")
 
 
-def test_extension_doubles_the_limit(tmp_path):
+def test_extension_doubles_the_limit(gridwatch_check):
     # 10 working days from 09-29: 09-30, 10-08, 10-09, 10-10, 10-12 (5), 10-13, 10-14, 10-15,
     # 10-16 (9), (weekend 10-17/18), 10-19 (10) -> deadline 2026-10-20 00:00
     cases = [{**SPECIAL[0], "extended": 1}]
-    assert run(cases, "2026-10-13 00:00:01", tmp_path).value(OVERDUE, grid="G1") == 0
-    assert run(cases, "2026-10-20 00:00:00", tmp_path).value(OVERDUE, grid="G1") == 0
-    assert run(cases, "2026-10-20 00:00:01", tmp_path).value(OVERDUE, grid="G1") == 1
+    assert run(cases, "2026-10-13 00:00:01", gridwatch_check).value(OVERDUE, grid="G1") == 0
+    assert run(cases, "2026-10-20 00:00:00", gridwatch_check).value(OVERDUE, grid="G1") == 0
+    assert run(cases, "2026-10-20 00:00:01", gridwatch_check).value(OVERDUE, grid="G1") == 1
 
 
-def test_day_limits_are_elapsed_hours_and_holidays_do_not_count(tmp_path):
+def test_day_limits_are_elapsed_hours_and_holidays_do_not_count(gridwatch_check):
     # community 1d from 10-01 08:00 (a holiday) ends 10-02 08:00; department 3d ends 10-04 08:00
     cases = [
         case("C1", "G1", "2026-10-01 08:00"),
         case("C2", "G2", "2026-10-01 08:00", tier="department"),
     ]
-    r = run(cases, "2026-10-02 08:00:01", tmp_path)
+    r = run(cases, "2026-10-02 08:00:01", gridwatch_check)
     assert r.by_grid(OVERDUE) == {"G1": 1, "G2": 0, "G3": 0}
 
 
-def test_overriding_one_tier_keeps_the_other_defaults(tmp_path):
+def test_overriding_one_tier_keeps_the_other_defaults(gridwatch_check):
     # community now 2d: reported 10-01 08:00, due 10-03 08:00; subdistrict keeps 2d
     cases = [
         case("C1", "G1", "2026-10-01 08:00"),
         case("C2", "G2", "2026-10-01 08:00", tier="subdistrict"),
     ]
-    r = run(cases, "2026-10-02 12:00", tmp_path, options={"limits": {"community": "2d"}})
+    r = run(cases, "2026-10-02 12:00", gridwatch_check, options={"limits": {"community": "2d"}})
     assert r.by_grid(OVERDUE) == {"G1": 0, "G2": 0, "G3": 0}
     assert not r.rejected
 
@@ -107,12 +104,12 @@ def test_overriding_one_tier_keeps_the_other_defaults(tmp_path):
     "options",
     [{"limits": {"special": "5x"}}, {"limits": {"speical": "5wd"}}, {"window": "30 days"}],
 )
-def test_bad_options_are_config_errors(tmp_path, options):
+def test_bad_options_are_config_errors(gridwatch_check, options):
     with pytest.raises(ConfigErrors):
-        run_check("incidents", {"grids": GRIDS}, now="2026-10-01", tmp_path=tmp_path, options=options)
+        gridwatch_check("incidents", {"grids": GRIDS}, now="2026-10-01", options=options)
 
 
-def test_open_cases_by_severity_and_stage(tmp_path):
+def test_open_cases_by_severity_and_stage(gridwatch_check):
     now = "2026-10-10 12:00"
     cases = [
         # major, accepted: community 1d, due 10-11 08:00
@@ -143,7 +140,7 @@ def test_open_cases_by_severity_and_stage(tmp_path):
         # G2: a closed case only
         case("F", "G2", "2026-10-09 06:00", closed_at="2026-10-09 18:00"),
     ]
-    r = run(cases, now, tmp_path)
+    r = run(cases, now, gridwatch_check)
     assert r.series(OPEN) == {
         (("grid", "G1"), ("severity", "major"), ("stage", "accepted")): 1,
         (("grid", "G1"), ("severity", "normal"), ("stage", "dispatched")): 1,
@@ -155,17 +152,17 @@ def test_open_cases_by_severity_and_stage(tmp_path):
     assert r.by_grid(OLDEST) == {"G1": 172800}
 
 
-def test_major_open_case_fires_the_critical_default_rule(tmp_path):
+def test_major_open_case_fires_the_critical_default_rule(gridwatch_check, gridwatch_alerts):
     cases = [case("A", "G1", "2026-10-10 08:00", severity="major")]
-    r = run(cases, "2026-10-10 09:00", tmp_path)
-    hits = evaluate(_rules(), r.samples, _grids())
-    assert [(h.rule.alert, h.labels["grid"], h.severity) for h in hits] == [("MajorIncidentOpen", "G1", "critical")]
+    r = run(cases, "2026-10-10 09:00", gridwatch_check)
+    hits = gridwatch_alerts(r, rules=incidents.default_rules(), grids=GRIDS)
+    assert [(h.alert, h.labels["grid"], h.severity) for h in hits] == [("MajorIncidentOpen", "G1", "critical")]
     assert "一网格" in hits[0].summary and "1件" in hits[0].summary
 
 
-def test_major_severity_option_maps_the_sources_spelling(tmp_path):
+def test_major_severity_option_maps_the_sources_spelling(gridwatch_check):
     cases = [case("A", "G1", "2026-10-10 08:00", severity="重大")]
-    r = run(cases, "2026-10-10 09:00", tmp_path, options={"major_severity": "重大"})
+    r = run(cases, "2026-10-10 09:00", gridwatch_check, options={"major_severity": "重大"})
     assert r.series(OPEN) == {(("grid", "G1"), ("severity", "major"), ("stage", "reported")): 1}
 
 
@@ -191,34 +188,34 @@ KPI_CASES = [
 ]
 
 
-def test_kpis_over_the_window(tmp_path):
-    r = run(KPI_CASES, KPI_NOW, tmp_path)
+def test_kpis_over_the_window(gridwatch_check):
+    r = run(KPI_CASES, KPI_NOW, gridwatch_check)
     # G1 due = K1, K2, K3, K4 = 4
-    assert r.value(CLOSURE, grid="G1") == pytest.approx(3 / 4)  # K1, K2, K4 closed
-    assert r.value(ON_TIME, grid="G1") == pytest.approx(2 / 4)  # K1 (at the deadline), K4
-    assert r.value(EXTENSION, grid="G1") == pytest.approx(1 / 4)  # K4
+    r.assert_value(CLOSURE, 3 / 4, grid="G1")  # K1, K2, K4 closed
+    r.assert_value(ON_TIME, 2 / 4, grid="G1")  # K1 (at the deadline), K4
+    r.assert_value(EXTENSION, 1 / 4, grid="G1")  # K4
     # closed in the window: K1, K2, K4, K7 = 4; reopened among them: K2, K7
-    assert r.value(REWORK, grid="G1") == pytest.approx(2 / 4)
+    r.assert_value(REWORK, 2 / 4, grid="G1")
     # G3 closed one case in the window but has nothing due: rework only, 0 / 1
-    assert r.value(REWORK, grid="G3") == 0
+    r.assert_value(REWORK, 0, grid="G3")
     for metric in (CLOSURE, ON_TIME, EXTENSION):
-        assert r.value(metric, grid="G3") is None
+        r.assert_absent(metric, grid="G3")
 
 
-def test_grid_without_cases_has_no_ratio_samples(tmp_path):
-    r = run(KPI_CASES, KPI_NOW, tmp_path)
+def test_grid_without_cases_has_no_ratio_samples(gridwatch_check):
+    r = run(KPI_CASES, KPI_NOW, gridwatch_check)
     g2 = [s for s in r.samples if s.labels.get("grid") == "G2"]
     assert [(s.metric, s.value) for s in g2] == [(OVERDUE, 0)]
 
 
-def test_low_on_time_ratio_fires_a_warning(tmp_path):
-    r = run(KPI_CASES, KPI_NOW, tmp_path)
-    hits = {(h.rule.alert, h.labels["grid"]): h.severity for h in evaluate(_rules(), r.samples, _grids())}
+def test_low_on_time_ratio_fires_a_warning(gridwatch_check, gridwatch_alerts):
+    r = run(KPI_CASES, KPI_NOW, gridwatch_check)
+    hits = {(h.alert, h.labels["grid"]): h.severity for h in gridwatch_alerts(r, incidents.default_rules(), GRIDS)}
     # G1: on-time 2/4 = 0.5 < 0.90; open K3 is past its deadline 10-21 08:00 (K5 is due 11-01)
     assert hits == {("OnTimeClosureLow", "G1"): "warning", ("IncidentsOverdue", "G1"): "warning"}
 
 
-def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
+def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(gridwatch_check):
     cases = [
         case("OK", "G1", "2026-10-09 06:00"),  # overdue since 10-10 06:00
         case("OK", "G1", "2026-10-09 06:00"),  # duplicate_id
@@ -233,7 +230,7 @@ def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
         case("E", "G1", "2026-10-09 06:00", extended="maybe"),  # bad_value
         case("C", "G1", "2026-10-09 06:00", reopened_count=-1),  # bad_value
     ]
-    r = run(cases, "2026-10-10 12:00", tmp_path)
+    r = run(cases, "2026-10-10 12:00", gridwatch_check)
     assert r.rejected == {
         ("data", "duplicate_id"): 1,
         ("data", "unknown_grid"): 1,
@@ -248,9 +245,9 @@ def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
     assert r.series(OPEN) == {(("grid", "G1"), ("severity", "normal"), ("stage", "reported")): 1}
 
 
-def test_labels_carry_no_ids(tmp_path):
+def test_labels_carry_no_ids(gridwatch_check):
     cases = [*KPI_CASES, case("A", "G1", "2026-10-30 08:00", severity="major")]
-    r = run(cases, KPI_NOW, tmp_path)
+    r = run(cases, KPI_NOW, gridwatch_check)
     ids = {c["incident_id"] for c in cases}
     for s in r.samples:
         assert set(s.labels) <= {"grid", "severity", "stage"}, s
@@ -269,11 +266,3 @@ def test_default_rules_are_valid_and_use_metrics_the_check_produces():
         for template in (rule.summary, rule.description):
             fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
             assert fields <= known | {"grid_name", "community", "street", "value"}, template
-
-
-def _rules() -> list[Rule]:
-    return [Rule.model_validate(r) for r in incidents.default_rules()]
-
-
-def _grids() -> dict[str, Grid]:
-    return {g["grid_id"]: Grid(**g) for g in GRIDS}

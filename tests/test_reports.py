@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import string
-import tempfile
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlite_utils
 from gridwatch_plugins import reports
 
-from gridwatch.api import Grid
 from gridwatch.config import ConfigErrors
-from gridwatch.rules import Rule, evaluate
-from gridwatch.testing import CheckResult, run_check
+from gridwatch.pytest_plugin import CheckRunner
+from gridwatch.rules import Rule
+from gridwatch.testing import CheckResult, Fired, fired_alerts
 
 DAILY = "gridwatch_report_daily_status"
 OVERDUE = "gridwatch_report_overdue"
@@ -45,14 +43,11 @@ def report(grid: str | None, submitted: str | None, **kw: Any) -> dict[str, Any]
     }
 
 
-def run(rows: list[dict[str, Any]], now: str, tmp_path: Path, n_grids: int = 8, **kw: Any) -> CheckResult:
-    result = run_check("reports", {"grids": grids(n_grids), "reports": rows}, now=now, tmp_path=tmp_path, **kw)
+def run(rows: list[dict[str, Any]], now: str, gridwatch_check: CheckRunner, n_grids: int = 8, **kw: Any) -> CheckResult:
+    """One run in a fresh directory of its own, so a test may run the check several times."""
+    result = gridwatch_check("reports", {"grids": grids(n_grids), "reports": rows}, now=now, **kw)
     assert result.error is None, result.error
     return result
-
-
-def fresh(tmp_path: Path) -> Path:
-    return Path(tempfile.mkdtemp(dir=tmp_path))
 
 
 # Saturday 2026-11-21; the daily cutoff is 20:00.
@@ -70,8 +65,8 @@ STATUS_ROWS = [
 ]
 
 
-def test_daily_status_after_the_cutoff(tmp_path):
-    r = run(STATUS_ROWS, "2026-11-21 21:00", tmp_path)
+def test_daily_status_after_the_cutoff(gridwatch_check):
+    r = run(STATUS_ROWS, "2026-11-21 21:00", gridwatch_check)
     assert r.by_grid(DAILY) == {
         "G1": OK,
         "G2": MISSING,  # late: the day stays yellow
@@ -84,8 +79,8 @@ def test_daily_status_after_the_cutoff(tmp_path):
     }
 
 
-def test_daily_status_before_the_cutoff_is_pending(tmp_path):
-    r = run(STATUS_ROWS, "2026-11-21 15:00", tmp_path)
+def test_daily_status_before_the_cutoff_is_pending(gridwatch_check):
+    r = run(STATUS_ROWS, "2026-11-21 15:00", gridwatch_check)
     # G1 (19:30), G2 (20:30) and G7 (20:45) lie after 15:00: future rows, nothing sent yet
     assert r.by_grid(DAILY) == {
         "G1": PENDING,
@@ -99,16 +94,16 @@ def test_daily_status_before_the_cutoff_is_pending(tmp_path):
     }
 
 
-def test_a_report_exactly_at_the_cutoff_is_on_time_and_the_cutoff_is_an_option(tmp_path):
+def test_a_report_exactly_at_the_cutoff_is_on_time_and_the_cutoff_is_an_option(gridwatch_check):
     rows = [report("G1", "2026-11-21 20:00:00"), report("G2", "2026-11-21 18:30")]
-    r = run(rows, "2026-11-21 20:00:00", fresh(tmp_path), n_grids=3)
+    r = run(rows, "2026-11-21 20:00:00", gridwatch_check, n_grids=3)
     assert r.by_grid(DAILY) == {"G1": OK, "G2": OK, "G3": MISSING}
     # with the cutoff at 18:00, G2's 18:30 report is late and G1's is too
-    r = run(rows, "2026-11-21 20:00:00", fresh(tmp_path), n_grids=3, options={"cutoff": "18:00"})
+    r = run(rows, "2026-11-21 20:00:00", gridwatch_check, n_grids=3, options={"cutoff": "18:00"})
     assert r.by_grid(DAILY) == {"G1": MISSING, "G2": MISSING, "G3": MISSING}
 
 
-def test_daily_on_time_ratio_counts_a_late_report_as_not_on_time(tmp_path):
+def test_daily_on_time_ratio_counts_a_late_report_as_not_on_time(gridwatch_check):
     rows = [
         report("G1", "2026-11-20 19:00", period="2026-11-20"),
         report("G1", "2026-11-21 19:00", period="2026-11-21"),
@@ -116,7 +111,7 @@ def test_daily_on_time_ratio_counts_a_late_report_as_not_on_time(tmp_path):
         report("G2", "2026-11-21 20:30", period="2026-11-21"),  # late
         report("G2", "2026-11-21 20:40", period="2026-11-21"),  # a second copy, still late
     ]
-    r = run(rows, "2026-11-21 21:00", tmp_path, n_grids=3)
+    r = run(rows, "2026-11-21 21:00", gridwatch_check, n_grids=3)
     # window [10-22 21:00, 11-21 21:00]: daily due times 20:00 of 10-23 .. 11-21 = 9 + 21 = 30
     assert r.by_grid(ON_TIME, kind="daily") == {
         "G1": pytest.approx(2 / 30),
@@ -135,8 +130,8 @@ MONTHLY = [
 ]
 
 
-def test_monthly_report_not_overdue_until_24_00_of_the_5th(tmp_path):
-    r = run(MONTHLY, "2026-10-05 23:59:00", tmp_path, n_grids=3, options={"expect": ["monthly"]})
+def test_monthly_report_not_overdue_until_24_00_of_the_5th(gridwatch_check):
+    r = run(MONTHLY, "2026-10-05 23:59:00", gridwatch_check, n_grids=3, options={"expect": ["monthly"]})
     # the latest period due by now is August (due 09-06 00:00): G1 sent it, G2 and G3 did not
     assert r.by_grid(OVERDUE, kind="monthly") == {"G1": 0, "G2": 1, "G3": 1}
     # September is due in 1 minute, within the 3-day lead time: due soon unless already sent
@@ -144,14 +139,14 @@ def test_monthly_report_not_overdue_until_24_00_of_the_5th(tmp_path):
     assert r.series(DAILY) == {}  # daily is not expected here
 
 
-def test_monthly_report_overdue_just_after_the_due_time(tmp_path):
-    r = run(MONTHLY, "2026-10-06 00:00:01", tmp_path, n_grids=3, options={"expect": ["monthly"]})
+def test_monthly_report_overdue_just_after_the_due_time(gridwatch_check):
+    r = run(MONTHLY, "2026-10-06 00:00:01", gridwatch_check, n_grids=3, options={"expect": ["monthly"]})
     # September: G1 sent nothing -> overdue; G3's report has not come yet -> overdue
     assert r.by_grid(OVERDUE, kind="monthly") == {"G1": 1, "G2": 0, "G3": 1}
 
 
-def test_late_monthly_report_is_late_not_overdue(tmp_path):
-    r = run(MONTHLY, "2026-10-06 12:00", tmp_path, n_grids=3, options={"expect": ["daily", "monthly"]})
+def test_late_monthly_report_is_late_not_overdue(gridwatch_check):
+    r = run(MONTHLY, "2026-10-06 12:00", gridwatch_check, n_grids=3, options={"expect": ["daily", "monthly"]})
     assert r.by_grid(OVERDUE, kind="monthly") == {"G1": 1, "G2": 0, "G3": 0}
     # window [09-06 12:00, 10-06 12:00]: only September (due 10-06 00:00) is expected;
     # August was due 09-06 00:00, before the window
@@ -160,7 +155,7 @@ def test_late_monthly_report_is_late_not_overdue(tmp_path):
     assert r.by_grid(DUE_SOON, kind="monthly") == {"G1": 0, "G2": 0, "G3": 0}
 
 
-def test_daily_lights_are_kept_in_the_state_database(tmp_path):
+def test_daily_lights_are_kept_in_the_state_database(gridwatch_check):
     rows = [
         report("G1", "2026-11-18 19:00", period="2026-11-18"),  # green
         report("G1", "2026-11-19 21:00", period="2026-11-19"),  # late: yellow
@@ -168,10 +163,10 @@ def test_daily_lights_are_kept_in_the_state_database(tmp_path):
         # G1 has not sent 11-21's yet at 15:00: pending, not stored
         report("G2", "2026-11-21 09:00", period="2026-11-21"),  # green already today
     ]
-    r = run(rows, "2026-11-21 15:00", tmp_path, n_grids=2, options={"window": "3d"})
+    r = run(rows, "2026-11-21 15:00", gridwatch_check, n_grids=2, options={"window": "3d"})
     assert r.by_grid(DAILY) == {"G1": PENDING, "G2": OK}
     # window [11-18 15:00, 11-21 15:00]: daily due times 20:00 of 11-18, 11-19, 11-20
-    with sqlite3.connect(tmp_path / "state.db") as db:
+    with sqlite3.connect(r.state_path) as db:
         stored = db.execute("SELECT grid_id, day, light FROM reports_daily_lights ORDER BY grid_id, day").fetchall()
     db.close()
     assert stored == [
@@ -183,7 +178,7 @@ def test_daily_lights_are_kept_in_the_state_database(tmp_path):
         ("G2", "2026-11-20", "yellow"),
         ("G2", "2026-11-21", "green"),
     ]
-    state = sqlite_utils.Database(tmp_path / "state.db")
+    state = sqlite_utils.Database(r.state_path)
     assert reports.daily_lights(state, "G1", date(2026, 11, 19)) == [
         (date(2026, 11, 19), "yellow"),
         (date(2026, 11, 20), "red"),
@@ -196,7 +191,7 @@ def test_daily_lights_reader_without_a_table():
     assert reports.daily_lights(sqlite_utils.Database(memory=True), "G1", "2026-01-01") == []
 
 
-def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
+def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(gridwatch_check):
     rows = [
         {**report("G1", "2026-11-21 19:00"), "report_id": "dup"},  # good: on time
         {**report("G1", "2026-11-21 19:00"), "report_id": "dup"},  # duplicate_id
@@ -210,7 +205,7 @@ def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
         report("G2", "2026-11-21 19:00", period="2026/11/21"),  # bad_period
         report("G2", "2026-11-21 19:00", kind="monthly", period="2026-13"),  # bad_period
     ]
-    r = run(rows, "2026-11-21 21:00", tmp_path, n_grids=2)
+    r = run(rows, "2026-11-21 21:00", gridwatch_check, n_grids=2)
     assert r.rejected == {
         ("data", "duplicate_id"): 1,
         ("data", "unknown_grid"): 1,
@@ -224,8 +219,8 @@ def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(tmp_path):
     assert r.by_grid(DAILY) == {"G1": OK, "G2": MISSING}
 
 
-def test_labels_carry_no_ids(tmp_path):
-    r = run(STATUS_ROWS, "2026-11-21 21:00", tmp_path, options={"expect": ["daily", "weekly"]})
+def test_labels_carry_no_ids(gridwatch_check):
+    r = run(STATUS_ROWS, "2026-11-21 21:00", gridwatch_check, options={"expect": ["daily", "weekly"]})
     ids = {row["report_id"] for row in STATUS_ROWS}
     for s in r.samples:
         assert set(s.labels) <= {"grid", "kind"}, s
@@ -233,20 +228,18 @@ def test_labels_carry_no_ids(tmp_path):
     assert {s.metric for s in r.samples} == {DAILY, OVERDUE, ON_TIME, DUE_SOON}
 
 
-def test_unknown_expected_kind_is_a_config_error(tmp_path):
+def test_unknown_expected_kind_is_a_config_error(gridwatch_check):
     with pytest.raises(ConfigErrors):
-        run_check("reports", {}, now="2026-11-21", tmp_path=tmp_path, options={"expect": ["fortnightly"]})
+        gridwatch_check("reports", {}, now="2026-11-21", options={"expect": ["fortnightly"]})
 
 
-def _alerts(r: CheckResult) -> list[Any]:
-    rules = [Rule.model_validate(raw) for raw in reports.default_rules()]
-    registry = {g["grid_id"]: Grid(**g) for g in grids(8)}
-    return evaluate(rules, r.samples, registry)
+def _alerts(r: CheckResult) -> list[Fired]:
+    return fired_alerts(r, rules=reports.default_rules(), grids=grids(8))
 
 
-def test_default_rules_warn_on_missing_and_are_critical_on_flagged(tmp_path):
-    r = run(STATUS_ROWS, "2026-11-21 21:00", tmp_path)
-    hits = {h.labels["grid"]: (h.rule.alert, h.severity) for h in _alerts(r)}
+def test_default_rules_warn_on_missing_and_are_critical_on_flagged(gridwatch_check):
+    r = run(STATUS_ROWS, "2026-11-21 21:00", gridwatch_check)
+    hits = {h.labels["grid"]: (h.alert, h.severity) for h in _alerts(r)}
     # one alert per grid: status 2 (> 1.5) is a warning, status 3 (> 2.5) critical
     assert hits == {
         "G2": ("DailyReportStatus", "warning"),
@@ -258,10 +251,10 @@ def test_default_rules_warn_on_missing_and_are_critical_on_flagged(tmp_path):
     }
 
 
-def test_default_rule_warns_on_an_overdue_periodic_report(tmp_path):
-    r = run(MONTHLY, "2026-10-06 12:00", tmp_path, n_grids=3, options={"expect": ["monthly"]})
+def test_default_rule_warns_on_an_overdue_periodic_report(gridwatch_check):
+    r = run(MONTHLY, "2026-10-06 12:00", gridwatch_check, n_grids=3, options={"expect": ["monthly"]})
     [hit] = _alerts(r)
-    assert (hit.rule.alert, hit.severity, hit.labels["grid"]) == ("PeriodicReportOverdue", "warning", "G1")
+    assert (hit.alert, hit.severity, hit.labels["grid"]) == ("PeriodicReportOverdue", "warning", "G1")
     assert hit.labels["kind"] == "monthly"
     assert "1号网格" in hit.summary and "monthly" in hit.summary
 

@@ -5,13 +5,12 @@ All times are Asia/Shanghai (UTC+8, no DST) unless a row carries an offset.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from gridwatch_plugins import visits
 
 from gridwatch.plugins import PluginHost
-from gridwatch.testing import CheckResult, run_check
+from gridwatch.pytest_plugin import CheckRunner
 
 GRIDS = [
     {"grid_id": "G1", "name": "一网格", "community": "东湖社区", "street": "城关街道"},
@@ -34,19 +33,18 @@ def visit(vid: str, household: str, grid: str, at: str | None) -> dict[str, Any]
     }
 
 
-def run(tmp_path: Path, tables: dict[str, list[dict[str, Any]]], now: str = NOW, **options: Any):
-    result = run_check("visits", {"grids": GRIDS, **tables}, now=now, tmp_path=tmp_path, options=options)
+def run(gridwatch_check: CheckRunner, tables: dict[str, list[dict[str, Any]]], now: str = NOW, **options: Any):
+    result = gridwatch_check("visits", {"grids": GRIDS, **tables}, now=now, options=options)
     assert result.error is None, result.error
     return result
 
 
-def coverage(result: CheckResult, grid: str) -> float | None:
-    return result.value("gridwatch_visit_coverage_ratio", grid=grid)
+COVERAGE = "gridwatch_visit_coverage_ratio"
 
 
-def test_window_includes_both_ends(tmp_path: Path) -> None:
+def test_window_includes_both_ends(gridwatch_check: CheckRunner) -> None:
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": households("G1", "h1", "h2", "h3", "h4"),
             "visits": [
@@ -58,14 +56,14 @@ def test_window_includes_both_ends(tmp_path: Path) -> None:
         },
     )
     # visited in the window: h1, h3 → 2 of 4 households
-    assert result.value("gridwatch_grid_households", grid="G1") == 4
-    assert coverage(result, "G1") == 2 / 4
-    assert result.value("gridwatch_visit_unvisited_households", grid="G1") == 2
+    result.assert_value("gridwatch_grid_households", 4, grid="G1")
+    result.assert_value(COVERAGE, 2 / 4, grid="G1")
+    result.assert_value("gridwatch_visit_unvisited_households", 2, grid="G1")
 
 
-def test_custom_window(tmp_path: Path) -> None:
+def test_custom_window(gridwatch_check: CheckRunner) -> None:
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": households("G1", "h1", "h2"),
             "visits": [
@@ -75,15 +73,15 @@ def test_custom_window(tmp_path: Path) -> None:
         },
         window="7d",
     )
-    assert coverage(result, "G1") == 1 / 2
+    result.assert_value(COVERAGE, 1 / 2, grid="G1")
 
 
-def test_offset_timestamps_are_converted_to_local_time(tmp_path: Path) -> None:
+def test_offset_timestamps_are_converted_to_local_time(gridwatch_check: CheckRunner) -> None:
     # now 23:30 local on 03-31; the window starts 2026-03-01 23:30 local = 15:30 UTC.
     # 15:30 UTC is 23:30 local, so v1 falls on the boundary (in) and v2 a second before
     # it (out). Read as local 15:30, v1 would have been eight hours too early.
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": households("G1", "h1", "h2"),
             "visits": [
@@ -93,22 +91,22 @@ def test_offset_timestamps_are_converted_to_local_time(tmp_path: Path) -> None:
         },
         now="2026-03-31 23:30:00",
     )
-    assert coverage(result, "G1") == 1 / 2
+    result.assert_value(COVERAGE, 1 / 2, grid="G1")
 
 
-def test_grid_without_households_has_no_coverage(tmp_path: Path) -> None:
-    result = run(tmp_path, {"households": households("G1", "h1"), "visits": []})
-    assert coverage(result, "G2") is None  # nothing to divide by: no sample, never NaN or 0
-    assert result.value("gridwatch_grid_households", grid="G2") == 0
-    assert result.value("gridwatch_visit_unvisited_households", grid="G2") == 0
+def test_grid_without_households_has_no_coverage(gridwatch_check: CheckRunner) -> None:
+    result = run(gridwatch_check, {"households": households("G1", "h1"), "visits": []})
+    result.assert_absent(COVERAGE, grid="G2")  # nothing to divide by: no sample, never NaN or 0
+    result.assert_value("gridwatch_grid_households", 0, grid="G2")
+    result.assert_value("gridwatch_visit_unvisited_households", 0, grid="G2")
     # a grid whose households were never visited has coverage 0
-    assert coverage(result, "G1") == 0
-    assert result.value("gridwatch_visit_unvisited_households", grid="G1") == 1
+    result.assert_value(COVERAGE, 0, grid="G1")
+    result.assert_value("gridwatch_visit_unvisited_households", 1, grid="G1")
 
 
-def test_key_households_overdue_per_category(tmp_path: Path) -> None:
+def test_key_households_overdue_per_category(gridwatch_check: CheckRunner) -> None:
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": [
                 *households("G1", "k1", "k2", "k3", category="社区矫正"),  # interval 7d (option)
@@ -134,12 +132,12 @@ def test_key_households_overdue_per_category(tmp_path: Path) -> None:
         (("category", "流动人口"), ("grid", "G2")): 0,  # a category with key households, none due
     }
     # key households are households too: G1 has 6, visited since 03-01 12:00 are k1, k2, k4
-    assert coverage(result, "G1") == 3 / 6
+    result.assert_value(COVERAGE, 3 / 6, grid="G1")
 
 
-def test_default_key_interval_is_an_option(tmp_path: Path) -> None:
+def test_default_key_interval_is_an_option(gridwatch_check: CheckRunner) -> None:
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": households("G1", "k1", category="孕产妇"),
             "visits": [visit("v1", "k1", "G1", "2026-03-16 12:00:00")],  # 15d old
@@ -147,24 +145,24 @@ def test_default_key_interval_is_an_option(tmp_path: Path) -> None:
         key_interval="14d",
     )
     # 15d > 14d: overdue, though well inside the monthly default
-    assert result.value("gridwatch_visit_key_households_overdue", grid="G1", category="孕产妇") == 1
+    result.assert_value("gridwatch_visit_key_households_overdue", 1, grid="G1", category="孕产妇")
 
 
-def test_visit_counts_for_the_households_grid(tmp_path: Path) -> None:
+def test_visit_counts_for_the_households_grid(gridwatch_check: CheckRunner) -> None:
     # h1 is registered in G1; its visit row names G2. The household register decides: G1 is
     # covered, and G2 (no households) gets no coverage; nothing is rejected.
     result = run(
-        tmp_path,
+        gridwatch_check,
         {"households": households("G1", "h1"), "visits": [visit("v1", "h1", "G2", NOW)]},
     )
-    assert coverage(result, "G1") == 1
-    assert coverage(result, "G2") is None
+    result.assert_value(COVERAGE, 1, grid="G1")
+    result.assert_absent(COVERAGE, grid="G2")
     assert result.rejected == {}
 
 
-def test_bad_rows_are_counted_and_left_out(tmp_path: Path) -> None:
+def test_bad_rows_are_counted_and_left_out(gridwatch_check: CheckRunner) -> None:
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": [
                 *households("G1", "h1", "h2"),
@@ -194,14 +192,14 @@ def test_bad_rows_are_counted_and_left_out(tmp_path: Path) -> None:
         ("data", "unknown_household"): 3,  # v6, v7, v8
     }
     # what is left: G1 has h1 and h2, and only h1 was visited
-    assert result.value("gridwatch_grid_households", grid="G1") == 2
-    assert coverage(result, "G1") == 1 / 2
-    assert result.value("gridwatch_visit_unvisited_households", grid="G1") == 1
+    result.assert_value("gridwatch_grid_households", 2, grid="G1")
+    result.assert_value(COVERAGE, 1 / 2, grid="G1")
+    result.assert_value("gridwatch_visit_unvisited_households", 1, grid="G1")
 
 
-def test_labels_carry_no_personal_ids(tmp_path: Path) -> None:
+def test_labels_carry_no_personal_ids(gridwatch_check: CheckRunner) -> None:
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": households("G1", "HH-0001", category="社区矫正"),
             "visits": [visit("V-0001", "HH-0001", "G1", "2026-03-30 10:00:00")],
@@ -213,7 +211,7 @@ def test_labels_carry_no_personal_ids(tmp_path: Path) -> None:
         assert not any(x in v for v in s.labels.values() for x in ("HH-", "V-", "W-"))
 
 
-def test_default_rules_reference_produced_metrics(tmp_path: Path) -> None:
+def test_default_rules_reference_produced_metrics(gridwatch_check: CheckRunner) -> None:
     host = PluginHost.default(entry_points=False)
     assert host.check_type("visits") is visits.VisitsCheck
     rules = {r["alert"]: r for r in visits.default_rules()}
@@ -221,7 +219,7 @@ def test_default_rules_reference_produced_metrics(tmp_path: Path) -> None:
     assert rules["KeyHouseholdOverdue"]["above"] == {"warning": 0}
 
     result = run(
-        tmp_path,
+        gridwatch_check,
         {
             "households": households("G1", "k1", category="社区矫正"),
             "visits": [visit("v1", "k1", "G1", "2026-03-30 10:00:00")],

@@ -1,0 +1,852 @@
+// gridwatch status board: vanilla JavaScript, no build step, no dependencies.
+// Every value from the data enters the page through textContent or createElement, never
+// through innerHTML; the Content-Security-Policy allows no inline script either.
+"use strict";
+
+(() => {
+  const params = new URLSearchParams(location.search);
+  const seconds = (value, fallback, lo, hi) => {
+    const n = Number(value);
+    return Number.isFinite(n) && n > 0 ? Math.min(hi, Math.max(lo, n)) : fallback;
+  };
+  const REFRESH_MS = seconds(params.get("refresh"), 10, 1, 3600) * 1000; // ?refresh=2 for tests and kiosks
+  const STALE_MS = seconds(params.get("stale"), 900, 5, 86400) * 1000; // a check older than this is stale
+
+  // Page loads in this tab: it stays 1 while the board refreshes itself (kiosk scripts check it).
+  let loads = 1;
+  try {
+    loads = Number(sessionStorage.getItem("gridwatch.board.loads") || 0) + 1;
+    sessionStorage.setItem("gridwatch.board.loads", String(loads));
+  } catch {
+    // storage disabled: count this load only
+  }
+  window.__boardLoads = loads;
+  window.__boardRefreshes = 0;
+
+  const LIGHTS = ["green", "yellow", "red"];
+  const SYM = { green: "●", yellow: "▲", red: "■", unknown: "?" };
+  const SEVERITY_LIGHT = { critical: "red", warning: "yellow" };
+
+  const T = {
+    zh: {
+      title: "网格运行状态看板",
+      loading: "正在加载…",
+      street: "街道",
+      community: "社区",
+      colour: "状态",
+      search: "搜索网格名称",
+      allStreets: "全部街道",
+      allCommunities: "全部社区",
+      allLights: "全部状态",
+      notGreen: "▲■ 关注和告警",
+      green: "正常",
+      yellow: "关注",
+      red: "告警",
+      unknown: "未知",
+      total: "全部 {n} 个网格",
+      gridsTitle: "网格",
+      noMatch: "没有符合条件的网格",
+      alerts: "告警",
+      noAlerts: "当前没有告警",
+      silenced: "已静默",
+      critical: "严重",
+      warning: "警告",
+      info: "提示",
+      updated: "更新于 {time}",
+      shown: "显示 {n} / {total}",
+      close: "关闭",
+      reasons: "亮灯原因",
+      noReasons: "各项工作正常",
+      days: "近期每日亮灯",
+      daysSum: "正常 {green} 天 · 关注 {yellow} 天 · 告警 {red} 天",
+      noDays: "暂无每日亮灯记录",
+      gridAlerts: "本网格告警",
+      noGridAlerts: "无",
+      metrics: "指标",
+      metric: "指标",
+      labels: "维度",
+      value: "数值",
+      gridId: "编号 {id}",
+      zone: "{zone}区",
+      zones: { red: "红", yellow: "黄", blue: "蓝" },
+      since: "{time} 起",
+      connLost: "无法连接 gridwatch（{error}）：显示的是 {time} 的数据",
+      connNever: "无法连接 gridwatch（{error}）",
+      sourceDown: "数据源 {name} 不可用：{error}",
+      checkFailed: "检查 {name} 运行失败：{error}",
+      checkStale: "数据已过时：检查 {name} 最近一次运行在 {time}",
+      checkNever: "检查 {name} 尚未运行",
+      more: "另有 {n} 条",
+      detailError: "无法读取该网格的详情（{error}）",
+      langButton: "English",
+      yes: "是",
+      no: "否",
+      dayUnit: "{n} 天",
+      daily: { 0: "已按时报送", 1: "待报送", 2: "未按时报送", 3: "涉重大事项" },
+    },
+    en: {
+      title: "Grid status board",
+      loading: "Loading…",
+      street: "Street",
+      community: "Community",
+      colour: "Light",
+      search: "Search grid names",
+      allStreets: "All streets",
+      allCommunities: "All communities",
+      allLights: "All lights",
+      notGreen: "▲■ Attention and alarm",
+      green: "OK",
+      yellow: "Attention",
+      red: "Alarm",
+      unknown: "Unknown",
+      total: "All {n} grids",
+      gridsTitle: "Grids",
+      noMatch: "No grid matches the filters",
+      alerts: "Alerts",
+      noAlerts: "No alerts firing",
+      silenced: "silenced",
+      critical: "critical",
+      warning: "warning",
+      info: "info",
+      updated: "Updated {time}",
+      shown: "Showing {n} / {total}",
+      close: "Close",
+      reasons: "Why this light",
+      noReasons: "All work on track",
+      days: "Recent daily lights",
+      daysSum: "OK {green} d · attention {yellow} d · alarm {red} d",
+      noDays: "No daily lights recorded yet",
+      gridAlerts: "Alerts on this grid",
+      noGridAlerts: "None",
+      metrics: "Metrics",
+      metric: "Metric",
+      labels: "Labels",
+      value: "Value",
+      gridId: "ID {id}",
+      zone: "{zone} zone",
+      zones: { red: "red", yellow: "yellow", blue: "blue" },
+      since: "since {time}",
+      connLost: "Cannot reach gridwatch ({error}): showing data from {time}",
+      connNever: "Cannot reach gridwatch ({error})",
+      sourceDown: "Source {name} is down: {error}",
+      checkFailed: "Check {name} failed: {error}",
+      checkStale: "Stale data: check {name} last ran at {time}",
+      checkNever: "Check {name} has not run yet",
+      more: "{n} more",
+      detailError: "Cannot read this grid's details ({error})",
+      langButton: "中文",
+      yes: "yes",
+      no: "no",
+      dayUnit: "{n} d",
+      daily: { 0: "on time", 1: "pending", 2: "missing or late", 3: "flags a major matter" },
+    },
+  };
+
+  // English for what the API says in Chinese (gridwatch/light.py); anything else keeps its text.
+  const CATEGORY_EN = {
+    社区矫正人员: "community correction",
+    流动人口: "floating population",
+    孕妇: "pregnant women",
+    独居老人: "elderly living alone",
+    残疾人: "disabled",
+    留守儿童: "left-behind children",
+  };
+  const KIND_EN = {
+    日报: "Daily",
+    综合信息: "Twice-weekly",
+    周报告单: "Weekly",
+    月报: "Monthly",
+    季度分析: "Quarterly",
+    年报: "Annual",
+  };
+  const LABEL_VALUES = {
+    zh: {
+      category: {
+        community_correction: "社区矫正人员",
+        floating: "流动人口",
+        pregnant: "孕妇",
+        elderly_alone: "独居老人",
+        disabled: "残疾人",
+        left_behind_child: "留守儿童",
+      },
+      kind: { daily: "日报", twice_weekly: "综合信息", weekly: "周报告单", monthly: "月报", quarterly: "季度分析", annual: "年报" },
+      severity: { normal: "一般", major: "重大" },
+      stage: { reported: "信息采集", accepted: "受理立项", dispatched: "任务派遣", resolved: "处理反馈" },
+    },
+    en: {},
+  };
+  const METRICS = {
+    gridwatch_grid_households: ["登记户数", "Registered households"],
+    gridwatch_visit_coverage_ratio: ["走访覆盖率", "Visit coverage"],
+    gridwatch_visit_unvisited_households: ["未走访户数", "Unvisited households"],
+    gridwatch_visit_key_households_overdue: ["重点人群超期未走访", "Key households overdue"],
+    gridwatch_patrol_last_timestamp_seconds: ["最近巡查", "Last patrol"],
+    gridwatch_patrol_overdue: ["巡查超时", "Patrol overdue"],
+    gridwatch_incidents_open: ["未结案件", "Open cases"],
+    gridwatch_incidents_overdue: ["超期案件", "Overdue cases"],
+    gridwatch_incident_oldest_open_age_seconds: ["最久未结案件历时", "Oldest open case"],
+    gridwatch_incidents_closure_ratio: ["结案率", "Closure ratio"],
+    gridwatch_incidents_on_time_closure_ratio: ["按期结案率", "On-time closure ratio"],
+    gridwatch_incidents_rework_ratio: ["返工率", "Rework ratio"],
+    gridwatch_incidents_extension_ratio: ["延期率", "Extension ratio"],
+    gridwatch_report_daily_status: ["今日日报", "Today's daily report"],
+    gridwatch_report_overdue: ["逾期未报", "Report overdue"],
+    gridwatch_report_on_time_ratio: ["上报率", "On-time reporting ratio"],
+    gridwatch_report_due_soon: ["即将到期", "Report due soon"],
+  };
+
+  let lang = "zh";
+  try {
+    lang = params.get("lang") || localStorage.getItem("gridwatch.board.lang") || "zh";
+  } catch {
+    lang = params.get("lang") || "zh";
+  }
+  if (!T[lang]) lang = "zh";
+
+  const $ = (id) => document.getElementById(id);
+  const t = (key, vars) => {
+    let s = T[lang][key] ?? T.zh[key] ?? key;
+    if (vars) s = s.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : ""));
+    return s;
+  };
+  const word = (light) => t(LIGHTS.includes(light) ? light : "unknown");
+  const lightOf = (light) => (LIGHTS.includes(light) ? light : "unknown");
+  const el = (tag, className, text) => {
+    const e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  };
+
+  // -- time -------------------------------------------------------------------------------
+  let skew = 0; // server clock − this screen's clock, from the Date header: a kiosk's clock may be off
+  const serverNow = () => Date.now() + skew;
+  const parseTime = (iso) => (iso ? Date.parse(String(iso).replace(/(\.\d{3})\d+/, "$1")) : NaN);
+  const clock = (ms) => {
+    if (!Number.isFinite(ms)) return "—";
+    const d = new Date(ms);
+    const opts = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+    if (new Date(serverNow()).toDateString() !== d.toDateString()) Object.assign(opts, { month: "2-digit", day: "2-digit" });
+    return d.toLocaleString(lang === "zh" ? "zh-CN" : "en-GB", opts);
+  };
+  const duration = (s) => {
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    if (lang === "zh") return d ? `${d}天${h}小时` : h ? `${h}小时${m}分` : `${m}分`;
+    return d ? `${d} d ${h} h` : h ? `${h} h ${m} min` : `${m} min`;
+  };
+
+  // -- reasons ----------------------------------------------------------------------------
+  function reasonText(d) {
+    const text = String(d.text ?? "");
+    if (lang === "zh") return text;
+    const n = (text.match(/(\d+)\s*[件户]/) || [])[1];
+    switch (d.code) {
+      case "major_incident_open":
+        return n ? `${n} major case(s) open` : "A major case is open";
+      case "daily_report_flagged":
+        return "Today's report flags a major dispute, an early-warning dispute or a petition movement";
+      case "daily_report_missing":
+        return "Today's report is missing or late";
+      case "incidents_overdue":
+        return n ? `${n} case(s) past their deadline` : "Cases past their deadline";
+      case "key_households_overdue": {
+        const cat = (text.match(/（(.+?)）/) || [])[1];
+        const what = cat ? ` (${CATEGORY_EN[cat] || cat})` : "";
+        return `${n || "Some"} key household(s)${what} overdue for a visit`;
+      }
+      case "patrol_overdue":
+        return "Patrol overdue";
+      case "report_overdue": {
+        const kind = text.replace(/逾期未报$/, "");
+        return `${KIND_EN[kind] || kind} report overdue`;
+      }
+      default:
+        return text;
+    }
+  }
+  const detailsOf = (g) =>
+    Array.isArray(g.details) ? g.details : (g.reasons || []).map((text) => ({ light: g.light, code: "", text }));
+
+  // -- state ------------------------------------------------------------------------------
+  const state = { grids: [], byId: new Map(), alerts: [], status: null, fetchedAt: NaN, error: null };
+  const tiles = new Map(); // grid id → its tile, kept across refreshes
+  let layout = []; // [{street, section, counts, communities: [{key, community, box, counts, ids}]}]
+  let signature = "";
+
+  const filters = {
+    street: params.get("street") || "",
+    community: params.get("community") || "",
+    light: params.get("light") || "",
+    q: params.get("q") || "",
+  };
+
+  async function getJSON(path) {
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), Math.max(REFRESH_MS, 5000));
+    try {
+      const resp = await fetch(path, { cache: "no-store", signal: ctrl.signal, headers: { Accept: "application/json" } });
+      const date = Date.parse(resp.headers.get("Date") || "");
+      if (Number.isFinite(date)) skew = date - Date.now();
+      let body = null;
+      try {
+        body = await resp.json();
+      } catch {
+        body = null;
+      }
+      if (!resp.ok) throw new Error((body && body.error) || `HTTP ${resp.status}`);
+      return body;
+    } catch (exc) {
+      if (exc.name === "AbortError") throw new Error("timeout");
+      throw exc;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function refresh() {
+    try {
+      const [grids, alerts, status] = await Promise.all([
+        getJSON("api/v1/grids"),
+        getJSON("api/v1/alerts"),
+        getJSON("api/v1/status"),
+      ]);
+      state.grids = Array.isArray(grids) ? grids : [];
+      state.byId = new Map(state.grids.map((g) => [String(g.grid), g]));
+      state.alerts = Array.isArray(alerts) ? alerts : [];
+      state.status = status && typeof status === "object" ? status : null;
+      state.fetchedAt = serverNow();
+      state.error = null;
+    } catch (exc) {
+      state.error = exc && exc.message ? exc.message : String(exc);
+    }
+    try {
+      render();
+      if (openGrid !== null) await loadDetail(openGrid);
+    } catch (exc) {
+      setTimeout(() => {
+        throw exc; // reported as uncaught, but the board keeps refreshing
+      });
+    } finally {
+      window.__boardRefreshes += 1;
+      setTimeout(refresh, REFRESH_MS);
+    }
+  }
+
+  // -- rendering --------------------------------------------------------------------------
+  function countLights(grids) {
+    const c = { green: 0, yellow: 0, red: 0 };
+    for (const g of grids) if (g.light in c) c[g.light] += 1;
+    return c;
+  }
+
+  function renderCounts(box, c, words) {
+    box.replaceChildren(
+      ...LIGHTS.map((l) => {
+        const s = el("span", `count light-${l}`, `${SYM[l]}${words ? ` ${word(l)} ` : " "}`);
+        s.dataset.count = l;
+        s.title = word(l);
+        s.classList.toggle("zero", c[l] === 0);
+        s.append(el("b", "", c[l]));
+        return s;
+      }),
+    );
+  }
+
+  function shortName(g) {
+    // the street and community head the tile's group: drop them from the front of the name
+    let s = String(g.name || g.grid);
+    for (const prefix of [g.street, g.community]) {
+      if (prefix && s.startsWith(prefix)) {
+        const rest = s.slice(prefix.length).replace(/^[\s\-–—·/|_]+/, "");
+        if (rest) s = rest;
+      }
+    }
+    return s;
+  }
+
+  function tileFor(id) {
+    let tile = tiles.get(id);
+    if (!tile) {
+      tile = el("button", "tile");
+      tile.type = "button";
+      tile.dataset.grid = id;
+      tile.append(el("span", "sym"), el("span", "name"), el("span", "gid"));
+      tiles.set(id, tile);
+    }
+    return tile;
+  }
+
+  function updateTile(tile, g) {
+    const light = lightOf(g.light);
+    tile.dataset.light = String(g.light);
+    tile.className = `tile light-${light}`;
+    tile.children[0].textContent = SYM[light];
+    tile.children[1].textContent = shortName(g);
+    tile.children[2].textContent = String(g.grid);
+    const reasons = detailsOf(g).map(reasonText);
+    tile.setAttribute("aria-label", [`${g.name}: ${word(light)}`, ...reasons].join("; "));
+  }
+
+  function buildLayout() {
+    const streets = new Map();
+    for (const g of state.grids) {
+      const street = String(g.street ?? "");
+      const community = String(g.community ?? "");
+      if (!streets.has(street)) streets.set(street, new Map());
+      const comms = streets.get(street);
+      if (!comms.has(community)) comms.set(community, []);
+      comms.get(community).push(String(g.grid));
+    }
+    for (const item of layout) item.section.remove();
+    layout = [];
+    const host = $("grids");
+    for (const [street, comms] of streets) {
+      const section = el("section", "street");
+      section.dataset.street = street;
+      const head = el("h2", "street-head");
+      const counts = el("span", "counts");
+      head.append(el("span", "street-name", street || "—"), counts);
+      const wrap = el("div", "communities");
+      section.append(head, wrap);
+      const communities = [];
+      for (const [community, ids] of comms) {
+        const box = el("div", "community");
+        box.dataset.community = community;
+        const h = el("h3", "community-head");
+        const ccounts = el("span", "counts small");
+        h.append(el("span", "community-name", community || "—"), ccounts);
+        const list = el("div", "tiles");
+        list.append(...ids.map(tileFor));
+        box.append(h, list);
+        wrap.append(box);
+        communities.push({ key: `${street}\n${community}`, community, box, counts: ccounts, ids });
+      }
+      host.append(section);
+      layout.push({ street, section, counts, communities });
+    }
+    const live = new Set(state.byId.keys());
+    for (const id of tiles.keys()) if (!live.has(id)) tiles.delete(id);
+    buildFilterOptions();
+  }
+
+  function option(value, text, selected) {
+    const o = new Option(text, value);
+    o.selected = selected;
+    return o;
+  }
+
+  function buildFilterOptions() {
+    const streetSel = $("f-street");
+    const streets = layout.map((s) => s.street);
+    if (filters.street && !streets.includes(filters.street)) filters.street = "";
+    streetSel.replaceChildren(
+      option("", t("allStreets"), !filters.street),
+      ...streets.map((s) => option(s, s || "—", s === filters.street)),
+    );
+    const comms = layout.filter((s) => !filters.street || s.street === filters.street).flatMap((s) => s.communities);
+    const names = comms.map((c) => c.community);
+    const dup = new Set(names.filter((n, i) => names.indexOf(n) !== i));
+    if (filters.community && !comms.some((c) => c.key === filters.community || c.community === filters.community)) {
+      filters.community = "";
+    }
+    $("f-community").replaceChildren(
+      option("", t("allCommunities"), !filters.community),
+      ...comms.map((c) => {
+        const street = c.key.split("\n")[0];
+        const text = dup.has(c.community) ? `${c.community}（${street}）` : c.community || "—";
+        return option(c.key, text, c.key === filters.community || c.community === filters.community);
+      }),
+    );
+    if (filters.community && !filters.community.includes("\n")) {
+      filters.community = $("f-community").value; // a name from the URL becomes its key
+    }
+    $("f-light").replaceChildren(
+      option("", t("allLights"), !filters.light),
+      ...LIGHTS.slice()
+        .reverse()
+        .map((l) => option(l, `${SYM[l]} ${word(l)}`, filters.light === l)),
+      option("notgreen", t("notGreen"), filters.light === "notgreen"),
+    );
+    $("f-search").value = filters.q;
+  }
+
+  function matches(g, street, key) {
+    if (filters.street && street !== filters.street) return false;
+    if (filters.community && key !== filters.community) return false;
+    if (filters.light === "notgreen" ? g.light === "green" : filters.light && g.light !== filters.light) return false;
+    const q = filters.q.trim().toLowerCase();
+    return !q || String(g.name).toLowerCase().includes(q) || String(g.grid).toLowerCase().includes(q);
+  }
+
+  function applyFilters() {
+    let shown = 0;
+    for (const s of layout) {
+      let streetShown = 0;
+      for (const c of s.communities) {
+        let n = 0;
+        for (const id of c.ids) {
+          const g = state.byId.get(id);
+          const ok = g !== undefined && matches(g, s.street, c.key);
+          tiles.get(id).hidden = !ok;
+          if (ok) n += 1;
+        }
+        c.box.hidden = n === 0;
+        streetShown += n;
+      }
+      s.section.hidden = streetShown === 0;
+      shown += streetShown;
+    }
+    $("shown").textContent = t("shown", { n: shown, total: state.grids.length });
+    $("empty").hidden = shown > 0 || state.grids.length === 0;
+  }
+
+  function render() {
+    const sig = JSON.stringify(state.grids.map((g) => [g.street, g.community, g.grid]));
+    if (sig !== signature) {
+      signature = sig;
+      buildLayout();
+    }
+    for (const [id, g] of state.byId) updateTile(tiles.get(id), g);
+    renderCounts($("totals"), countLights(state.grids), true);
+    $("totals").prepend(el("span", "total", t("total", { n: state.grids.length })));
+    for (const s of layout) {
+      const grids = s.communities.flatMap((c) => c.ids.map((id) => state.byId.get(id)));
+      renderCounts(s.counts, countLights(grids), true);
+      for (const c of s.communities) renderCounts(c.counts, countLights(c.ids.map((id) => state.byId.get(id))), false);
+    }
+    applyFilters();
+    renderAlerts();
+    renderStatus();
+  }
+
+  function alertItem(a) {
+    const sev = String(a.severity || "info");
+    const li = el("li", `alert sev-${SEVERITY_LIGHT[sev] ? sev : "info"}`);
+    const labels = a.labels && typeof a.labels === "object" ? a.labels : {};
+    const gridId = labels.grid === undefined ? null : String(labels.grid);
+    const g = gridId === null ? undefined : state.byId.get(gridId);
+    li.dataset.alert = String(a.alert ?? "");
+    if (gridId !== null) li.dataset.alertGrid = gridId;
+    const head = el("div", "alert-head");
+    const light = SEVERITY_LIGHT[sev] || "unknown";
+    head.append(
+      el("span", `sev light-${light}`, `${SYM[light] === "?" ? "◆" : SYM[light]} ${t(sev in T.zh ? sev : "info")}`),
+      el("span", "agrid", g ? g.name : gridId === null ? String(a.alert ?? "") : gridId),
+      el("time", "since", t("since", { time: clock(parseTime(a.active_since)) })),
+    );
+    li.append(head, el("p", "summary", a.summary || a.alert || ""));
+    if (a.silenced) {
+      li.classList.add("silenced");
+      li.dataset.silenced = "true";
+      head.append(el("span", "tag", t("silenced")));
+    }
+    if (g) {
+      li.tabIndex = 0;
+      li.classList.add("clickable");
+    }
+    return li;
+  }
+
+  const firingNewestFirst = (alerts) =>
+    alerts
+      .filter((a) => a && a.state === "firing")
+      .sort(
+        (a, b) =>
+          (parseTime(b.active_since) || 0) - (parseTime(a.active_since) || 0) ||
+          (b.severity === "critical") - (a.severity === "critical"),
+      );
+
+  function renderAlerts() {
+    const firing = firingNewestFirst(state.alerts);
+    $("alert-list").replaceChildren(...firing.map(alertItem));
+    $("alert-count").textContent = String(firing.length);
+    $("no-alerts").hidden = firing.length > 0;
+  }
+
+  function renderStatus() {
+    const updated = $("updated");
+    updated.textContent = Number.isFinite(state.fetchedAt) ? t("updated", { time: clock(state.fetchedAt) }) : t("loading");
+    if (Number.isFinite(state.fetchedAt)) updated.dataset.time = new Date(state.fetchedAt).toISOString();
+    const lines = [];
+    if (state.error) {
+      lines.push(
+        Number.isFinite(state.fetchedAt)
+          ? t("connLost", { error: state.error, time: clock(state.fetchedAt) })
+          : t("connNever", { error: state.error }),
+      );
+    }
+    const st = state.status;
+    if (st) {
+      for (const s of st.sources || []) {
+        if (s.up === false) lines.push(t("sourceDown", { name: s.name, error: s.error || "—" }));
+      }
+      const started = parseTime(st.started_at);
+      for (const c of st.checks || []) {
+        const last = parseTime(c.last_run);
+        if (c.ok === false) lines.push(t("checkFailed", { name: c.name, error: c.error || "—" }));
+        else if (!Number.isFinite(last)) {
+          if (serverNow() - started > STALE_MS) lines.push(t("checkNever", { name: c.name }));
+        } else if (serverNow() - last > STALE_MS) lines.push(t("checkStale", { name: c.name, time: clock(last) }));
+      }
+    }
+    const box = $("warning");
+    const shownLines = lines.slice(0, 4);
+    if (lines.length > shownLines.length) shownLines.push(t("more", { n: lines.length - shownLines.length }));
+    box.replaceChildren(el("span", "warn-icon", "⚠"), ...shownLines.map((line) => el("span", "warn-line", line)));
+    box.hidden = lines.length === 0;
+    document.body.classList.toggle("is-stale", lines.length > 0);
+    document.body.classList.toggle("is-offline", Boolean(state.error));
+  }
+
+  // -- hover: the reasons of a light -------------------------------------------------------
+  const tip = $("tip");
+  function showTip(tile) {
+    const g = state.byId.get(tile.dataset.grid);
+    if (!g) return;
+    const light = lightOf(g.light);
+    const list = el("ul", "tip-reasons");
+    const details = detailsOf(g);
+    for (const d of details.slice(0, 8)) {
+      const l = lightOf(d.light);
+      list.append(el("li", `light-${l}`, `${SYM[l]} ${reasonText(d)}`));
+    }
+    if (!details.length) list.append(el("li", "light-green", `${SYM.green} ${t("noReasons")}`));
+    tip.replaceChildren(
+      el("strong", "tip-name", g.name),
+      el("span", "tip-where", `${g.street} · ${g.community} · ${g.grid}`),
+      el("span", `tip-light light-${light}`, `${SYM[light]} ${word(light)}`),
+      list,
+    );
+    tip.hidden = false;
+    const r = tile.getBoundingClientRect();
+    const w = tip.offsetWidth;
+    const h = tip.offsetHeight;
+    const left = Math.max(8, Math.min(r.left, window.innerWidth - w - 8));
+    const top = r.bottom + 6 + h < window.innerHeight ? r.bottom + 6 : Math.max(8, r.top - h - 6);
+    tip.style.left = `${left}px`;
+    tip.style.top = `${top}px`;
+  }
+  const hideTip = () => {
+    tip.hidden = true;
+  };
+  const gridsBox = $("grids");
+  gridsBox.addEventListener("mouseover", (e) => {
+    const tile = e.target.closest(".tile");
+    if (tile) showTip(tile);
+  });
+  gridsBox.addEventListener("mouseout", (e) => {
+    const tile = e.target.closest(".tile");
+    if (tile && !tile.contains(e.relatedTarget)) hideTip();
+  });
+  gridsBox.addEventListener("focusin", (e) => {
+    const tile = e.target.closest(".tile");
+    if (tile) showTip(tile);
+  });
+  gridsBox.addEventListener("focusout", hideTip);
+  gridsBox.addEventListener("scroll", hideTip, { passive: true });
+  gridsBox.addEventListener("click", (e) => {
+    const tile = e.target.closest(".tile");
+    if (tile) openDetail(tile.dataset.grid);
+  });
+
+  // -- click: the grid's detail view -------------------------------------------------------
+  const dialog = $("detail");
+  let openGrid = null;
+  let openData = null;
+
+  function openDetail(id) {
+    hideTip();
+    openGrid = id;
+    const g = state.byId.get(id);
+    openData = null;
+    renderDetail(g ? { ...g, metrics: [], alerts: [], days: null } : { grid: id, name: id, light: "unknown" });
+    if (!dialog.open) dialog.showModal();
+    loadDetail(id);
+  }
+
+  async function loadDetail(id) {
+    try {
+      const d = await getJSON(`api/v1/grids/${encodeURIComponent(id)}`);
+      if (openGrid !== id) return;
+      openData = d;
+      $("d-error").hidden = true;
+      renderDetail(d);
+    } catch (exc) {
+      if (openGrid !== id) return;
+      const box = $("d-error");
+      box.textContent = t("detailError", { error: exc.message || String(exc) });
+      box.hidden = false;
+    }
+  }
+
+  function formatValue(metric, labels, v) {
+    if (typeof v !== "number" || !Number.isFinite(v)) return String(v);
+    if (metric.endsWith("_ratio")) return `${(v * 100).toFixed(1)}%`;
+    if (metric.endsWith("_timestamp_seconds")) return v > 0 ? clock(v * 1000) : "—";
+    if (metric.endsWith("_age_seconds")) return duration(v);
+    if (metric === "gridwatch_report_daily_status") return `${v} · ${T[lang].daily[v] ?? ""}`;
+    if (metric === "gridwatch_patrol_overdue" || metric === "gridwatch_report_overdue" || metric === "gridwatch_report_due_soon") {
+      return v ? t("yes") : t("no");
+    }
+    return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  }
+
+  function labelText(labels) {
+    const names = LABEL_VALUES[lang];
+    return Object.entries(labels || {})
+      .filter(([k]) => k !== "grid")
+      .map(([k, v]) => (names[k] && names[k][v]) || String(v))
+      .join(" · ");
+  }
+
+  function renderDetail(d) {
+    const light = lightOf(d.light);
+    const pill = $("d-light");
+    pill.className = `pill light-${light}`;
+    pill.textContent = `${SYM[light]} ${word(light)}`;
+    pill.dataset.light = String(d.light);
+    $("d-name").textContent = String(d.name ?? d.grid);
+    const where = [d.street, d.community, t("gridId", { id: d.grid })];
+    if (d.zone) where.push(t("zone", { zone: T[lang].zones[d.zone] || d.zone }));
+    $("d-where").textContent = where.filter(Boolean).join(" · ");
+    dialog.dataset.grid = String(d.grid);
+
+    const reasons = $("d-reasons");
+    const details = detailsOf(d);
+    reasons.replaceChildren(
+      ...details.map((r) => {
+        const l = lightOf(r.light);
+        const li = el("li", `light-${l}`, `${SYM[l]} ${reasonText(r)}`);
+        li.dataset.code = String(r.code ?? "");
+        return li;
+      }),
+    );
+    if (!details.length) reasons.append(el("li", "light-green", `${SYM.green} ${t("noReasons")}`));
+
+    const days = Array.isArray(d.days) ? d.days : [];
+    const strip = $("d-days");
+    strip.replaceChildren(
+      ...days.map((x) => {
+        const l = lightOf(x.light);
+        const li = el("li", `day light-${l}`);
+        li.dataset.day = String(x.day);
+        li.dataset.light = String(x.light);
+        li.title = `${x.day} ${SYM[l]} ${word(l)}`;
+        li.append(el("span", "day-sym", SYM[l]), el("span", "day-num", String(x.day).slice(8, 10)));
+        return li;
+      }),
+    );
+    const c = countLights(days);
+    $("d-days-sum").textContent = days.length ? t("daysSum", c) : d.days === null ? "" : t("noDays");
+    $("d-days-range").textContent = days.length ? `${days[0].day} — ${days[days.length - 1].day}` : "";
+
+    const alerts = firingNewestFirst(Array.isArray(d.alerts) ? d.alerts : []);
+    $("d-alerts").replaceChildren(...alerts.map(alertItem));
+    if (!alerts.length) $("d-alerts").append(el("li", "none", t("noGridAlerts")));
+
+    const rows = (Array.isArray(d.metrics) ? d.metrics : []).filter(
+      // one row per series; a zero in a per-category or per-stage breakdown says nothing
+      (m) => !(m.value === 0 && Object.keys(m.labels || {}).some((k) => k !== "grid")),
+    );
+    $("d-metrics").replaceChildren(
+      ...rows.map((m) => {
+        const tr = el("tr");
+        const name = METRICS[m.metric];
+        const th = el("th", "", name ? name[lang === "zh" ? 0 : 1] : m.metric);
+        th.title = m.metric;
+        th.scope = "row";
+        tr.dataset.metric = m.metric;
+        tr.append(th, el("td", "lbl", labelText(m.labels)), el("td", "val", formatValue(m.metric, m.labels, m.value)));
+        return tr;
+      }),
+    );
+  }
+
+  $("d-close").addEventListener("click", () => dialog.close());
+  dialog.addEventListener("click", (e) => {
+    if (e.target === dialog) dialog.close(); // a click on the backdrop
+  });
+  dialog.addEventListener("close", () => {
+    openGrid = null;
+    openData = null;
+  });
+  $("alert-list").addEventListener("click", (e) => {
+    const li = e.target.closest("li.clickable");
+    if (li) openDetail(li.dataset.alertGrid);
+  });
+  $("alert-list").addEventListener("keydown", (e) => {
+    const li = e.target.closest("li.clickable");
+    if (li && (e.key === "Enter" || e.key === " ")) {
+      e.preventDefault();
+      openDetail(li.dataset.alertGrid);
+    }
+  });
+
+  // -- filters and language ----------------------------------------------------------------
+  function syncUrl() {
+    const p = new URLSearchParams(location.search);
+    const set = (k, v) => (v ? p.set(k, v) : p.delete(k));
+    set("street", filters.street);
+    set("community", filters.community.split("\n").pop());
+    set("light", filters.light);
+    set("q", filters.q);
+    const qs = p.toString();
+    history.replaceState(null, "", qs ? `?${qs}` : location.pathname);
+  }
+  $("f-street").addEventListener("change", (e) => {
+    filters.street = e.target.value;
+    buildFilterOptions();
+    applyFilters();
+    syncUrl();
+  });
+  $("f-community").addEventListener("change", (e) => {
+    filters.community = e.target.value;
+    applyFilters();
+    syncUrl();
+  });
+  $("f-light").addEventListener("change", (e) => {
+    filters.light = e.target.value;
+    applyFilters();
+    syncUrl();
+  });
+  $("f-search").addEventListener("input", (e) => {
+    filters.q = e.target.value;
+    applyFilters();
+    syncUrl();
+  });
+
+  function applyLanguage() {
+    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+    document.title = `${t("title")} · gridwatch`;
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    for (const node of document.querySelectorAll("[data-i18n-placeholder]")) {
+      node.placeholder = t(node.dataset.i18nPlaceholder);
+    }
+    const btn = $("lang");
+    btn.textContent = t("langButton");
+    btn.lang = lang === "zh" ? "en" : "zh-CN";
+    if (state.grids.length || state.error) {
+      buildFilterOptions();
+      render();
+    }
+    if (openGrid !== null) {
+      const g = state.byId.get(openGrid);
+      if (openData) renderDetail(openData);
+      else if (g) renderDetail({ ...g, metrics: [], alerts: [], days: null });
+    }
+  }
+  $("lang").addEventListener("click", () => {
+    lang = lang === "zh" ? "en" : "zh";
+    try {
+      localStorage.setItem("gridwatch.board.lang", lang);
+    } catch {
+      // not kept: fine
+    }
+    applyLanguage();
+  });
+
+  applyLanguage();
+  refresh();
+})();
