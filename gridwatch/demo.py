@@ -24,30 +24,11 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from gridwatch.schema import STANDARD_SCHEMA
+
 __all__ = ["ROLES", "SCHEMA", "generate", "special_grids"]
 
-#: The standard schema: table → column names, in order.
-SCHEMA: dict[str, tuple[str, ...]] = {
-    "grids": ("grid_id", "name", "community", "street", "zone"),
-    "households": ("household_id", "grid_id", "category"),
-    "visits": ("visit_id", "household_id", "grid_id", "worker_id", "visited_at"),
-    "patrols": ("patrol_id", "grid_id", "worker_id", "patrolled_at"),
-    "incidents": (
-        "incident_id",
-        "grid_id",
-        "category",
-        "severity",
-        "tier",
-        "reported_at",
-        "accepted_at",
-        "dispatched_at",
-        "resolved_at",
-        "closed_at",
-        "reopened_count",
-        "extended",
-    ),
-    "reports": ("report_id", "grid_id", "kind", "period", "submitted_at", "flag"),
-}
+SCHEMA = STANDARD_SCHEMA  # table → column names, in order
 
 _DDL = """
 CREATE TABLE grids (
