@@ -637,14 +637,14 @@ def ingest_source(env: Environment, **options: Any) -> IngestSource:
 
 def test_ingest_stores_rows_and_reads_them_back(env, tmp_path):
     src = ingest_source(env)
-    assert src.read("visits", VISIT) == []  # nothing pushed yet: empty, not an error
+    assert list(src.read("visits", VISIT)) == []  # nothing pushed yet: empty, not an error
     rows = [
         {"visit_id": "v1", "household_id": "h1", "grid_id": "g1", "visited_at": "2026-11-20 09:30:00"},
         {"visit_id": "v2", "grid_id": "g1", "worker_id": "w1", "visited_at": "2026-11-21T10:00:00+08:00"},
     ]
     assert src.ingest("visits", rows) == 2
     assert src.ingest("incidents", {"incident_id": "i1", "grid_id": "g1", "extended": True, "reopened_count": 2}) == 1
-    assert src.read("visits", VISIT, deadline=soon()) == [
+    assert list(src.read("visits", VISIT, deadline=soon())) == [
         {
             "visit_id": "v1",
             "household_id": "h1",
@@ -661,7 +661,7 @@ def test_ingest_stores_rows_and_reads_them_back(env, tmp_path):
         },
     ]
     assert src.query("SELECT count(*) AS n FROM visits WHERE grid_id = :g", {"g": "g1"}) == [{"n": 2}]
-    assert src.read("incidents", ["incident_id", "extended", "reopened_count"]) == [
+    assert list(src.read("incidents", ["incident_id", "extended", "reopened_count"])) == [
         {"incident_id": "i1", "extended": 1, "reopened_count": 2}
     ]
     assert src.ingest("visits", []) == 0
@@ -678,7 +678,7 @@ def test_ingest_replaces_a_resent_row(env):
         "patrols",
         [{"patrol_id": "p1", "grid_id": "g1", "patrolled_at": "2026-11-20 09:00"}, {"patrol_id": 2, "grid_id": "g2"}],
     )
-    assert src.read("patrols", ["patrol_id", "worker_id", "patrolled_at"]) == [
+    assert list(src.read("patrols", ["patrol_id", "worker_id", "patrolled_at"])) == [
         {"patrol_id": "p1", "worker_id": None, "patrolled_at": "2026-11-20 09:00"},
         {"patrol_id": "2", "worker_id": None, "patrolled_at": None},
     ]
@@ -713,7 +713,7 @@ def test_ingest_rejects_bad_payloads_and_stores_nothing(env, table, payload, mes
         src.ingest(table, payload)
     assert message in str(err.value)
     for t, cols in STANDARD_SCHEMA.items():
-        assert src.read(t, cols) == []
+        assert list(src.read(t, cols)) == []
     src.close()
 
 
@@ -791,7 +791,7 @@ def test_the_new_source_types_load_from_config(tmp_path, monkeypatch, api, sqlit
     env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path / "var")
     built = {name: host.source_type(spec.type)(name, spec.options, env) for name, spec in settings.sources.items()}
     try:
-        assert built["db"].read("visits", ["visit_id"]) == [{"visit_id": "v1"}]
+        assert list(built["db"].read("visits", ["visit_id"])) == [{"visit_id": "v1"}]
         assert built["exports"].read("grids", ["grid_id", "zone"]) == [{"grid_id": "g1", "zone": "red"}]
         assert built["platform"].read("visits", ["visit_id"]) == [{"visit_id": "v1"}]
         assert built["platform"].options.timeout == 5.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
@@ -52,11 +52,20 @@ class SqliteSource(Source):
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
     ) -> list[dict[str, Any]]:
+        return list(self._rows(sql, params, deadline))
+
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> Iterator[dict[str, Any]]:
+        """Streams: a table of millions of rows never sits in memory whole."""
+        return self._rows(select_sql(self, table, columns, quote=_quote), None, deadline)
+
+    def _rows(self, sql: str, params: Mapping[str, Any] | None, deadline: float) -> Iterator[dict[str, Any]]:
         conn = self.connect(deadline)
         try:
             cur = conn.execute(sql, dict(params or {}))
             cols = [d[0] for d in cur.description or ()]
-            return [dict(zip(cols, row, strict=True)) for row in cur]
+            while batch := cur.fetchmany(5000):
+                for row in batch:
+                    yield dict(zip(cols, row, strict=True))
         except sqlite3.OperationalError as exc:
             msg = str(exc)
             if msg == "interrupted":
@@ -68,9 +77,6 @@ class SqliteSource(Source):
             raise SourceUnavailable(str(exc)) from None
         finally:
             conn.close()
-
-    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
-        return self.query(select_sql(self, table, columns, quote=_quote), deadline=deadline)
 
     def ping(self) -> None:
         self.query("SELECT 1")
