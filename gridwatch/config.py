@@ -7,7 +7,6 @@ types alike.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -25,6 +24,7 @@ from gridwatch.api import Options
 from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
+from gridwatch.tokens import digest
 
 log = logging.getLogger("gridwatch.config")
 
@@ -508,7 +508,7 @@ def _token_digest(server: ServerSection) -> str | None:
     if server.token_sha256:
         return server.token_sha256.lower()
     if server.token:
-        return hashlib.sha256(server.token.encode()).hexdigest()
+        return digest(server.token)
     return None
 
 

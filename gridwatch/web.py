@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -18,6 +16,7 @@ from gridwatch import board
 from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
 from gridwatch.api import SourceUnavailable
 from gridwatch.durations import parse_duration
+from gridwatch.tokens import bearer_matches
 
 if TYPE_CHECKING:
     from gridwatch.daemon import Daemon
@@ -116,21 +115,13 @@ async def ingest(request: web.Request) -> web.Response:
     return json_response({"stored": n, "table": table}, 201 if n else 200)
 
 
-def bearer_digest(header: str | None) -> str | None:
-    if not header or not header.startswith("Bearer "):
-        return None
-    return hashlib.sha256(header[7:].strip().encode()).hexdigest()
-
-
-def require_token(request: web.Request) -> str:
+def require_token(request: web.Request) -> None:
     """Write endpoints need ``Authorization: Bearer <token>`` matching ``[server] token``."""
     expected = request.app[DAEMON].settings.token_sha256
     if expected is None:
         raise web.HTTPForbidden(text="write endpoints are disabled: set [server] token_sha256 (or token)")
-    got = bearer_digest(request.headers.get("Authorization"))
-    if got is None or not hmac.compare_digest(got, expected):
+    if not bearer_matches(request.headers.get("Authorization"), expected):
         raise web.HTTPUnauthorized(text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    return "token"
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -173,8 +164,7 @@ async def silences_create(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError) as exc:
         raise web.HTTPBadRequest(text=f"bad silence: {exc}") from None
     if daemon.alerting is not None:
-        await daemon.store.acall(daemon.alerting.engine.reload_silences)
-        daemon.alerting.poke()
+        await daemon.alerting.silences_changed()
     return json_response(silence.view(time.time()), 201)
 
 
@@ -184,8 +174,7 @@ async def silences_expire(request: web.Request) -> web.Response:
     if not await daemon.store.acall(expire_silence, request.match_info["id"], time.time()):
         raise web.HTTPNotFound(text="no such active silence")
     if daemon.alerting is not None:
-        await daemon.store.acall(daemon.alerting.engine.reload_silences)
-        daemon.alerting.poke()
+        await daemon.alerting.silences_changed()
     return json_response({"expired": request.match_info["id"]})
 
 

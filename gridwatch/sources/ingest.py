@@ -11,8 +11,6 @@ becomes NULL). Checks read the file like any ``sqlite`` source.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import re
 import sqlite3
@@ -27,6 +25,7 @@ from gridwatch.api import Source, SourceUnavailable
 from gridwatch.hookspecs import hookimpl
 from gridwatch.schema import INTEGER_COLUMNS, STANDARD_SCHEMA
 from gridwatch.sources.sqlite import SqliteSource
+from gridwatch.tokens import bearer_matches, digest
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -72,24 +71,17 @@ class IngestSource(SqliteSource):
         path = Path(options.path).expanduser()
         self.path = path if path.is_absolute() else Path(env.state_dir) / path
         if options.token_sha256 is not None:
-            self._digest = bytes.fromhex(options.token_sha256)
+            self._digest = options.token_sha256.lower()
         else:
             assert options.token is not None
-            self._digest = hashlib.sha256(options.token.strip().encode()).digest()
+            self._digest = digest(options.token)
         self._lock = threading.Lock()
         self._db: sqlite_utils.Database | None = None
 
     # -- receiving -----------------------------------------------------------------------------
     def authorized(self, authorization_header: str | None) -> bool:
         """Whether an ``Authorization`` header carries the configured bearer token."""
-        if not authorization_header:
-            return False
-        scheme, _, token = authorization_header.strip().partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return False
-        presented = hashlib.sha256(token.encode()).digest()
-        return hmac.compare_digest(presented, self._digest)
+        return bearer_matches(authorization_header, self._digest)
 
     def ingest(self, table: str, payload: object) -> int:
         """Store a JSON object or a list of them as rows of ``table``; return how many.
