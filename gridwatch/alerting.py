@@ -62,6 +62,11 @@ class Alerting:
         """Samples changed: evaluate soon."""
         self._poke.set()
 
+    async def silences_changed(self) -> None:
+        """A silence was added or expired outside an evaluation: show it now, notify soon."""
+        await self.store.acall(self.engine.reload_silences)
+        self.poke()
+
     async def _loop(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]] | None]) -> None:
         while True:
             try:

@@ -258,6 +258,3 @@ def _quietly(fn: Any) -> None:
         fn()
     except Exception:
         log.debug("ignored error while closing", exc_info=True)
-
-
-__all__ = ["BuildError", "CheckError", "Outcome", "Runner", "Runtime"]

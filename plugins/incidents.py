@@ -25,21 +25,10 @@ from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.rows import BAD_VALUE, clean
+from gridwatch.schema import STANDARD_SCHEMA
 
 TABLE = "incidents"
-COLUMNS = (
-    "incident_id",
-    "grid_id",
-    "severity",
-    "tier",
-    "reported_at",
-    "accepted_at",
-    "dispatched_at",
-    "resolved_at",
-    "closed_at",
-    "reopened_count",
-    "extended",
-)
+COLUMNS = tuple(c for c in STANDARD_SCHEMA[TABLE] if c != "category")  # the category is not needed
 STAGES = ("reported", "accepted", "dispatched", "resolved")  # in the order a case moves
 DEFAULT_LIMITS = {"community": "1d", "subdistrict": "2d", "department": "3d", "special": "5wd"}
 
