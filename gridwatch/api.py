@@ -25,6 +25,9 @@ from gridwatch.durations import Duration
 PLUGIN_API_VERSION = 1
 """Bumped when a change to this module would break existing plugins."""
 
+ROW_KEY = "__key"
+"""The column under which :meth:`Source.read_since` hands each row's key."""
+
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MAX_LABEL_VALUE = 1024
@@ -41,6 +44,11 @@ class SourceUnavailable(Exception):
 
     Raised by a source; the core marks the source down and retries on the next run.
     """
+
+
+class Resync(Exception):
+    """A cursor from :meth:`Source.read_since` no longer applies (the file was replaced, rows
+    were deleted): the caller must start again from a full read."""
 
 
 class CheckError(Exception):
@@ -167,6 +175,8 @@ class Source:
         self.name = name
         self.options = options
         self.env = env
+        self.rows_read: Counter[str] = Counter()
+        """table -> rows handed to checks through :meth:`read_since` (gridwatch_source_rows_read_total)"""
 
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
@@ -181,6 +191,30 @@ class Source:
         raises CheckError naming both names, so the operator knows what to map.
         """
         raise CheckError(f"source {self.name!r} ({self.type}) cannot read tables")
+
+    def read_since(
+        self, table: str, columns: Sequence[str], after: Any = None, *, deadline: float = math.inf
+    ) -> tuple[Iterable[dict[str, Any]], Any]:
+        """The rows appended since the cursor ``after`` (None: every row), and the next cursor.
+
+        Rows carry their key under :data:`ROW_KEY` for :meth:`read_keys`. A source that cannot
+        tell what was appended returns every row and the cursor None, and the caller starts
+        from scratch on every run; that is always correct, only slower. Raises
+        :class:`Resync` when ``after`` no longer applies.
+        """
+        return self.read(table, columns, deadline=deadline), None
+
+    def read_keys(
+        self, table: str, columns: Sequence[str], keys: Sequence[Any], *, deadline: float = math.inf
+    ) -> Iterable[dict[str, Any]]:
+        """The current version of the rows with these :data:`ROW_KEY` values (for rows that
+        change after they were appended, like an incident that gets closed)."""
+        raise CheckError(f"source {self.name!r} ({self.type}) cannot re-read rows by key")
+
+    def unique(self, table: str, column: str) -> bool:
+        """True when the source guarantees ``column`` never repeats (a primary key or unique
+        index), so a check need not remember every id it has seen to find duplicates."""
+        return False
 
     def table_name(self, table: str) -> str:
         return getattr(self.options, "tables", {}).get(table, table)

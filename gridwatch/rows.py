@@ -51,13 +51,20 @@ def clean(
     required: Sequence[str] = (),
     grid_column: str | None = "grid_id",
     grids: Mapping[str, Any] | None = None,
+    seen: set[Any] | None = None,
+    unique: bool = False,
+    later: list[dict[str, Any]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield rows with ``timestamps`` parsed to aware datetimes; reject and count the rest.
 
     ``required`` timestamps must be present; the others may be NULL. Examples logged for a
     reason show the offending value, never an identifier of a person or household.
+    ``seen`` carries the ids met in earlier reads; ``unique`` says the source guarantees
+    them unique, so none are remembered (millions of ids cost memory);
+    ``later`` receives the rows dated after now, unchanged, so they can count once their
+    time has come; their id is not taken until then.
     """
-    seen: set[Any] = set()
+    fresh: set[Any] = set() if seen is None else seen
     now = ctx.now
     elsewhere = getattr(grids, "elsewhere", frozenset())  # another shard's grids: not bad, not ours
     for raw in rows:
@@ -67,10 +74,11 @@ def clean(
             if rid is None or rid == "":
                 ctx.reject(source, NULL_ID, f"{id_column} is NULL")
                 continue
-            if rid in seen:
-                ctx.reject(source, DUPLICATE_ID, f"{id_column} repeats")
-                continue
-            seen.add(rid)
+            if not unique:
+                if rid in fresh:
+                    ctx.reject(source, DUPLICATE_ID, f"{id_column} repeats")
+                    continue
+                fresh.add(rid)
         if grid_column is not None:
             g = row.get(grid_column)
             if g is None or g == "":
@@ -95,6 +103,10 @@ def clean(
                 break
             if ts is not None and ts > now:
                 ctx.reject(source, FUTURE_TIMESTAMP, f"{col} after the evaluation time")
+                if later is not None:
+                    later.append(dict(raw))
+                    if id_column is not None:
+                        fresh.discard(row[id_column])
                 ok = False
                 break
             row[col] = ts

@@ -16,20 +16,23 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.api import ROW_KEY, Check, RunContext, Sample
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
+from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
-from gridwatch.rows import BAD_VALUE, clean
+from gridwatch.rows import BAD_VALUE
 from gridwatch.schema import STANDARD_SCHEMA
 
 TABLE = "incidents"
 COLUMNS = tuple(c for c in STANDARD_SCHEMA[TABLE] if c != "category")  # the category is not needed
 STAGES = ("reported", "accepted", "dispatched", "resolved")  # in the order a case moves
+STAMPS = (*(f"{s}_at" for s in STAGES), "closed_at")
 DEFAULT_LIMITS = {"community": "1d", "subdistrict": "2d", "department": "3d", "special": "5wd"}
 
 OPEN = "gridwatch_incidents_open"
@@ -39,6 +42,20 @@ CLOSURE = "gridwatch_incidents_closure_ratio"
 ON_TIME = "gridwatch_incidents_on_time_closure_ratio"
 REWORK = "gridwatch_incidents_rework_ratio"
 EXTENSION = "gridwatch_incidents_extension_ratio"
+
+
+@dataclass(slots=True)
+class _Case:
+    """What the figures need of one incident."""
+
+    grid: str
+    severity: str
+    stage: str
+    reported: datetime
+    deadline: float
+    closed: float | None
+    extended: bool
+    reopened: int
 
 
 @dataclass
@@ -92,7 +109,7 @@ class IncidentsCheck(Check):
         EXTENSION: "Due incidents with an approved extension / due incidents (延期率).",
     }
 
-    class Options(Options):
+    class Options(IncrementalOptions):
         limits: dict[str, str] = DEFAULT_LIMITS
         """Handling limit per tier: "Nd" (N×24 h) or "Nwd" (N working days)."""
         window: Duration = parse_duration("30d")
@@ -127,54 +144,75 @@ class IncidentsCheck(Check):
                 raise ValueError("the window must be longer than zero")
             return v
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        assert self.source is not None
+        self.tracker = Tracker(self.options.resync)
+        self.feed = self.tracker.feed(self.source, TABLE, COLUMNS, "incident_id", mutable=True)
+        self.cases: dict[Any, _Case] = {}  # row key -> a case that can still move a figure
+
+    def _case(self, ctx: RunContext, row: dict[str, Any], cal: WorkCalendar) -> _Case | None:
+        """One cleaned row as a case, or None (rejected and counted)."""
+        opts, src = self.options, self.feed.source.name
+        severity = {"normal": "normal", opts.major_severity: "major"}.get(_enum(row["severity"]))
+        tier = _enum(row["tier"])
+        reopened, extended = _count(row["reopened_count"]), _flag(row["extended"])
+        if severity is None:
+            ctx.reject(src, "bad_severity", f"severity={str(row['severity'])[:20]!r}")
+            return None
+        if tier not in opts.limits:
+            ctx.reject(src, "bad_tier", f"tier={str(row['tier'])[:20]!r}")
+            return None
+        if reopened is None or extended is None:
+            ctx.reject(src, BAD_VALUE, "reopened_count or extended is not a count / 0 or 1")
+            return None
+        reported = row["reported_at"].astimezone(ctx.tz)  # a working-day limit needs local dates
+        deadline = incident_deadline(reported, opts.limits[tier], cal, extended).timestamp()
+        closed = None if row["closed_at"] is None else row["closed_at"].timestamp()
+        # the furthest stage reached: stages only move forward
+        stage = next(s for s in reversed(STAGES) if row[f"{s}_at"] is not None)
+        return _Case(row["grid_id"], severity, stage, reported, deadline, closed, extended, reopened)
+
+    def _update(self, ctx: RunContext, grids: dict[str, Any], full: bool) -> None:
+        cal = ctx.calendar or WorkCalendar()  # statutory schedule when run without overrides
+        rules = {"timestamps": STAMPS, "required": ("reported_at",), "grids": grids}
+        kept, self.cases = self.cases, {}
+        # cases that can still change a figure are read again: closing one is an update
+        rows = chain(() if full else self.feed.current(ctx, kept, **rules), self.feed.rows(ctx, **rules))
+        for n, row in enumerate(rows):
+            case = self._case(ctx, row, cal)
+            if case is not None:  # a source that cannot re-read rows gives no keys: it reads all, always
+                self.cases[row.get(ROW_KEY, -n - 1)] = case
+        # a case closed before the window whose deadline also fell before it moves no
+        # figure again (the window only moves on); an edit that reopens it waits for the resync
+        start = ctx.now.timestamp() - self.options.window
+        for key in [k for k, c in self.cases.items() if c.closed is not None and c.closed < start > c.deadline]:
+            del self.cases[key]
+
     def run(self, ctx: RunContext) -> Iterator[Sample]:
         opts = self.options
-        assert self.source is not None
         grids = ctx.registry()
-        cal = ctx.calendar or WorkCalendar()  # statutory schedule when run without overrides
-        tz = ctx.tz
-        now = ctx.now.astimezone(tz)
+        self.tracker.refresh(ctx, grids, self.cases.clear, lambda full: self._update(ctx, grids, full))
+        now = ctx.now.astimezone(ctx.tz)
         now_s = now.timestamp()  # compare instants: wall clocks repeat when DST ends
         start = now_s - opts.window
-        src = self.source.name
-        severities = {"normal": "normal", opts.major_severity: "major"}
 
         tallies: dict[str, _Tally] = defaultdict(_Tally)
         open_cases: Counter[tuple[str, str, str]] = Counter()
-        rows = self.source.read(TABLE, COLUMNS, deadline=ctx.deadline)
-        stamps = (*(f"{s}_at" for s in STAGES), "closed_at")
-        good = clean(ctx, src, rows, id_column="incident_id", timestamps=stamps, required=("reported_at",), grids=grids)
-        for row in good:
-            severity = severities.get(_enum(row["severity"]))
-            tier = _enum(row["tier"])
-            reopened, extended = _count(row["reopened_count"]), _flag(row["extended"])
-            if severity is None:
-                ctx.reject(src, "bad_severity", f"severity={str(row['severity'])[:20]!r}")
-                continue
-            if tier not in opts.limits:
-                ctx.reject(src, "bad_tier", f"tier={str(row['tier'])[:20]!r}")
-                continue
-            if reopened is None or extended is None:
-                ctx.reject(src, BAD_VALUE, "reopened_count or extended is not a count / 0 or 1")
-                continue
-            t = tallies[row["grid_id"]]
-            reported = row["reported_at"].astimezone(tz)  # a working-day limit needs local dates
-            deadline = incident_deadline(reported, opts.limits[tier], cal, extended).timestamp()
-            closed = None if row["closed_at"] is None else row["closed_at"].timestamp()
-            if closed is None:
-                # the furthest stage reached: stages only move forward
-                stage = next(s for s in reversed(STAGES) if row[f"{s}_at"] is not None)
-                open_cases[(row["grid_id"], severity, stage)] += 1
-                t.overdue += deadline < now_s  # closing exactly at the deadline is on time
-                t.oldest = reported if t.oldest is None else min(t.oldest, reported)
-            if start <= deadline <= now_s:
+        for c in self.cases.values():
+            t = tallies[c.grid]
+            if c.closed is None:
+                open_cases[(c.grid, c.severity, c.stage)] += 1
+                t.overdue += c.deadline < now_s  # closing exactly at the deadline is on time
+                t.oldest = c.reported if t.oldest is None else min(t.oldest, c.reported)
+            if start <= c.deadline <= now_s:
                 t.due += 1
-                t.due_closed += closed is not None
-                t.due_on_time += closed is not None and closed <= deadline
-                t.due_extended += extended
-            if closed is not None and start <= closed:  # clean() refused closed_at > now
+                t.due_closed += c.closed is not None
+                t.due_on_time += c.closed is not None and c.closed <= c.deadline
+                t.due_extended += c.extended
+            if c.closed is not None and start <= c.closed:  # clean() refused closed_at > now
                 t.closed += 1
-                t.closed_reworked += reopened > 0
+                t.closed_reworked += c.reopened > 0
 
         for (grid, severity, stage), n in sorted(open_cases.items()):
             yield Sample(OPEN, {"grid": grid, "severity": severity, "stage": stage}, n)

@@ -28,10 +28,10 @@ from typing import Any, Self
 
 from pydantic import model_validator
 
-from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.api import Check, Grid, Options, RunContext, Sample
 from gridwatch.durations import Duration
+from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
-from gridwatch.rows import clean
 
 HOUR = 3600.0
 
@@ -54,7 +54,7 @@ class PatrolsCheck(Check):
         OVERDUE: "1 if the grid's patrol is overdue (daily rule, or its zone's cadence), else 0.",
     }
 
-    class Options(Options):
+    class Options(IncrementalOptions):
         work_start: time = time(7, 15)
         """start of the daily working hours (local time)"""
         work_end: time = time(20, 15)
@@ -69,25 +69,25 @@ class PatrolsCheck(Check):
                 raise ValueError("work_start must be before work_end (same day)")
             return self
 
-    def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: PatrolsCheck.Options = self.options  # type: ignore[assignment]
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         assert self.source is not None
-        grids = ctx.registry()
+        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.feed = self.tracker.feed(self.source, "patrols", ("patrol_id", "grid_id", "patrolled_at"), "patrol_id")
+        self.last: dict[str, float] = {}  # grid -> epoch seconds of its last patrol
 
-        last: dict[str, float] = {}  # grid -> epoch seconds of its last patrol
-        rows = self.source.read("patrols", ("patrol_id", "grid_id", "patrolled_at"), deadline=ctx.deadline)
-        for row in clean(
-            ctx,
-            self.source.name,
-            rows,
-            id_column="patrol_id",
-            timestamps=("patrolled_at",),
-            required=("patrolled_at",),
-            grids=grids,
-        ):
+    def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
+        last = self.last
+        for row in self.feed.rows(ctx, timestamps=("patrolled_at",), required=("patrolled_at",), grids=grids):
             ts = row["patrolled_at"].timestamp()
             if ts > last.get(row["grid_id"], -float("inf")):
                 last[row["grid_id"]] = ts
+
+    def run(self, ctx: RunContext) -> Iterator[Sample]:
+        opts: PatrolsCheck.Options = self.options  # type: ignore[assignment]
+        grids = ctx.registry()
+        self.tracker.refresh(ctx, grids, self.last.clear, lambda full: self._update(ctx, grids))
+        last = self.last
 
         now = ctx.now.timestamp()
         today = ctx.now.astimezone(ctx.tz).date()

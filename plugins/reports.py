@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.api import Check, RunContext, Sample
 from gridwatch.calendar import (
     REPORT_KINDS,
     due_time,
@@ -36,8 +36,8 @@ from gridwatch.calendar import (
     period_for,
 )
 from gridwatch.durations import Duration, parse_duration
+from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
-from gridwatch.rows import clean
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class ReportsCheck(Check):
         DUE_SOON: "1 if the next period of a periodic report is due within the lead time and not yet submitted.",
     }
 
-    class Options(Options):
+    class Options(IncrementalOptions):
         cutoff: time = time(20, 0)
         """Daily (and twice-weekly) reports are due at this local time."""
         expect: list[str] = ["daily"]
@@ -139,20 +139,22 @@ class ReportsCheck(Check):
             out |= {OVERDUE, DUE_SOON}
         return out
 
-    def run(self, ctx: RunContext) -> list[Sample]:
-        opts = self.options
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         assert self.source is not None
-        grids = ctx.registry()
-        tz, cutoff, src = ctx.tz, opts.cutoff, self.source.name
-        now = ctx.now.astimezone(tz)
+        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.feed = self.tracker.feed(self.source, TABLE, COLUMNS, "report_id")
+        self._reset()
 
-        first: dict[tuple[str, str, str], float] = {}  # (grid, kind, period) -> first arrival
-        red_days: dict[str, set[date]] = defaultdict(set)
-        rows = self.source.read(TABLE, COLUMNS, deadline=ctx.deadline)
-        good = clean(
-            ctx, src, rows, id_column="report_id", timestamps=("submitted_at",), required=("submitted_at",), grids=grids
-        )
-        for row in good:
+    def _reset(self) -> None:
+        self.first: dict[tuple[str, str, str], float] = {}  # (grid, kind, period) -> first arrival
+        self.red_days: dict[str, set[date]] = defaultdict(set)
+
+    def _update(self, ctx: RunContext, grids: dict[str, Any]) -> None:
+        tz, cutoff, src = ctx.tz, self.options.cutoff, self.feed.source.name
+        first, red_days = self.first, self.red_days
+        rows = self.feed.rows(ctx, timestamps=("submitted_at",), required=("submitted_at",), grids=grids)
+        for row in rows:
             kind, flag = _enum(row["kind"]), _enum(row["flag"])
             if kind not in REPORT_KINDS:
                 ctx.reject(src, "bad_kind", f"kind={str(row['kind'])[:20]!r}")
@@ -172,6 +174,29 @@ class ReportsCheck(Check):
             if flag in RED_FLAGS:
                 day = date.fromisoformat(period) if kind == "daily" else submitted.date()
                 red_days[row["grid_id"]].add(day)
+
+    def _forget_before(self, start: datetime, now: datetime) -> None:
+        """Drop what no figure can look at again (time only moves on; when it goes back, the
+        tracker starts from scratch): periods due before the window and before each kind's
+        latest due period, red days before the window."""
+        opts, tz = self.options, now.tzinfo
+        oldest = {k: min(start, latest_due_period(k, now, opts.cutoff)[1]) for k in REPORT_KINDS}
+        periods = {(kind, period) for _, kind, period in self.first}  # a few hundred, shared by all grids
+        gone = {(k, p) for k, p in periods if due_time(k, p, tz, opts.cutoff) < oldest[k]}
+        stale = [key for key in self.first if (key[1], key[2]) in gone] if gone else []
+        for key in stale:
+            del self.first[key]
+        first_day = start.date() - timedelta(days=1)
+        for days in self.red_days.values():
+            days.difference_update([d for d in days if d < first_day])
+
+    def run(self, ctx: RunContext) -> list[Sample]:
+        opts = self.options
+        grids = ctx.registry()
+        self.tracker.refresh(ctx, grids, self._reset, lambda full: self._update(ctx, grids))
+        tz, cutoff = ctx.tz, opts.cutoff
+        now = ctx.now.astimezone(tz)
+        first, red_days = self.first, self.red_days
 
         start = now - timedelta(seconds=opts.window)
         expected = {k: expected_periods(k, start, now, cutoff) for k in opts.expect}
@@ -213,6 +238,7 @@ class ReportsCheck(Check):
                 soon = (grid, kind, period) not in first and (due.timestamp() - now.timestamp() <= opts.due_soon)
                 samples.append(Sample(DUE_SOON, {**label, "kind": kind}, float(soon)))
 
+        self._forget_before(start, now)
         if ctx.state is not None and lights:
             try:
                 ctx.state.call(lambda db: _store_lights(db, lights))

@@ -16,21 +16,28 @@ authority, and a worker's slip in the visit's grid must not make a visited house
 unvisited. A visit whose household is NULL or not in ``households`` cannot be attributed
 and is rejected as ``unknown_household``. Visits are compared as instants: a time without
 an offset is local time in the configured timezone, one with an offset is converted.
+
+Between runs the check keeps each household's grid and last visit and reads only the rows
+appended since (see :mod:`gridwatch.feeds`); a visit read before its household registers is
+kept aside and counts once it does.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.api import Check, Grid, RunContext, Sample
 from gridwatch.durations import Duration
+from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
-from gridwatch.rows import clean
 
 DAY = 86400.0
 UNKNOWN_HOUSEHOLD = "unknown_household"
+HOUSEHOLD_COLUMNS = ("household_id", "grid_id", "category")
+VISIT_COLUMNS = ("visit_id", "household_id", "grid_id", "visited_at")
 
 HOUSEHOLDS = "gridwatch_grid_households"
 COVERAGE = "gridwatch_visit_coverage_ratio"
@@ -47,7 +54,7 @@ class VisitsCheck(Check):
         KEY_OVERDUE: "Key households of a category whose last visit is older than its interval.",
     }
 
-    class Options(Options):
+    class Options(IncrementalOptions):
         window: Duration = 30 * DAY
         """the rolling coverage window, [now − window, now]"""
         key_interval: Duration = 30 * DAY
@@ -55,47 +62,55 @@ class VisitsCheck(Check):
         key_intervals: dict[str, Duration] = {}
         """key category -> its own visit interval"""
 
-    def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         assert self.source is not None
-        src = self.source.name
-        grids = ctx.registry()
-        now = ctx.now.timestamp()
+        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.household_feed = self.tracker.feed(self.source, "households", HOUSEHOLD_COLUMNS, "household_id")
+        self.visit_feed = self.tracker.feed(self.source, "visits", VISIT_COLUMNS, "visit_id")
+        self._reset()
 
-        # household -> (grid, category or None); rejected households never reach a figure
-        households: dict[str, tuple[str, str | None]] = {}
-        rows = self.source.read("households", ("household_id", "grid_id", "category"), deadline=ctx.deadline)
-        for row in clean(ctx, src, rows, id_column="household_id", grids=grids):
+    def _reset(self) -> None:
+        self.households: dict[str, tuple[str, str | None]] = {}  # household -> (grid, category or None)
+        self.last: dict[str, float] = {}  # household -> epoch seconds of its last visit
+        self.orphans: dict[str, float] = {}  # an unregistered household -> its last visit, kept in case it registers
+
+    def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
+        src = self.visit_feed.source.name
+        last, orphans = self.last, self.orphans
+        for row in self.household_feed.rows(ctx, grids=grids):
+            hid = str(row["household_id"])
             category = str(row["category"] or "").strip() or None  # "" is no category
-            households[str(row["household_id"])] = (row["grid_id"], category)
-
-        last: dict[str, float] = {}  # household -> epoch seconds of its last visit
-        rows = self.source.read("visits", ("visit_id", "household_id", "grid_id", "visited_at"), deadline=ctx.deadline)
-        for row in clean(
-            ctx,
-            src,
-            rows,
-            id_column="visit_id",
-            timestamps=("visited_at",),
-            required=("visited_at",),
-            grids=grids,
-        ):
+            self.households[hid] = (row["grid_id"], category)
+            if hid in orphans:  # its visits were read before it was registered
+                last[hid] = max(last.get(hid, -math.inf), orphans.pop(hid))
+        households = self.households
+        for row in self.visit_feed.rows(ctx, timestamps=("visited_at",), required=("visited_at",), grids=grids):
             raw = row.get("household_id")
             hid = "" if raw is None else str(raw)
+            ts = row["visited_at"].timestamp()
             if hid not in households:
                 why = "household_id is NULL" if raw is None else "household_id not in households"
                 ctx.reject(src, UNKNOWN_HOUSEHOLD, why)
+                if raw is not None and ts > orphans.get(hid, -math.inf):
+                    orphans[hid] = ts
                 continue
-            ts = row["visited_at"].timestamp()
-            if ts > last.get(hid, -float("inf")):
+            if ts > last.get(hid, -math.inf):
                 last[hid] = ts
+
+    def run(self, ctx: RunContext) -> Iterator[Sample]:
+        opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
+        grids = ctx.registry()
+        self.tracker.refresh(ctx, grids, self._reset, lambda full: self._update(ctx, grids))
+        now = ctx.now.timestamp()
 
         window_start = now - opts.window
         total: Counter[str] = Counter()
         visited: Counter[str] = Counter()
         key_total: Counter[tuple[str, str]] = Counter()
         key_overdue: Counter[tuple[str, str]] = Counter()
-        for hid, (grid, category) in households.items():
+        last = self.last
+        for hid, (grid, category) in self.households.items():
             seen = last.get(hid)
             total[grid] += 1
             if seen is not None and seen >= window_start:

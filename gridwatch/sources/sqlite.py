@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
+from gridwatch.api import ROW_KEY, CheckError, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.sql import select_sql
@@ -49,17 +51,76 @@ class SqliteSource(Source):
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         return conn
 
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> Iterator[dict[str, Any]]:
+        """Streams: a table of millions of rows never sits in memory whole."""
+        return self._rows(self.connect(deadline), select_sql(self, table, columns, quote=_quote), None)
+
+    def read_since(
+        self, table: str, columns: Sequence[str], after: Any = None, *, deadline: float = math.inf
+    ) -> tuple[Iterator[dict[str, Any]], Any]:
+        """Appended rows by rowid. The cursor is (file identity, last rowid, rows up to it): a
+        replaced file, a changed schema or a deleted row makes it stale (:class:`Resync`)."""
+        conn = self.connect(deadline)
+        try:
+            conn.execute("BEGIN")  # one snapshot for the bookkeeping and the rows
+            t = _quote(self.table_name(table))
+            try:
+                top = conn.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
+            except sqlite3.OperationalError:  # a view or a WITHOUT ROWID table: no appends to follow
+                conn.close()
+                return self.read(table, columns, deadline=deadline), None
+            st = os.stat(self.path)
+            ident = [st.st_dev, st.st_ino, conn.execute("PRAGMA schema_version").fetchone()[0]]
+            lo, base = -(2**63), 0
+            if after is not None:
+                if after[0] != ident or top < after[1]:
+                    raise Resync(f"{self.path.name}: {table} was replaced or truncated")
+                lo, base = after[1], after[2]
+                if conn.execute(f"SELECT count(*) FROM {t} WHERE rowid <= ?", [lo]).fetchone()[0] != base:
+                    raise Resync(f"{self.path.name}: rows of {table} were deleted")
+            n = conn.execute(f"SELECT count(*) FROM {t} WHERE rowid > ? AND rowid <= ?", [lo, top]).fetchone()[0]
+        except sqlite3.Error as exc:
+            conn.close()
+            raise SourceUnavailable(str(exc)) from None
+        except BaseException:
+            conn.close()
+            raise
+        sql = f"{self._select(table, columns)} WHERE rowid > :lo AND rowid <= :top ORDER BY rowid"
+        return self._rows(conn, sql, {"lo": lo, "top": top}), [ident, top, base + n]
+
+    def read_keys(
+        self, table: str, columns: Sequence[str], keys: Sequence[Any], *, deadline: float = math.inf
+    ) -> Iterator[dict[str, Any]]:
+        sql = f"{self._select(table, columns)} WHERE rowid IN (SELECT value FROM json_each(:keys))"
+        return self._rows(self.connect(deadline), sql, {"keys": json.dumps(list(keys))})
+
+    def unique(self, table: str, column: str) -> bool:
+        col = self.column_map(table, [column])[column]
+        conn = self.connect()
+        try:
+            t = _quote(self.table_name(table))
+            for index in conn.execute(f"PRAGMA index_list({t})").fetchall():
+                # (seq, name, unique, origin, partial): a full unique index on exactly this column
+                if index[2] and not index[4]:
+                    cols = [r[2] for r in conn.execute(f"PRAGMA index_info({_quote(index[1])})")]
+                    if cols == [col]:
+                        return True
+            return False
+        except sqlite3.Error:
+            return False
+        finally:
+            conn.close()
+
+    def _select(self, table: str, columns: Sequence[str]) -> str:
+        cols = ", ".join(f"{_quote(src)} AS {_quote(std)}" for std, src in self.column_map(table, columns).items())
+        return f"SELECT rowid AS {_quote(ROW_KEY)}, {cols} FROM {_quote(self.table_name(table))}"
+
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
     ) -> list[dict[str, Any]]:
-        return list(self._rows(sql, params, deadline))
+        return list(self._rows(self.connect(deadline), sql, params))
 
-    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> Iterator[dict[str, Any]]:
-        """Streams: a table of millions of rows never sits in memory whole."""
-        return self._rows(select_sql(self, table, columns, quote=_quote), None, deadline)
-
-    def _rows(self, sql: str, params: Mapping[str, Any] | None, deadline: float) -> Iterator[dict[str, Any]]:
-        conn = self.connect(deadline)
+    def _rows(self, conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
         try:
             cur = conn.execute(sql, dict(params or {}))
             cols = [d[0] for d in cur.description or ()]

@@ -1,0 +1,153 @@
+"""Following source tables between runs: what lets a check read only what changed.
+
+A :class:`Feed` follows one table: its first read returns every row, later reads only the
+rows appended since (the source's cursor), after the same bad-row rules as a full read. A
+:class:`Tracker` decides when a check must start again from scratch — the first run, a stale
+cursor, a changed grid registry, time going backwards, a source that cannot follow appends,
+or the periodic resync that picks up edits a source cannot report — so that every run gives
+exactly what a full recomputation would.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from gridwatch.api import ROW_KEY, Options, Resync, RunContext, Source
+from gridwatch.durations import Duration
+from gridwatch.rows import clean
+
+
+class Feed:
+    """One table of one source, followed between runs; rows come out cleaned.
+
+    A ``mutable`` table's rows may change after they were appended (an incident gets
+    closed): the check re-reads the rows it keeps with :meth:`current`, and the feed keeps
+    the keys of the rows it turned away, which an edit may yet make good.
+    """
+
+    def __init__(
+        self, source: Source, table: str, columns: Sequence[str], id_column: str | None, mutable: bool = False
+    ) -> None:
+        self.source, self.table, self.columns, self.id_column = source, table, tuple(columns), id_column
+        self.mutable = mutable
+        self.cursor: Any = None
+        self.seen: set[Any] = set()  # ids met so far, unless the source guarantees them unique
+        self.later: list[dict[str, Any]] = []  # rows dated after "now": they count once their time comes
+        self.refused: set[Any] = set()  # keys of a mutable table's rows turned away
+        self.dedupe: bool | None = None
+
+    def reset(self) -> None:
+        self.cursor, self.seen, self.later, self.refused = None, set(), [], set()
+
+    def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
+        """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
+        (the keyword arguments of :func:`gridwatch.rows.clean`)."""
+        if self.dedupe is None:
+            self.dedupe = self.id_column is not None and not self.source.unique(self.table, self.id_column)
+        raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+        waiting, self.later = self.later, []
+        later = None if self.mutable else self.later  # a mutable row is re-read by key instead
+        for rows in (waiting, _counted(raw, self.source.rows_read, self.table)):
+            good = clean(
+                ctx,
+                self.source.name,
+                self._watch(rows),
+                id_column=self.id_column,
+                seen=self.seen,
+                unique=not self.dedupe,
+                later=later,
+                **rules,
+            )
+            yield from self._taken(good)
+        self.cursor = cursor  # only once every row was taken: a failed run reads them again
+
+    def current(self, ctx: RunContext, keys: Iterable[Any], **rules: Any) -> Iterator[dict[str, Any]]:
+        """The present version of rows read before (by :data:`ROW_KEY`), and of the rows
+        turned away before, cleaned by ``rules``."""
+        keys = list({*keys, *self.refused})
+        self.refused = set()
+        for i in range(0, len(keys), 10_000):
+            raw = self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
+            rows = self._watch(_counted(raw, self.source.rows_read, self.table))
+            yield from self._taken(clean(ctx, self.source.name, rows, id_column=None, **rules))
+
+    def _watch(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        # a mutable row is refused until clean() hands it on; a repeated id stays refused for good
+        for row in rows:
+            if self.mutable and not (self.dedupe and row.get(self.id_column or "") in self.seen):
+                self.refused.add(row.get(ROW_KEY))
+            yield row
+
+    def _taken(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            if self.mutable:
+                self.refused.discard(row.get(ROW_KEY))
+            yield row
+
+
+def _counted(rows: Any, counter: Any, table: str) -> Iterator[dict[str, Any]]:
+    n = 0
+    try:
+        for row in rows:
+            n += 1
+            yield row
+    finally:
+        if counter is not None:
+            counter[table] += n
+
+
+class Tracker:
+    """When a check's kept state is still good, and when it must start from scratch."""
+
+    def __init__(self, resync: float) -> None:
+        self.resync = resync
+        self.feeds: list[Feed] = []
+        self.fresh = False  # the kept state equals a full read up to the feeds' cursors
+        self.grids: frozenset[str] | None = None
+        self.last_now = -math.inf
+        self.last_full = -math.inf
+
+    def feed(
+        self, source: Source, table: str, columns: Sequence[str], id_column: str | None, mutable: bool = False
+    ) -> Feed:
+        feed = Feed(source, table, columns, id_column, mutable)
+        self.feeds.append(feed)
+        return feed
+
+    def refresh(
+        self, ctx: RunContext, grids: Mapping[str, Any], reset: Callable[[], None], update: Callable[[bool], None]
+    ) -> None:
+        """Bring the check's state up to ``ctx.now``: ``update(full)`` folds in what the feeds
+        return; ``reset()`` first empties the state whenever the run must start from scratch."""
+        now = ctx.now.timestamp()
+        key = frozenset(grids) | frozenset(getattr(grids, "elsewhere", ()))
+        for attempt in (1, 2):
+            full = not self.fresh or key != self.grids or now < self.last_now or now - self.last_full >= self.resync
+            if full:
+                reset()
+                for feed in self.feeds:
+                    feed.reset()
+                self.last_full = now
+            self.fresh = False  # until this update has gone through
+            try:
+                update(full)
+            except Resync:
+                if attempt == 2:
+                    raise
+                continue
+            break
+        self.grids, self.last_now = key, now
+        self.fresh = all(feed.cursor is not None for feed in self.feeds)
+
+    def forget(self) -> None:
+        self.fresh = False
+
+
+class IncrementalOptions(Options):
+    """Options of a check that keeps state between runs."""
+
+    resync: Duration = 3600.0
+    """how often to start again from a full read anyway: it picks up edits a source cannot
+    report (a household moved to another grid in place); 0 reads everything on every run"""
