@@ -211,6 +211,13 @@ class Source:
         change after they were appended, like an incident that gets closed)."""
         raise CheckError(f"source {self.name!r} ({self.type}) cannot re-read rows by key")
 
+    def read_open(
+        self, table: str, columns: Sequence[str], column: str, *, deadline: float = math.inf
+    ) -> Iterable[dict[str, Any]]:
+        """Rows whose ``column`` is NULL or empty — the open ones of a table whose rows close,
+        like incidents: a case reopened long after it closed is found again this way."""
+        return (r for r in self.read_since(table, columns, deadline=deadline)[0] if r.get(column) in (None, ""))
+
     def unique(self, table: str, column: str) -> bool:
         """True when the source guarantees ``column`` never repeats (a primary key or unique
         index), so a check need not remember every id it has seen to find duplicates."""

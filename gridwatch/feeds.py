@@ -36,10 +36,12 @@ class Feed:
         self.seen: set[Any] = set()  # ids met so far, unless the source guarantees them unique
         self.later: list[dict[str, Any]] = []  # rows dated after "now": they count once their time comes
         self.refused: set[Any] = set()  # keys of a mutable table's rows turned away
+        self.repeats: set[Any] = set()  # keys of a mutable table's rows that repeat an id
+        self.appended: set[Any] = set()  # keys of a mutable table's rows read by the latest rows()
         self.dedupe: bool | None = None
 
     def reset(self) -> None:
-        self.cursor, self.seen, self.later, self.refused = None, set(), [], set()
+        self.cursor, self.seen, self.later, self.refused, self.repeats = None, set(), [], set(), set()
 
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
@@ -47,13 +49,13 @@ class Feed:
         if self.dedupe is None:
             self.dedupe = self.id_column is not None and not self.source.unique(self.table, self.id_column)
         raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
-        waiting, self.later = self.later, []
+        waiting, self.later, self.appended = self.later, [], set()
         later = None if self.mutable else self.later  # a mutable row is re-read by key instead
-        for rows in (waiting, _counted(raw, self.source.rows_read, self.table)):
+        for rows in (waiting, self._counted(raw)):
             good = clean(
                 ctx,
                 self.source.name,
-                self._watch(rows),
+                self._watch(rows, first=True),
                 id_column=self.id_column,
                 seen=self.seen,
                 unique=not self.dedupe,
@@ -63,21 +65,51 @@ class Feed:
             yield from self._taken(good)
         self.cursor = cursor  # only once every row was taken: a failed run reads them again
 
-    def current(self, ctx: RunContext, keys: Iterable[Any], **rules: Any) -> Iterator[dict[str, Any]]:
-        """The present version of rows read before (by :data:`ROW_KEY`), and of the rows
-        turned away before, cleaned by ``rules``."""
-        keys = list({*keys, *self.refused})
-        self.refused = set()
+    def current(
+        self, ctx: RunContext, keys: Iterable[Any], *, open_column: str | None = None, **rules: Any
+    ) -> Iterator[dict[str, Any]]:
+        """The present version of rows read before: those with these :data:`ROW_KEY` values,
+        those turned away before, and with ``open_column`` every row still open (a case
+        reopened long after it closed). Rows :meth:`rows` has just read, and rows that repeat
+        an id, are left out; ``rules`` as for :meth:`rows`."""
+        done = self.appended | self.repeats
+        wanted, self.refused = {*keys, *self.refused}, set()
+        if open_column is not None:
+            raw = self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline)
+            yield from self._again(ctx, raw, done, rules)
+        keys = [k for k in wanted if k not in done]
         for i in range(0, len(keys), 10_000):
             raw = self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
-            rows = self._watch(_counted(raw, self.source.rows_read, self.table))
-            yield from self._taken(clean(ctx, self.source.name, rows, id_column=None, **rules))
+            yield from self._again(ctx, raw, done, rules)
 
-    def _watch(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        # a mutable row is refused until clean() hands it on; a repeated id stays refused for good
+    def _again(
+        self, ctx: RunContext, raw: Iterable[dict[str, Any]], done: set[Any], rules: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        def fresh() -> Iterator[dict[str, Any]]:
+            for row in self._counted(raw):
+                key = row.get(ROW_KEY)
+                if key not in done:
+                    done.add(key)
+                    yield row
+
+        yield from self._taken(clean(ctx, self.source.name, self._watch(fresh(), first=False), id_column=None, **rules))
+
+    def refuse(self, row: Mapping[str, Any]) -> None:
+        """The check turned this row away after cleaning: keep it in sight, an edit may mend it."""
+        if self.mutable:
+            self.refused.add(row.get(ROW_KEY))
+
+    def _watch(self, rows: Iterable[dict[str, Any]], first: bool) -> Iterator[dict[str, Any]]:
+        # a mutable row is refused until clean() hands it on; a row that repeats an id when
+        # first read is out for good
         for row in rows:
-            if self.mutable and not (self.dedupe and row.get(self.id_column or "") in self.seen):
-                self.refused.add(row.get(ROW_KEY))
+            if self.mutable:
+                if first:
+                    self.appended.add(row.get(ROW_KEY))
+                if first and self.dedupe and row.get(self.id_column or "") in self.seen:
+                    self.repeats.add(row.get(ROW_KEY))
+                else:
+                    self.refused.add(row.get(ROW_KEY))
             yield row
 
     def _taken(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -86,16 +118,14 @@ class Feed:
                 self.refused.discard(row.get(ROW_KEY))
             yield row
 
-
-def _counted(rows: Any, counter: Any, table: str) -> Iterator[dict[str, Any]]:
-    n = 0
-    try:
-        for row in rows:
-            n += 1
-            yield row
-    finally:
-        if counter is not None:
-            counter[table] += n
+    def _counted(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        n = 0
+        try:
+            for row in rows:
+                n += 1
+                yield row
+        finally:
+            self.source.rows_read[self.table] += n
 
 
 class Tracker:

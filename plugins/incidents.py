@@ -177,11 +177,16 @@ class IncidentsCheck(Check):
         cal = ctx.calendar or WorkCalendar()  # statutory schedule when run without overrides
         rules = {"timestamps": STAMPS, "required": ("reported_at",), "grids": grids}
         kept, self.cases = self.cases, {}
-        # cases that can still change a figure are read again: closing one is an update
-        rows = chain(() if full else self.feed.current(ctx, kept, **rules), self.feed.rows(ctx, **rules))
+        rows = self.feed.rows(ctx, **rules)
+        if not full:
+            # what was read before is read again, for it may have changed: the cases that can
+            # still move a figure, and every open one (a case reopened long after it closed)
+            rows = chain(rows, self.feed.current(ctx, kept, open_column="closed_at", **rules))
         for n, row in enumerate(rows):
             case = self._case(ctx, row, cal)
-            if case is not None:  # a source that cannot re-read rows gives no keys: it reads all, always
+            if case is None:
+                self.feed.refuse(row)
+            else:  # a source that cannot re-read rows gives no keys: it reads all, always
                 self.cases[row.get(ROW_KEY, -n - 1)] = case
         # a case closed before the window whose deadline also fell before it moves no
         # figure again (the window only moves on); an edit that reopens it waits for the resync

@@ -94,6 +94,13 @@ class SqliteSource(Source):
         sql = f"{self._select(table, columns)} WHERE rowid IN (SELECT value FROM json_each(:keys))"
         return self._rows(self.connect(deadline), sql, {"keys": json.dumps(list(keys))})
 
+    def read_open(
+        self, table: str, columns: Sequence[str], column: str, *, deadline: float = math.inf
+    ) -> Iterator[dict[str, Any]]:
+        c = _quote(self.column_map(table, [column])[column])
+        sql = f"{self._select(table, columns)} WHERE {c} IS NULL OR {c} = '' ORDER BY rowid"
+        return self._rows(self.connect(deadline), sql, None)
+
     def unique(self, table: str, column: str) -> bool:
         col = self.column_map(table, [column])[column]
         conn = self.connect()
