@@ -19,7 +19,7 @@ from typing import Any
 import pluggy
 
 from gridwatch import hookspecs
-from gridwatch.api import PLUGIN_API_VERSION, Check, Notifier, Source
+from gridwatch.api import PLUGIN_API_VERSION, Check, Notifier, Options, Source
 
 ENTRY_POINT_GROUP = "gridwatch"
 API_ATTRIBUTE = "GRIDWATCH_PLUGIN_API"
@@ -67,6 +67,13 @@ class PluginInfo:
             "types": self.types,
         }
 
+
+RESERVED_KEYS = {
+    "check": {"name", "type", "source", "interval", "timeout"},
+    "source": {"type"},
+    "notifier": {"type"},
+}
+"""Config keys the core reads from every check, source or notifier table: no option may reuse them."""
 
 _KINDS = {
     "source": ("register_source_types", Source),
@@ -129,6 +136,12 @@ class PluginHost:
         type_name = getattr(cls, "type", None)
         if not isinstance(type_name, str) or not type_name:
             raise PluginError(f"plugin {plugin!r}: {cls.__name__} has no `type` name")
+        taken = sorted(set(getattr(cls, "Options", Options).model_fields) & RESERVED_KEYS.get(kind, set()))
+        if taken:
+            raise PluginError(
+                f"plugin {plugin!r}: {kind} type {type_name!r} names option(s) {', '.join(taken)}, "
+                "which the core takes for itself; rename them"
+            )
         owner = self._type_owner.get((kind, type_name))
         if owner is not None:
             raise PluginError(f"plugin {plugin!r}: {kind} type {type_name!r} is already provided by {owner!r}")

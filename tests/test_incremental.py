@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gridwatch import config
+from gridwatch.metrics import rows_read_families
 from gridwatch.results import Results
 from gridwatch.runtime import Runtime
 from gridwatch.schema import STANDARD_SCHEMA, create_sql
@@ -239,6 +240,10 @@ def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
         _samples(kept, START + timedelta(minutes=5))
         for table in ("households", "visits", "patrols", "reports"):
             assert source.rows_read[table] == appended[table], table
+        (family,) = rows_read_families(kept.sources)
+        exposed = {s.labels["table"]: s.value for s in family.samples if s.name.endswith("_total")}
+        assert family.name == "gridwatch_source_rows_read"
+        assert exposed["visits"] == appended["visits"]
         # an appended case still open comes back once more with the open ones
         assert source.rows_read["incidents"] <= 2 * appended["incidents"] + watched
     finally:

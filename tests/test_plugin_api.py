@@ -173,3 +173,24 @@ def test_a_plugins_failures_never_take_down_the_daemon(gridwatch_daemon):
     log = daemon.log()
     assert "plugin hooks failed in startup" in log and "startup went wrong" in log
     assert "plugin hooks: default_rules() failed" in log
+
+
+def test_a_check_option_named_like_a_core_key_is_refused_naming_it():
+    """`interval` in a check's table is the core's: an option of that name could never be set."""
+    from gridwatch import api
+
+    class Shadowing(api.Check):
+        type = "shadowing"
+
+        class Options(api.Options):
+            interval: int = 3
+
+    class Module:
+        GRIDWATCH_PLUGIN_API = PLUGIN_API_VERSION
+
+        @staticmethod
+        def register_check_types():
+            return [Shadowing]
+
+    with pytest.raises(PluginError, match=r"'shadowing' names option\(s\) interval, which the core takes"):
+        PluginHost().register(Module(), "shadow", "directory")
