@@ -7,9 +7,11 @@ types alike.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gridwatch.api import Options
 from gridwatch.durations import Duration
@@ -54,11 +56,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_SHA256_HEX = r"^[0-9a-fA-F]{64}$"
+
+
 class ServerSection(_Strict):
     listen: str = "127.0.0.1:9477"
     token: str | None = None
     """bearer token for write endpoints (silences); prefer token_sha256 in a shared file"""
-    token_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    token_sha256: str | None = Field(None, pattern=_SHA256_HEX)
+    read_token: str | None = None
+    """bearer token the read endpoints then require (Prometheus, scripts); prefer read_token_sha256"""
+    read_token_sha256: str | None = Field(None, pattern=_SHA256_HEX)
+    basic_auth_users: dict[str, str] = {}
+    """user → SHA-256 (hex) of the password: HTTP basic auth for the read endpoints (people, Prometheus)"""
+    tls_cert: str | None = None
+    """PEM certificate chain: serve HTTPS directly (relative to the config file)"""
+    tls_key: str | None = None
+    """PEM private key of tls_cert"""
+    client_timeout: Duration = 30.0
+    """a client must send a whole request head within this; an idle keep-alive connection is closed
+    after it, and a request body must arrive within it"""
     external_url: str = ""
     """how people reach this gridwatch; links in notifications point here"""
 
@@ -68,14 +85,57 @@ class ServerSection(_Strict):
         split_listen(v)
         return v
 
+    @field_validator("token", "read_token")
+    @classmethod
+    def _not_empty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("the token is empty (is its environment variable set to nothing?)")
+        return v
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _users(cls, v: dict[str, str]) -> dict[str, str]:
+        for user, hashed in v.items():
+            if not user or ":" in user:
+                raise ValueError(f"user {user!r}: a basic-auth user name is not empty and holds no ':'")
+            if not re.fullmatch(_SHA256_HEX, hashed.strip()):
+                # the value may be a password pasted by mistake: never echo it
+                raise ValueError(f"user {user!r}: expected the password's SHA-256 as 64 hex digits")
+        return {user: hashed.strip().lower() for user, hashed in v.items()}
+
+    @field_validator("client_timeout")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("client_timeout must be positive")
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        if self.tls_cert is not None and not (self.tls_cert.strip() and (self.tls_key or "").strip()):
+            raise ValueError("tls_cert and tls_key name files: an empty one would serve plain HTTP")
+        return self
+
 
 class StateSection(_Strict):
     path: str = "var/gridwatch-state.db"
     history: int = Field(1000, ge=10, description="check runs kept per check")
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _usable_path(v)
+
 
 class PluginsSection(_Strict):
     dirs: list[str] = []
+
+    @field_validator("dirs")
+    @classmethod
+    def _dirs(cls, v: list[str]) -> list[str]:
+        return [_usable_path(d) for d in v]
 
 
 class GridsSection(_Strict):
@@ -190,7 +250,17 @@ class Settings:
     alerting: AlertingSection = field(default_factory=AlertingSection)
     token_sha256: str | None = None
     external_url: str = ""
+    read_token_sha256: str | None = None
+    basic_auth_users: dict[str, str] = field(default_factory=dict)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_timeout: float = 30.0
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def reads_protected(self) -> bool:
+        """Whether the read endpoints want credentials (a read token or basic auth is configured)."""
+        return bool(self.read_token_sha256 or self.basic_auth_users)
 
     @property
     def base_dir(self) -> Path:
@@ -209,8 +279,18 @@ def split_listen(value: str) -> tuple[str, int]:
 
 
 def resolve_path(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError:  # ~user of a user this machine does not have: left as written, as a shell does
+        p = Path(value)
     return p if p.is_absolute() else base / p
+
+
+def _usable_path(value: str) -> str:
+    """Refuse what no file system takes, so it is a config error rather than a crash at start."""
+    if not value or "\x00" in value:
+        raise ValueError("expected a path (not empty, no NUL character)")
+    return value
 
 
 def config_path(explicit: str | None) -> Path:
@@ -266,7 +346,7 @@ def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
-        key = f'"{key}"'
+        key = json.dumps(key, ensure_ascii=False)  # quoted and escaped: a newline in a key stays one line
     return f"{path}.{key}" if path else key
 
 
@@ -297,9 +377,14 @@ def _validate(model: type[BaseModel], data: Any, prefix: str, fname: str, errors
 
 
 def plugin_dirs(path: Path, data: dict[str, Any]) -> list[Path]:
-    dirs = (data.get("plugins") or {}).get("dirs") or []
+    """The plugin directories a config names, read before validation: anything malformed is left
+    out here and reported by the validation of ``[plugins]``."""
+    plugins = data.get("plugins")
+    dirs = plugins.get("dirs") if isinstance(plugins, dict) else None
+    if not isinstance(dirs, list):
+        return []
     base = path.resolve().parent
-    return [resolve_path(base, d) for d in dirs if isinstance(d, str)]
+    return [resolve_path(base, d) for d in dirs if isinstance(d, str) and d and "\x00" not in d]
 
 
 def load(path: Path, host: PluginHost | None = None) -> tuple[Settings, PluginHost]:
@@ -380,9 +465,11 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
 
     if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
         errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
+    base_dir = path.resolve().parent
+    if root is not None:
+        errors.extend(_tls_errors(root.server, base_dir, fname))
     if errors or root is None:
         raise ConfigErrors(errors)
-    base_dir = path.resolve().parent
     host_, port = split_listen(root.server.listen)
     return Settings(
         path=path.resolve(),
@@ -405,6 +492,11 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         alerting=root.alerting,
         token_sha256=_token_digest(root.server),
         external_url=root.server.external_url,
+        read_token_sha256=_read_token_digest(root.server),
+        basic_auth_users=dict(root.server.basic_auth_users),
+        tls_cert=resolve_path(base_dir, root.server.tls_cert) if root.server.tls_cert else None,
+        tls_key=resolve_path(base_dir, root.server.tls_key) if root.server.tls_key else None,
+        client_timeout=root.server.client_timeout,
         raw=data,
     )
 
@@ -493,7 +585,8 @@ def _rules(
         if not isinstance(entry, dict):
             errors.append(ConfigError(fname, prefix, "expected a table"))
             continue
-        merged = {**defaults.get(entry.get("alert"), {}), **entry}  # type: ignore[arg-type]
+        alert = entry.get("alert")
+        merged = {**(defaults.get(alert, {}) if isinstance(alert, str) else {}), **entry}
         rule = _validate(Rule, merged, prefix, fname, errors)
         if rule is None:
             continue
@@ -510,6 +603,47 @@ def _token_digest(server: ServerSection) -> str | None:
     if server.token:
         return digest(server.token)
     return None
+
+
+def _read_token_digest(server: ServerSection) -> str | None:
+    if server.read_token_sha256:
+        return server.read_token_sha256.lower()
+    if server.read_token:
+        return digest(server.read_token)
+    return None
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server's TLS settings: TLS 1.2 or newer, the library's default ciphers.
+
+    An encrypted key is refused (an empty passphrase is offered) rather than prompting on a terminal
+    nobody watches; ``load_cert_chain`` on the same context later swaps in a renewed certificate.
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key, password=lambda: b"")
+    return ctx
+
+
+def _tls_errors(server: ServerSection, base_dir: Path, fname: str) -> list[ConfigError]:
+    """A missing, unreadable or mismatched certificate or key is a config error, not a crash at start."""
+    if not server.tls_cert or not server.tls_key:
+        return []
+    cert, key = resolve_path(base_dir, server.tls_cert), resolve_path(base_dir, server.tls_key)
+    missing = [
+        ConfigError(fname, f"server.{name}", f"no such file: {p}")
+        for name, p in (("tls_cert", cert), ("tls_key", key))
+        if not p.is_file()
+    ]
+    if missing:
+        return missing
+    try:
+        tls_context(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        # the library's text names the problem (bad PEM, key does not match), never the key itself
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        return [ConfigError(fname, "server.tls_key", f"cannot use {cert.name} with {key.name}: {reason}")]
+    return []
 
 
 def problems(path: Path) -> Iterable[str]:

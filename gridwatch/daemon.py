@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -19,13 +20,14 @@ from gridwatch.alerting import Alerting
 from gridwatch.api import Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
 from gridwatch.light import GridLight, calendar_families
-from gridwatch.metrics import GridwatchCollector, registry
+from gridwatch.looplag import LoopLagMonitor
+from gridwatch.metrics import GridwatchCollector, loop_lag_families, registry, rows_read_families, state_db_families
 from gridwatch.plugins import PluginHost
 from gridwatch.results import Results
 from gridwatch.runtime import BuildError, Outcome, Runner, Runtime
 from gridwatch.scheduler import Scheduler
-from gridwatch.store import Store
-from gridwatch.web import make_app
+from gridwatch.store import StateWriteError, Store
+from gridwatch.web import make_app, server_options, server_tls
 
 log = logging.getLogger("gridwatch.daemon")
 
@@ -42,6 +44,9 @@ class Daemon:
         self.results = Results()
         self.collector = GridwatchCollector(lambda: self.results, __version__)
         self.collector.extra.append(self._grid_families)
+        self.collector.extra.append(lambda: state_db_families(self.store))
+        self.loop_lag = LoopLagMonitor()
+        self.collector.extra.append(lambda: loop_lag_families(self.loop_lag))
         self.registry = registry(self.collector)
         self.web_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridwatch-web")
         self.started_at = datetime.now(self.settings.timezone)
@@ -50,28 +55,34 @@ class Daemon:
         self.scheduler: Scheduler | None = None
         self.alerting: Alerting | None = None
         self._web: web.AppRunner | None = None
+        self._tls: ssl.SSLContext | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()  # one reload at a time (SIGHUP and the API may overlap)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._background.append(self.loop_lag.start())  # from the start: start-up work blocks the loop too
         await loop.run_in_executor(None, self.store.open)
         self.runtime = Runtime(self.settings, self.host, loop)
         self.runtime.state = self.store
         self.results.replace(*self.runtime.states())
-        await loop.run_in_executor(None, self.runtime.ping_sources, self.results)
-        await loop.run_in_executor(None, self.runtime.load_grids, self.clock(), self.results)
+        self._look_around(self.runtime, grids=True)
         self.alerting = self._alerting(self.settings, self.runtime)
         await self.alerting.start(self._rule_inputs)
         self._call_hook("startup")
-        self._web = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        self._web = web.AppRunner(
+            make_app(self), access_log=None, handle_signals=False, **server_options(self.settings)
+        )
         await self._web.setup()
-        site = web.TCPSite(self._web, self.settings.host, self.settings.port, reuse_address=True)
+        self._tls = server_tls(self.settings)
+        site = web.TCPSite(self._web, self.settings.host, self.settings.port, reuse_address=True, ssl_context=self._tls)
         await site.start()
         log.info(
-            "gridwatch %s listening on %s:%d with %d check(s)",
+            "gridwatch %s listening on %s://%s:%d with %d check(s)",
             __version__,
+            "https" if self._tls else "http",
             self.settings.host,
             self.settings.port,
             len(self.runtime.runners),
@@ -82,9 +93,32 @@ class Daemon:
         if interval:
             self._background.append(asyncio.create_task(systemd.watchdog(interval), name="watchdog"))
 
+    def _look_around(self, runtime: Runtime, grids: bool = False) -> None:
+        """Ping the sources (and load the grids) in the background: a source that hangs must not
+        hold up start-up or a reload, nor the checks of the other sources."""
+
+        def work() -> None:
+            runtime.ping_sources(self.results)
+            if grids:
+                runtime.load_grids(self.clock(), self.results)
+
+        async def look() -> None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, work)
+            except Exception:
+                log.exception("could not look at the sources")
+
+        def forget(task: asyncio.Task[None]) -> None:  # one per reload: do not keep them all
+            if task in self._background:
+                self._background.remove(task)
+
+        task = asyncio.create_task(look(), name="sources")
+        self._background.append(task)
+        task.add_done_callback(forget)
+
     async def _announce_ready(self) -> None:
         """READY=1 to systemd once the config is loaded and every check has run once."""
-        while self.not_ready():
+        while self._waiting():
             await asyncio.sleep(0.1)
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.results.checks)} check(s)")
         log.info("ready: every check has run once")
@@ -96,7 +130,7 @@ class Daemon:
         """Samples and grids for the rules; None until every check has run once, lest the samples
         not read yet after a restart look like cleared conditions (resolving firing alerts only to
         fire them again, and restarting ``for`` timers)."""
-        if self.not_ready():
+        if self._waiting():
             return None
         runtime = self.runtime
         grids = runtime.registry.cached() if runtime is not None and runtime.registry is not None else {}
@@ -112,7 +146,8 @@ class Daemon:
         outcome = await self.runtime.run(runner, self.clock(), self.results)
         if outcome.outcome != "skipped":
             try:
-                await self.store.acall(
+                await self.store.awrite(
+                    "check run history",
                     self.store.record_run,
                     runner.spec.name,
                     runner.state.last_run.timestamp() if runner.state.last_run else 0.0,
@@ -120,6 +155,8 @@ class Daemon:
                     outcome.outcome,
                     outcome.error,
                 )
+            except StateWriteError:
+                pass  # reported by the store; the run is kept and written with the next one
             except Exception:
                 log.exception("could not record the run of %s in the state database", runner.spec.name)
             if self.alerting is not None:
@@ -128,6 +165,10 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Apply a changed config; an invalid one leaves the running one untouched."""
+        async with self._reload_lock:  # SIGHUPs and API calls in a burst: one after the other
+            return await self._reload()
+
+    async def _reload(self) -> bool:
         loop = asyncio.get_running_loop()
         try:
             settings, _ = config.load(self.config_path, host=self.host)
@@ -139,24 +180,35 @@ class Daemon:
                 log.error("reload rejected: %s", line)
             self.results.reload_ok = False
             return False
-        if (settings.host, settings.port, settings.state_path) != (
+        if (settings.host, settings.port, settings.state_path, settings.tls_cert is None, settings.client_timeout) != (
             self.settings.host,
             self.settings.port,
             self.settings.state_path,
+            self.settings.tls_cert is None,
+            self.settings.client_timeout,
         ):
-            log.warning("server.listen and state.path changes take effect on restart")
+            log.warning("server.listen, tls on/off, client_timeout and state.path changes take effect on restart")
+        if self._tls is not None and settings.tls_cert is not None and settings.tls_key is not None:
+            try:  # a renewed certificate: new connections get it, open ones keep theirs
+                self._tls.load_cert_chain(settings.tls_cert, settings.tls_key, password=lambda: b"")
+            except (ssl.SSLError, OSError) as exc:
+                log.error("reload: the TLS certificate could not be loaded, the old one stays: %s", exc)
         assert self.scheduler is not None and self.runtime is not None
         systemd.notify("RELOADING=1")
         await self.scheduler.stop(SHUTDOWN_GRACE)
         if self.alerting is not None:
             await self.alerting.stop()
         old, self.runtime, self.settings = self.runtime, runtime, settings
+        for name, runner in runtime.runners.items():  # a run cancelled at reload still holds its worker:
+            was = old.runners.get(name)  # the new check waits for it rather than run beside it
+            if was is not None and was.busy is not None and not was.busy.done():
+                runner.busy = was.busy
         self.results.replace(*runtime.states())
         old.close()
-        await loop.run_in_executor(None, runtime.ping_sources, self.results)
-        self.alerting = alerting
-        await alerting.start(self._rule_inputs)
+        previous, self.alerting = self.alerting, alerting
+        await alerting.start(self._rule_inputs, previous)
         self._start_scheduler()
+        self._look_around(runtime)
         self.results.reload_ok = True
         systemd.notify("READY=1")
         log.info("config reloaded: %d check(s)", len(runtime.runners))
@@ -170,6 +222,8 @@ class Daemon:
             await self.scheduler.stop(SHUTDOWN_GRACE)
         if self.alerting is not None:
             await self.alerting.stop()
+            if self.alerting.engine.unwritten:
+                log.error("stopping while the state database cannot be written: the latest alert changes are lost")
         self._call_hook("shutdown")
         if self._web is not None:
             await self._web.cleanup()
@@ -197,7 +251,8 @@ class Daemon:
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
-        await self.start()
+        async with self._reload_lock:  # a SIGHUP during start-up reloads once start-up is done
+            await self.start()
         try:
             await self._stop.wait()
         finally:
@@ -220,13 +275,23 @@ class Daemon:
         yield from light.metric_families(self.lights())
         if self.runtime is not None:
             yield from calendar_families(self.runtime.calendar)
+            yield from rows_read_families(self.runtime.sources)
         if self.alerting is not None:
             yield from self.alerting.metric_families()
 
-    def not_ready(self) -> list[str]:
+    def _waiting(self) -> list[str]:
+        """What has not happened yet since start: the config, each check's first run."""
         if self.runtime is None:
             return ["config"]
         return [n for n, r in self.runtime.runners.items() if r.state.last_run is None]
+
+    def not_ready(self) -> list[str]:
+        """What keeps /readyz at 503: what is still awaited, and a state database that cannot be
+        written (alert state and notifications then live in memory only)."""
+        waiting = self._waiting()
+        if not self.store.writable:
+            waiting.append("state database")
+        return waiting
 
     async def grid_detail(self, grid_id: str, days: int = 30) -> dict[str, Any] | None:
         """One grid for the board's detail view: light and reasons, its series, its alerts and
@@ -236,7 +301,11 @@ class Daemon:
             return None
         since = datetime.now(self.settings.timezone).date() - timedelta(days=days - 1)
         hook = self.host.pm.hook.daily_lights
-        history = await self.store.acall(lambda db: hook(db=db, grid_id=grid_id, since=since) or [])
+        try:
+            history = await self.store.acall(lambda db: hook(db=db, grid_id=grid_id, since=since) or [])
+        except Exception:  # a plugin's history is extra: the grid's page must still answer
+            log.warning("the daily_lights hook failed for a grid's detail", exc_info=True)
+            history = []
         return {
             **gl.as_dict(),
             "zone": gl.grid.zone,

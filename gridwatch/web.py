@@ -5,34 +5,43 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import ssl
 import time
-from datetime import datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
+from pydantic import BaseModel, ValidationError
 
-from gridwatch import board
-from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
+from gridwatch import board, openapi
+from gridwatch.alerts import add_silence, expire_silence, load_silences
 from gridwatch.api import SourceUnavailable
+from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
-from gridwatch.tokens import bearer_matches
+from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
 
 if TYPE_CHECKING:
+    from gridwatch.config import Settings
     from gridwatch.daemon import Daemon
 
 log = logging.getLogger("gridwatch.web")
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 MAX_BODY = 4 * 1024 * 1024  # bytes: an ingest batch of ~10,000 rows; anything larger gets 413
+# the request head: a line (request line or one header) up to 8 KiB, at most 64 headers; beyond → 400
+MAX_LINE = 8190
+MAX_HEADERS = 64
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(data, ensure_ascii=False, default=str),
-        status=status,
-        content_type="application/json",
-    )
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    try:
+        body = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a client's JSON, echoed in a message: escape it
+        body = json.dumps(data, ensure_ascii=True, default=str).encode("ascii")
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
 
 
 @web.middleware
@@ -45,7 +54,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         default = f"{exc.status}: {exc.reason}"
         message = exc.reason if not exc.text or exc.text == default else exc.text
-        return json_response({"error": message, "status": exc.status}, exc.status)
+        response = json_response({"error": message, "status": exc.status}, exc.status)
+        for name, value in exc.headers.items():  # WWW-Authenticate, Allow: the answer's meaning
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers.add(name, value)
+        return response
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -66,9 +79,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    waiting = request.app[DAEMON].not_ready()
+    daemon = request.app[DAEMON]
+    waiting = daemon.not_ready()
     if waiting:
-        return json_response({"ready": False, "waiting_for": waiting}, 503)
+        body: dict[str, Any] = {"ready": False, "waiting_for": waiting}
+        if daemon.store.write_error is not None:  # "state database" is among waiting_for: say why
+            body["state_database"] = {"writable": False, "error": daemon.store.write_error}
+        return json_response(body, 503)
     return json_response({"ready": True})
 
 
@@ -87,25 +104,82 @@ async def grid(request: web.Request) -> web.Response:
     return json_response(detail)
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, within ``[server] client_timeout``: a client trickling a body byte by byte
+    holds no handler for longer (a body over MAX_BODY is a 413 from aiohttp)."""
+    try:
+        async with asyncio.timeout(request.app[DAEMON].settings.client_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
+
+
+def parse_json(body: bytes) -> Any:
+    """JSON from a body, or a 400; nesting too deep for the parser is a client error too."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise web.HTTPBadRequest(text="the body is not valid JSON") from None
+
+
+def validation_message(exc: ValidationError, where: Callable[[tuple[Any, ...]], str] | None = None) -> str:
+    """Where and what, without echoing the values (a body may hold what a log must not)."""
+    parts = []
+    for err in exc.errors()[:5]:
+        place = where(err["loc"]) if where else ".".join(str(p) for p in err["loc"]) or "the body"
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{place}: {what}")
+    return "; ".join(parts)
+
+
+def _rows(table: str, body: bytes) -> Any:
+    """The body as rows of ``table``, checked against the row schema of the OpenAPI document (a 400
+    if not). A worker thread runs this: 4 MiB of rows take a while to parse and check."""
+    rows = openapi.ROW_LISTS.get(table)
+    if rows is None:
+        raise web.HTTPBadRequest(text=f"unknown table {table!r}: expected one of {', '.join(openapi.ROW_LISTS)}")
+    payload = parse_json(body)
+    if not isinstance(payload, list | dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object or a list of JSON objects")
+    listed = isinstance(payload, list)
+
+    def where(loc: tuple[Any, ...]) -> str:
+        row = f"row {loc[0]}" if listed else "the row"
+        return ", ".join([row, ".".join(map(str, loc[1:]))]) if len(loc) > 1 else row
+
+    try:
+        rows.validate_python(payload if listed else [payload], strict=True)
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(text=validation_message(exc, where)) from None
+    return payload
+
+
 async def ingest(request: web.Request) -> web.Response:
     """Rows pushed by a platform or an SMS gateway into an ``ingest`` source."""
     daemon = request.app[DAEMON]
     sources = daemon.ingest_sources()
+    if not sources:
+        raise web.HTTPNotFound(text="no ingest source")
+    authorization = request.headers.get("Authorization")
+    # credentials first, so nothing about the sources is told to a client without a token
+    if not any([s.authorized(authorization) for s in sources]):
+        raise web.HTTPUnauthorized(text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     name = request.query.get("source")
     if name is not None:
         sources = [s for s in sources if s.name == name]
     if len(sources) != 1:
-        raise web.HTTPNotFound(text="no ingest source" if not sources else "several ingest sources: add ?source=NAME")
+        raise web.HTTPNotFound(text="no such ingest source" if not sources else "several ingest sources: add ?source=")
     source = sources[0]
-    if not source.authorized(request.headers.get("Authorization")):
+    if not source.authorized(authorization):
         raise web.HTTPUnauthorized(text="a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    try:
-        payload = await request.json(loads=json.loads)
-    except ValueError:
-        raise web.HTTPBadRequest(text="the body is not valid JSON") from None
     table = request.match_info["table"]
+    body = await read_body(request)
+
+    def store() -> int:
+        return int(source.ingest(table, _rows(table, body)))
+
     try:
-        n = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, source.ingest, table, payload)
+        n = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, store)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     except SourceUnavailable as exc:
@@ -135,34 +209,47 @@ async def silences_list(request: web.Request) -> web.Response:
     return json_response([s.view(now) for s in sorted(items, key=lambda s: -s.created_at)])
 
 
+def _validated(model: type[BaseModel], body: bytes, what: str) -> Any:
+    """A request body as the model of the OpenAPI document has it, or a 400 saying where it is not."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(text=f"bad {what}: {validation_message(exc)}") from None
+
+
+def _silence_times(req: openapi.SilenceRequest, now: float) -> tuple[float, float]:
+    """Start and end as timestamps, clamped to the years a timestamp can be shown in (a silence
+    "until 9999" stays one, instead of being stored and then failing every listing). A ValueError
+    says why a well-formed request cannot be a silence."""
+    clamp = lambda t: min(max(t, openapi.EARLIEST), openapi.LATEST)  # noqa: E731
+    starts = clamp(req.startsAt.timestamp() if req.startsAt else now)
+    ends = clamp(req.endsAt.timestamp() if req.endsAt else starts + parse_duration(req.duration))
+    if ends <= starts:
+        raise ValueError("it must end after it starts")
+    return starts, ends
+
+
+def _check_regexes(matchers: list[dict[str, Any]]) -> None:
+    for m in matchers:
+        if m["isRegex"]:
+            try:
+                re.compile(m["value"])
+            except re.error as exc:  # not a ValueError: it would escape as a 500
+                raise ValueError(f"matcher {m['name']}: invalid regex: {exc}") from None
+
+
 async def silences_create(request: web.Request) -> web.Response:
     require_token(request)
     daemon = request.app[DAEMON]
-    try:
-        body = await request.json()
-        if not isinstance(body, dict):
-            raise ValueError("expected a JSON object")
-        matchers = body.get("matchers")
-        if isinstance(matchers, dict):  # {"grid": "G0001"} is accepted as a shorthand
-            matchers = [{"name": k, "value": str(v), "isRegex": False} for k, v in matchers.items()]
-        if not isinstance(matchers, list) or not matchers:
-            raise ValueError("matchers: a non-empty list of {name, value, isRegex}")
-        matchers = parse_matchers(f"{m['name']}{'=~' if m.get('isRegex') else '='}{m['value']}" for m in matchers)
-        now = time.time()
-        starts = _time(body.get("startsAt"), now)
-        ends = (
-            _time(body.get("endsAt"), None)
-            if body.get("endsAt")
-            else starts + parse_duration(body.get("duration", "1h"))
-        )
-        created_by = str(body.get("createdBy") or "")
-        if not created_by:
-            raise ValueError("createdBy is required")
-        silence = await daemon.store.acall(
-            add_silence, matchers, starts, ends, created_by, str(body.get("comment") or ""), now
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise web.HTTPBadRequest(text=f"bad silence: {exc}") from None
+    req = _validated(openapi.SilenceRequest, await read_body(request), "silence")
+    matchers = req.matcher_list()
+    now = time.time()
+    try:  # well formed, but maybe not possible: 422
+        starts, ends = _silence_times(req, now)
+        _check_regexes(matchers)
+        silence = await daemon.store.acall(add_silence, matchers, starts, ends, req.createdBy, req.comment, now)
+    except ValueError as exc:
+        raise web.HTTPUnprocessableEntity(text=f"bad silence: {exc}") from None
     if daemon.alerting is not None:
         await daemon.alerting.silences_changed()
     return json_response(silence.view(time.time()), 201)
@@ -184,19 +271,76 @@ async def reload(request: web.Request) -> web.Response:
     return json_response({"reloaded": ok}, 200 if ok else 422)
 
 
-def _time(value: Any, default: float | None) -> float:
-    if value is None:
-        if default is None:
-            raise ValueError("a time is required")
-        return default
-    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        raise ValueError(f"{value!r} has no UTC offset")
-    return dt.timestamp()
+async def openapi_document(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON]
+    return json_response(openapi.document(daemon.settings, [s.name for s in daemon.ingest_sources()]))
+
+
+# -- who may read ------------------------------------------------------------------------------
+
+OPEN_PATHS = {"/healthz", "/readyz"}  # systemd and load balancers probe these without credentials
+WRITE_HANDLERS = {ingest, silences_create, silences_expire, reload}  # each checks its own bearer token
+
+
+def may_read(settings: Settings, authorization: str | None) -> bool:
+    """Whether a request may use the read endpoints: always, unless ``[server]`` configures a read
+    token or basic-auth users; then it must carry one of them (or the write token)."""
+    if not settings.reads_protected:
+        return True
+    return bearer_matches_any(authorization, (settings.read_token_sha256, settings.token_sha256)) or basic_matches(
+        authorization, settings.basic_auth_users
+    )
+
+
+def read_challenge(settings: Settings) -> list[tuple[str, str]]:
+    """One ``WWW-Authenticate`` per way to read; Basic first, so a browser asks for a password."""
+    challenge = []
+    if settings.basic_auth_users:
+        challenge.append((hdrs.WWW_AUTHENTICATE, 'Basic realm="gridwatch", charset="UTF-8"'))
+    if settings.read_token_sha256 or settings.token_sha256:
+        challenge.append((hdrs.WWW_AUTHENTICATE, 'Bearer realm="gridwatch"'))
+    return challenge
+
+
+@web.middleware
+async def read_access(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Reads (``/metrics``, ``/api/v1`` reads, the board, and any unknown path) need credentials when
+    configured; /healthz and /readyz never do, and the write endpoints check their own token."""
+    if request.path not in OPEN_PATHS and request.match_info.handler not in WRITE_HANDLERS:
+        settings = request.app[DAEMON].settings
+        if not may_read(settings, request.headers.get(hdrs.AUTHORIZATION)):
+            raise web.HTTPUnauthorized(text="credentials are required to read", headers=read_challenge(settings))
+    return await handler(request)
+
+
+# -- the server --------------------------------------------------------------------------------
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """What the aiohttp request handler enforces on every connection.
+
+    ``keepalive_timeout`` is armed when a connection opens and re-armed after each response; when it
+    expires while the head of the next request is still incomplete, aiohttp closes the connection.
+    So it bounds both idle keep-alive connections and a slowloris client sending its head a byte at
+    a time. Oversized request lines or headers, or too many headers, are answered 400 and closed.
+    """
+    return {
+        "keepalive_timeout": settings.client_timeout,
+        "max_line_size": MAX_LINE,
+        "max_field_size": MAX_LINE,
+        "max_headers": MAX_HEADERS,
+    }
+
+
+def server_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context when ``[server] tls_cert`` and ``tls_key`` are set (checked at config load)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return tls_context(settings.tls_cert, settings.tls_key)
 
 
 def make_app(daemon: Daemon) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[json_errors, read_access], client_max_size=MAX_BODY)
     app[DAEMON] = daemon
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
@@ -210,5 +354,6 @@ def make_app(daemon: Daemon) -> web.Application:
     app.router.add_post("/api/v1/silences", silences_create)
     app.router.add_delete("/api/v1/silences/{id}", silences_expire)
     app.router.add_post("/api/v1/reload", reload)
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
     board.add_routes(app)  # GET / and its assets
     return app
