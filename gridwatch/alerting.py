@@ -1,7 +1,9 @@
 """Alerting wired for one config: rules → alert engine → outbox → notifiers.
 
 Evaluation runs after every check run (debounced) and on a fixed interval, so ``for`` timers
-fire on time even when the checks behind them run rarely.
+fire on time even when the checks behind them run rarely. While the state database cannot be
+written, evaluation goes on in memory and what it changed is written by the next evaluation
+that can (see :meth:`gridwatch.store.Store.awrite`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from gridwatch.config import Settings
 from gridwatch.outbox import Outbox
 from gridwatch.plugins import PluginHost
 from gridwatch.rules import Hit, evaluate
-from gridwatch.store import Store
+from gridwatch.scheduler import stop_tasks
+from gridwatch.store import StateWriteError, Store
 
 log = logging.getLogger("gridwatch.alerting")
 
@@ -52,9 +55,21 @@ class Alerting:
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, inputs: Callable[[], tuple[list[Sample], dict[str, Grid]] | None]) -> None:
-        """Evaluate rules on what ``inputs()`` returns; None means "not yet" (checks still to run)."""
-        await self.store.acall(self.engine.load)
+    async def start(
+        self,
+        inputs: Callable[[], tuple[list[Sample], dict[str, Grid]] | None],
+        previous: Alerting | None = None,
+    ) -> None:
+        """Evaluate rules on what ``inputs()`` returns; None means "not yet" (checks still to run).
+
+        ``previous`` is the alerting a reload replaces: what it could not write yet carries over.
+        """
+        if previous is not None and previous.engine.unwritten:
+            self.engine.adopt(previous.engine)
+        else:
+            await self.store.acall(self.engine.load)
+        if previous is not None:
+            self.outbox.adopt(previous.outbox)
         self.outbox.start()
         self._task = asyncio.create_task(self._loop(inputs), name="alerting")
 
@@ -85,13 +100,15 @@ class Alerting:
     async def evaluate(self, samples: list[Sample], grids: dict[str, Grid], now: float) -> None:
         rules = self.settings.rules
         hits: list[Hit] = evaluate(rules.values(), samples, grids)
-        await self.store.acall(self.engine.step, now, hits, rules)
-        self.outbox.wake()
+        try:
+            fresh = await self.store.awrite("alert state", self.engine.step, now, hits, rules)
+        except StateWriteError:
+            return  # the engine keeps the changes; the next evaluation writes them
+        self.outbox.wake(fresh)
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_tasks([self._task])
         await self.outbox.stop()
 
     def views(self) -> list[dict[str, Any]]:

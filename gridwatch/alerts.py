@@ -13,13 +13,14 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
 
 from gridwatch.rules import RANK, Hit, Rule
+from gridwatch.store import insert_rows, transaction
 
 log = logging.getLogger("gridwatch.alerts")
 
@@ -157,6 +158,19 @@ def expire_silence(db: sqlite_utils.Database, silence_id: str, now: float) -> bo
         return cur.rowcount > 0
 
 
+@dataclass
+class _Unwritten:
+    """What evaluations changed that the state database has not taken yet (a full disk)."""
+
+    changed: dict[str, Alert] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.deleted or self.history or self.outbox)
+
+
 @dataclass(frozen=True)
 class Route:
     """Which alerts a notifier receives."""
@@ -188,6 +202,13 @@ class AlertEngine:
         self.alerts: dict[str, Alert] | None = None
         self.silences: list[Silence] = []
         self.snapshot: list[Alert] = []  # a copy readers on other threads may use freely
+        self.unwritten = _Unwritten()  # ahead of the state database until a write succeeds
+
+    def adopt(self, other: AlertEngine) -> None:
+        """Take over another engine's alerts when they are ahead of the state database (a reload
+        while the disk is full), so no transition waiting to be written is lost."""
+        self.alerts, self.silences, self.unwritten = other.alerts, other.silences, other.unwritten
+        self._snap()
 
     def load(self, db: sqlite_utils.Database) -> None:
         self.alerts = {r["id"]: Alert.from_row(r) for r in db["alerts"].rows}
@@ -215,8 +236,12 @@ class AlertEngine:
             for a in self.snapshot
         ]
 
-    def step(self, db: sqlite_utils.Database, now: float, hits: Iterable[Hit], rules: Mapping[str, Rule]) -> None:
-        """Apply one evaluation at ``now``: transitions, history and notifications, atomically."""
+    def step(self, db: sqlite_utils.Database, now: float, hits: Iterable[Hit], rules: Mapping[str, Rule]) -> set[str]:
+        """Apply one evaluation at ``now``: transitions, history and notifications, atomically.
+
+        Returns the notifiers that got new notifications. When the write fails the changes stay
+        in memory (``unwritten``) and go in with the next evaluation's, and the error propagates.
+        """
         if self.alerts is None:
             self.load(db)
         assert self.alerts is not None
@@ -224,6 +249,7 @@ class AlertEngine:
         changed: dict[str, Alert] = {}
         history: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
+        deleted: set[str] = set()
         seen: set[str] = set()
 
         def move(a: Alert, to: str) -> None:
@@ -291,14 +317,14 @@ class AlertEngine:
                 move(a, "inactive")
                 del self.alerts[aid]
                 changed.pop(aid, None)
-                db["alerts"].delete_where("id = ?", [aid])
+                deleted.add(aid)
             elif a.state == FIRING and now - a.last_true >= keep:
                 a.resolved_at = now
                 move(a, RESOLVED)
             elif a.state == RESOLVED and now - (a.resolved_at or now) >= self.resolved_retention:
                 del self.alerts[aid]
                 changed.pop(aid, None)
-                db["alerts"].delete_where("id = ?", [aid])
+                deleted.add(aid)
 
         # what receivers must hear: a firing alert not yet announced at its severity, or a resolution
         for a in self.alerts.values():
@@ -312,21 +338,31 @@ class AlertEngine:
                 changed[a.id] = a
 
         self._snap()
-        if not (changed or history or outbox):
-            return
-        with db.conn:
-            if changed:
-                db["alerts"].upsert_all([a.row() for a in changed.values()], pk="id")
-            if history:
-                db["alert_history"].insert_all(history)
-                db.execute(
+        for h in history:
+            log.info("alert %s %s → %s (%s)", h["alert"], h["from_state"], h["to_state"], h["severity"])
+        todo = self.unwritten
+        for aid in deleted:
+            todo.changed.pop(aid, None)
+            todo.deleted.add(aid)
+        todo.changed.update(changed)
+        todo.history += history
+        todo.outbox += outbox
+        if not todo:
+            return set()
+        with transaction(db) as conn:
+            if todo.deleted:
+                ids = list(todo.deleted)
+                conn.execute(f"DELETE FROM alerts WHERE id IN ({','.join('?' * len(ids))})", ids)
+            insert_rows(conn, "alerts", [a.row() for a in todo.changed.values()], replace=True)
+            if todo.history:
+                insert_rows(conn, "alert_history", todo.history)
+                conn.execute(
                     "DELETE FROM alert_history WHERE id <= (SELECT max(id) FROM alert_history) - ?",
                     [self.history],
                 )
-            if outbox:
-                db["outbox"].insert_all(outbox)
-        for h in history:
-            log.info("alert %s %s → %s (%s)", h["alert"], h["from_state"], h["to_state"], h["severity"])
+            insert_rows(conn, "outbox", todo.outbox)
+        self.unwritten = _Unwritten()
+        return {r["notifier"] for r in todo.outbox}
 
     def _notify(self, a: Alert, now: float, status: str) -> list[dict[str, Any]]:
         payload = self.payload(a, now, status)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -97,7 +98,40 @@ class GridwatchCollector(Collector):
         yield from families.values()
 
 
+def state_db_families(store: Any) -> Iterator[Metric]:
+    """Whether the state database takes writes (a full or read-only disk says so here)."""
+    yield GaugeMetricFamily(
+        "gridwatch_state_db_writable",
+        "1 if the last write to the state database succeeded, 0 while writes fail (disk full, read-only)",
+        value=1 if store.writable else 0,
+    )
+    yield CounterMetricFamily(
+        "gridwatch_state_db_write_errors",
+        "Writes to the state database that failed; what they held is kept in memory and retried",
+        value=store.write_errors,
+    )
+
+
+def loop_lag_families(monitor: Any) -> Iterator[Metric]:
+    """How late the event loop ran lately (a :class:`gridwatch.looplag.LoopLagMonitor`): a blocked
+    loop delays every answer, scrape and timer alike."""
+    yield GaugeMetricFamily(
+        "gridwatch_event_loop_lag_seconds", "Largest event-loop delay seen in the last minute", value=monitor.lag()
+    )
+
+
 def registry(collector: GridwatchCollector) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(collector)
     return reg
+
+
+def rows_read_families(sources: dict[str, Any]) -> Iterator[Metric]:
+    """Rows the sources handed to checks: what a run costs the platform's database."""
+    family = CounterMetricFamily(
+        "gridwatch_source_rows_read", "Rows read from the source by incremental checks", labels=["source", "table"]
+    )
+    for name, source in sorted(sources.items()):
+        for table, n in sorted(getattr(source, "rows_read", {}).items()):
+            family.add_metric([name, table], n)
+    yield family

@@ -8,6 +8,7 @@ readers in other threads always see a whole run, never half of one.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,6 +58,26 @@ class SourceState:
         return {"name": self.name, "type": self.type, "up": self.up, "error": self.error}
 
 
+def shape(example: str) -> str:
+    """A rejected row's example as its shape, not its content, for the log.
+
+    Examples show the offending value (``visited_at='2026/11/20 08:00'``), and a value in the wrong
+    column is often exactly what must not be logged: a name in ``severity``, a phone number typed
+    into ``grid_id`` or ``visited_at``. After the ``=``, every digit becomes 9 and every letter x
+    (``visited_at='9999/99/99 99:99'`` still says what is wrong with the format); before it, and in
+    examples without one, long runs of digits and letters outside ASCII are masked the same way.
+    """
+    name, sep, value = example.partition("=")
+    name = _LONG_DIGITS.sub(lambda m: "9" * len(m.group()), name)
+    name = "".join("x" if c.isalpha() and not c.isascii() else c for c in name)
+    if not sep:
+        return name
+    return name + sep + "".join("9" if c.isdigit() else "x" if c.isalpha() else c for c in value)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{5,}")
+
+
 @dataclass
 class Results:
     checks: dict[str, CheckState] = field(default_factory=dict)
@@ -77,7 +98,7 @@ class Results:
                     source,
                     n,
                     reason,
-                    examples.get(key) or "-",
+                    shape(examples.get(key) or "-"),
                 )
 
     def replace(self, checks: dict[str, CheckState], sources: dict[str, SourceState]) -> None:

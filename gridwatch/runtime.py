@@ -59,6 +59,22 @@ class BuildError(Exception):
     """A source or check could not be constructed from valid config (e.g. a bad driver)."""
 
 
+class BadSample(CheckError):
+    """A check yielded something that is not a well-formed sample: the plugin's fault."""
+
+
+class PluginExit(Exception):
+    """A check called ``sys.exit()`` (or raised KeyboardInterrupt): its failure, not the daemon's end."""
+
+
+class RegistryUnavailable(SourceUnavailable):
+    """The grid registry's source failed while another source's check needed the grids."""
+
+    def __init__(self, source: str, error: str) -> None:
+        super().__init__(error)
+        self.source = source
+
+
 class Runtime:
     def __init__(self, settings: Settings, host: PluginHost, loop: asyncio.AbstractEventLoop | None = None):
         self.settings = settings
@@ -130,15 +146,18 @@ class Runtime:
             runner.state.runs["skipped"] += 1
             return outcome
         started_wall, started = time.time(), time.monotonic()
-        ctx = self.context(now, started + runner.spec.timeout, runner.spec.name)
+        ctx = self.context(now, started + runner.spec.timeout, runner.spec.name, results, runner.spec.source)
         try:
             samples = await self._execute(runner, ctx)
             outcome = Outcome("success", samples)
         except TimeoutError:
             outcome = Outcome("timeout", error=f"timed out after {runner.spec.timeout:g}s")
         except SourceUnavailable as exc:
-            outcome = Outcome("failure", error=f"source {runner.spec.source} unavailable: {exc}")
-            self._source_status(results, runner, False, str(exc))
+            down = exc.source if isinstance(exc, RegistryUnavailable) else runner.spec.source
+            outcome = Outcome("failure", error=f"source {down} unavailable: {exc}")
+            self._source_up(results, down, False, str(exc))
+        except BadSample as exc:  # garbage: name the plugin that yielded it
+            outcome = Outcome("failure", error=f"{self._by(runner.spec.type)}: {exc}")
         except CheckError as exc:
             outcome = Outcome("failure", error=str(exc))
         except Exception as exc:  # a plugin's bug must never reach the scheduler
@@ -182,7 +201,9 @@ class Runtime:
         results.count_rejected(ctx.rejected, ctx.examples)
         return grids
 
-    def context(self, now: datetime, deadline: float, check: str) -> RunContext:
+    def context(
+        self, now: datetime, deadline: float, check: str, results: Results | None = None, source: str | None = None
+    ) -> RunContext:
         ctx = RunContext(
             now=now,
             tz=self.settings.timezone,
@@ -192,7 +213,27 @@ class Runtime:
         )
         if self.registry is not None:
             registry = self.registry
-            ctx.grids = lambda: registry.load(ctx)
+
+            def grids() -> dict[str, Grid]:
+                """The registry; when its source is down, a check on another source goes on with
+                the grids last read (the registry's source is reported down), or fails naming it."""
+                name = registry.source.name
+                before = registry.cached()
+                try:
+                    loaded = registry.load(ctx)
+                except SourceUnavailable as exc:
+                    if name == source:  # the check's own source: its reads would fail next
+                        raise
+                    if results is not None:
+                        self._source_up(results, name, False, str(exc))
+                    if registry.cached():
+                        return registry.cached()
+                    raise RegistryUnavailable(name, str(exc)) from None
+                if results is not None and loaded is not before:  # read just now, not from the cache
+                    self._source_up(results, name, True, None)
+                return loaded
+
+            ctx.grids = grids
         if self.state is not None:
             ctx.state = PluginState(self.state, check)
         return ctx
@@ -206,7 +247,10 @@ class Runtime:
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
 
     def _source_status(self, results: Results, runner: Runner, up: bool, error: str | None) -> None:
-        st = results.sources.get(runner.spec.source or "")
+        self._source_up(results, runner.spec.source, up, error)
+
+    def _source_up(self, results: Results, source: str | None, up: bool, error: str | None) -> None:
+        st = results.sources.get(source or "")
         if st is not None:
             if st.up is not False and not up:
                 log.warning("source %s is down: %s", st.name, error)
@@ -233,24 +277,47 @@ class Runtime:
     def ping_sources(self, results: Results) -> None:
         """Learn whether each source is reachable before any check has used it."""
         for name, source in self.sources.items():
-            st = results.sources[name]
-            if st.up is not None:
+            st = results.sources.get(name)
+            if st is None or st.up is not None:  # gone with a reload, or a check got there first
                 continue
             try:
                 source.ping()
-                st.up, st.error = True, None
+                up, error = True, None
             except Exception as exc:
-                st.up, st.error = False, str(exc)
-                log.warning("source %s is down: %s", name, exc)
+                up, error = False, str(exc)
+            if st.up is None:  # a check that ran meanwhile knows better (pings run in the background)
+                st.up, st.error = up, error
+                if not up:
+                    log.warning("source %s is down: %s", name, error)
 
 
 def _collect(check: Check, ctx: RunContext) -> list[Sample]:
-    return [validate_sample(s) for s in check.run(ctx) or ()]
+    """Run a blocking check in its worker; an endless generator stops at the deadline, so the
+    worker is freed instead of filling memory after the run timed out."""
+    out = []
+    try:
+        for s in check.run(ctx) or ():
+            out.append(_valid(s))
+            if time.monotonic() > ctx.deadline:
+                raise TimeoutError(f"still yielding samples ({len(out)}) at the deadline")
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise PluginExit(f"the check raised {type(exc).__name__}({exc})") from None
+    return out
 
 
 async def _collect_async(check: Check, ctx: RunContext) -> list[Sample]:
-    result = await check.run(ctx)  # type: ignore[misc]
-    return [validate_sample(s) for s in result or ()]
+    try:  # caught here, inside the task: SystemExit escaping a task would stop the event loop
+        result = await check.run(ctx)  # type: ignore[misc]
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise PluginExit(f"the check raised {type(exc).__name__}({exc})") from None
+    return [_valid(s) for s in result or ()]
+
+
+def _valid(obj: object) -> Sample:
+    try:
+        return validate_sample(obj)
+    except CheckError as exc:
+        raise BadSample(str(exc)) from None
 
 
 def _quietly(fn: Any) -> None:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from gridwatch.runtime import Outcome, Runner, Runtime
 
 log = logging.getLogger("gridwatch.scheduler")
 
 MAX_BACKOFF = 300.0  # seconds: a failing check is retried at least this often (or its interval)
+SETTLE = 0.5  # seconds a run may take past its interval to record itself (a timeout equal to the interval)
 
 
 def backoff_delay(interval: float, failures: int) -> float:
@@ -22,6 +24,22 @@ def backoff_delay(interval: float, failures: int) -> float:
     if failures <= 0:
         return interval
     return max(interval, min(interval * 2 ** min(failures, 16), MAX_BACKOFF))
+
+
+async def stop_tasks(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel tasks and wait until they have ended, cancelling again as long as one runs: on
+    Python 3.11 ``asyncio.wait_for`` swallows a cancellation that arrives just as the future it
+    waits for completes (a poke at the moment of a reload), and a single ``cancel()`` then
+    leaves a loop running forever and whoever waits for it hanging."""
+    tasks = list(tasks)
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.1)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task %s ended with an error", t.get_name(), exc_info=t.exception())
 
 
 class Scheduler:
@@ -58,7 +76,9 @@ class Scheduler:
                 runner.task = asyncio.create_task(self._run(runner), name=f"run:{runner.spec.name}")
                 self._inflight.add(runner.task)
                 runner.task.add_done_callback(self._inflight.discard)
-                await asyncio.wait([runner.task], timeout=interval)
+                # a run that timed out at the interval is still being recorded: wait for that, or the
+                # next tick would count a spurious "skipped" and the backoff would not apply
+                await asyncio.wait([runner.task], timeout=interval + SETTLE)
             failures = runner.state.consecutive_failures if runner.task.done() else 0
             delay = backoff_delay(interval, failures)
             if await self._sleep(max(0.0, tick + delay - loop.time())):
@@ -79,8 +99,6 @@ class Scheduler:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         if self._inflight:
             _done, pending = await asyncio.wait(set(self._inflight), timeout=grace)
-            for task in pending:
-                task.cancel()
             if pending:
-                log.warning("cancelled %d check run(s) still going at shutdown", len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
+                log.warning("cancelled %d check run(s) still going at reload or shutdown", len(pending))
+                await stop_tasks(pending)

@@ -2,20 +2,69 @@
 
 One connection, used from one dedicated thread, so the event loop never waits on disk and
 writes never interleave. The schema is versioned; ``MIGRATIONS[i]`` takes version i to i+1.
+
+A write can fail while the daemon runs (the disk is full, the file system went read-only):
+writers go through :meth:`Store.awrite`, which says so loudly once (an ERROR log, the
+``gridwatch_state_db_*`` metrics, ``/readyz``) and lets the writer keep what it could not
+write in memory and try again, instead of crashing or silently losing alert state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
 
 T = TypeVar("T")
+
+log = logging.getLogger("gridwatch.store")
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """One atomic write: what the block does is committed whole or not at all, even on SIGKILL.
+
+    ``with db.conn:`` is not enough: sqlite-utils commits each ``insert_all``/``upsert_all`` on its
+    own when no transaction is open. Inside this block one is, so they join it (as savepoints).
+    """
+    conn = db.conn
+    if conn.in_transaction:  # a statement left an implicit transaction open: finish it first
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        if conn.in_transaction:  # (an old sqlite-utils may have committed it already)
+            conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def insert_rows(conn: sqlite3.Connection, table: str, rows: Sequence[Mapping[str, Any]], replace: bool = False) -> None:
+    """Insert rows that share their keys (``replace``: by primary key), in plain SQL so they stay
+    inside the caller's transaction."""
+    if not rows:
+        return
+    cols = list(rows[0])
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn.executemany(
+        f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+        [[r[c] for c in cols] for r in rows],
+    )
+
+
+def storage_fault(exc: BaseException) -> bool:
+    """True for an error of the database file or the disk under it (full, read-only, I/O, locked),
+    as opposed to a bug in a statement."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -103,6 +152,10 @@ class StoreError(Exception):
     pass
 
 
+class StateWriteError(StoreError):
+    """A write to the state database failed for a storage fault; the writer keeps its data and retries."""
+
+
 class Store:
     """Owns the state database; every method runs on the store's own thread."""
 
@@ -112,6 +165,9 @@ class Store:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridwatch-store")
         self.db: sqlite_utils.Database | None = None
         self._inserts = 0
+        self.write_error: str | None = None  # why the last write failed; None while writes succeed
+        self.write_errors = 0  # failed writes since start (gridwatch_state_db_write_errors_total)
+        self._runs_unwritten: list[dict[str, Any]] = []  # run history waiting for a writable disk
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self) -> None:
@@ -140,7 +196,7 @@ class Store:
                 f"({len(MIGRATIONS)}): refusing to downgrade"
             )
         for version in range(current, len(MIGRATIONS)):
-            with db.conn:
+            with transaction(db):  # a kill half-way must not leave tables without their version
                 MIGRATIONS[version](db)
                 db.execute(f"PRAGMA user_version = {version + 1}")
 
@@ -167,6 +223,41 @@ class Store:
             raise StoreError("the state database is closed")
         return self.db
 
+    # -- writes that may fail --------------------------------------------------------------
+    @property
+    def writable(self) -> bool:
+        return self.write_error is None
+
+    async def awrite(self, what: str, fn: Callable[..., T], *args: Any) -> T:
+        """``acall`` for a write: a storage fault is reported and raised as StateWriteError."""
+        try:
+            result = await self.acall(fn, *args)
+        except sqlite3.Error as exc:
+            if not storage_fault(exc):
+                raise
+            self.write_failed(what, exc)
+            raise StateWriteError(f"cannot write {what} to the state database: {exc}") from exc
+        self.wrote()
+        return result
+
+    def write_failed(self, what: str, exc: BaseException) -> None:
+        """Count a failed write; the first of an outage is an ERROR, the rest only count."""
+        self.write_errors += 1
+        if self.write_error is None:
+            log.error(
+                "cannot write the state database %s (%s): %s; gridwatch keeps what it could not write "
+                "in memory and retries",
+                self.path,
+                what,
+                exc,
+            )
+        self.write_error = str(exc) or type(exc).__name__
+
+    def wrote(self) -> None:
+        if self.write_error is not None:
+            self.write_error = None
+            log.warning("the state database %s is writable again", self.path)
+
     # -- check run history ------------------------------------------------------------------
     def record_run(
         self,
@@ -177,16 +268,13 @@ class Store:
         outcome: str,
         error: str | None,
     ) -> None:
-        with db.conn:
-            db["check_runs"].insert(
-                {
-                    "check_name": check,
-                    "started_at": started,
-                    "duration": duration,
-                    "outcome": outcome,
-                    "error": error,
-                }
-            )
+        """Append a run; runs a full disk kept from being written go in with it (the latest
+        ``history`` of them)."""
+        run = {"check_name": check, "started_at": started, "duration": duration, "outcome": outcome, "error": error}
+        self._runs_unwritten.append(run)
+        del self._runs_unwritten[: -self.history]
+        with transaction(db) as conn:
+            insert_rows(conn, "check_runs", self._runs_unwritten)
             self._inserts += 1
             if self._inserts % 100 == 0:  # keep history bounded without paying on every insert
                 db.execute(
@@ -195,6 +283,7 @@ class Store:
                     "FROM check_runs) WHERE n > ?)",
                     [self.history],
                 )
+        self._runs_unwritten.clear()  # only once committed: a commit can fail too
 
 
 def recent_runs(db: sqlite_utils.Database, check: str, limit: int = 20) -> list[dict[str, Any]]:
@@ -218,4 +307,9 @@ class PluginState:
         self.check = check
 
     def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        return self.store.call(fn)
+        try:
+            return self.store.call(fn)
+        except sqlite3.Error as exc:  # a full disk fails the check; the operator hears of it once
+            if storage_fault(exc):
+                self.store.write_failed(f"the state of check {self.check}", exc)
+            raise

@@ -190,9 +190,10 @@ class HttpSource(RejectCounter, Source):
             self.count_rejected({BAD_JSON: 1})
             what = ctype.split(";")[0].strip() or "no content type"
             detail = str(exc)
-            if isinstance(exc, json.JSONDecodeError) and (
-                exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated")
-            ):
+            if (
+                isinstance(exc, json.JSONDecodeError)
+                and (exc.pos >= len(exc.doc.rstrip()) or exc.msg.startswith("Unterminated"))
+            ) or (isinstance(exc, UnicodeDecodeError) and exc.reason == "unexpected end of data"):  # cut mid-character
                 detail = "it ends early (truncated?)"
             raise SourceUnavailable(
                 f"the response from {where} is not JSON ({what}, {len(body)} bytes): {detail}"
