@@ -30,3 +30,9 @@ test: lint
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+# The benchmark (docs/performance.md): 2,000 grids by default, GRIDS=10000 for a city, QUICK=1
+# for the tiny CI run. The first run generates the city and installs query-exporter (kept in bench/.work).
+GRIDS ?= 2000
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,--grids $(GRIDS))

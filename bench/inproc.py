@@ -1,0 +1,115 @@
+"""The in-process runs, in a process of their own so its peak memory is gridwatch's alone.
+
+Builds the runtime the way ``gridwatch once`` does, runs the four checks as of ``--now`` (the
+first, full run), applies bench/changes.py to the database, and runs them again on the same
+``Runtime`` as of ``--later`` (the steady run: whatever state the checks keep between runs is
+there). Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import changes
+from bench.probe import status_kb
+from gridwatch import config
+from gridwatch.results import Results
+from gridwatch.runtime import Runtime
+from gridwatch.store import Store
+
+
+def rows_read(runtime: Runtime) -> dict[str, int] | None:
+    """The sources' ``rows_read`` counters summed by table; None while sources have none."""
+    counters = [getattr(s, "rows_read", None) for s in runtime.sources.values()]
+    if all(c is None for c in counters):
+        return None
+    out: dict[str, int] = {}
+    for c in counters:
+        for table, n in (c or {}).items():
+            out[table] = out.get(table, 0) + int(n)
+    return out
+
+
+def _delta(after: Mapping[str, int] | None, before: Mapping[str, int] | None) -> dict[str, int] | None:
+    if after is None:
+        return None
+    return {t: n - (before or {}).get(t, 0) for t, n in after.items() if n - (before or {}).get(t, 0)}
+
+
+async def one_pass(runtime: Runtime, results: Results, now: datetime) -> tuple[dict[str, Any], list[Any]]:
+    """Every check once, one after the other: wall and CPU time (all threads) per check."""
+    checks: dict[str, Any] = {}
+    samples: list[Any] = []
+    first = rows_read(runtime)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    for name, runner in runtime.runners.items():
+        before = rows_read(runtime)
+        wall, cpu = time.perf_counter(), time.process_time()
+        outcome = await runtime.run(runner, now, results)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        read = _delta(rows_read(runtime), before)
+        checks[name] = {
+            "wall": wall,
+            "cpu": cpu,
+            "rows_read": None if read is None else sum(read.values()),
+            "outcome": outcome.outcome,
+            "error": outcome.error,
+        }
+        samples += [[s.metric, dict(s.labels), s.value] for s in outcome.samples]
+    total = _delta(rows_read(runtime), first)
+    summary = {
+        "wall": time.perf_counter() - wall0,
+        "cpu": time.process_time() - cpu0,
+        "checks": checks,
+        "rows_read": None if total is None else sum(total.values()),
+        "rows_read_by_table": total,
+    }
+    return summary, samples
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    settings, host = config.load(Path(args.config))
+    tz = settings.timezone
+    now, later = (datetime.fromisoformat(t).astimezone(tz) for t in (args.now, args.later))
+    runtime = Runtime(settings, host, asyncio.get_running_loop())
+    store = Store(settings.state_path, settings.history)
+    try:
+        store.open()
+        runtime.state = store
+        results = Results()
+        results.replace(*runtime.states())
+        full, full_samples = await one_pass(runtime, results, now)
+        hwm_full = status_kb("VmHWM")
+        changed = changes.apply(Path(args.db), now, later, tz, args.fraction, args.seed)
+        steady, steady_samples = await one_pass(runtime, results, later)
+        return {
+            "full": full,
+            "steady": steady,
+            "changed": changed,
+            "vmhwm_full_kb": hwm_full,
+            "vmhwm_end_kb": status_kb("VmHWM"),
+            "samples_full": full_samples,
+            "samples_steady": steady_samples,
+        }
+    finally:
+        runtime.close()
+        store.close()
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--config", required=True)
+    p.add_argument("--db", required=True, help="the source database, changed between the runs")
+    p.add_argument("--now", required=True)
+    p.add_argument("--later", required=True)
+    p.add_argument("--fraction", type=float, default=0.001)
+    p.add_argument("--seed", type=int, default=1)
+    json.dump(asyncio.run(main(p.parse_args())), sys.stdout)
