@@ -52,8 +52,10 @@ def _require_aware(name: str, value: datetime) -> None:
 
 def _at(d: date, t: time, tz: tzinfo) -> datetime:
     """Wall-clock time `t` on `d` in `tz`, normalised through UTC so that a wall time that
-    does not exist (a DST gap) becomes the real instant it stands for."""
-    naive_t = t.replace(tzinfo=None)
+    does not exist (a DST gap) becomes the real instant it stands for. A configured time of day
+    names the first occurrence of an ambiguous wall time: its `fold` is dropped (fold=1 would
+    turn a gap into the hour before it, putting the time on the previous day)."""
+    naive_t = t.replace(tzinfo=None, fold=0)
     return datetime.combine(d, naive_t, tzinfo=tz).astimezone(UTC).astimezone(tz)
 
 

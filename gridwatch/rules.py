@@ -8,6 +8,7 @@ are strict: a coverage of exactly 0.80 under ``below.critical = 0.8`` is not cri
 from __future__ import annotations
 
 import math
+import re
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ class Rule(BaseModel):
         if reserved:
             raise ValueError(f"label(s) {sorted(reserved)} are set by gridwatch")
         for value in v.values():  # a label may be a template: street = "{street}" routes by street
-            check_template(value)
+            check_template(value, value_field=False)
         return v
 
     def level(self, value: float) -> str | None:
@@ -102,17 +103,32 @@ class _Fields(dict):
         return ""
 
 
-def check_template(text: str) -> None:
-    """Raise ValueError for a template that cannot render (bad syntax or format spec)."""
+MAX_FORMAT_NUMBER = 100
+"""The largest width or precision a template's format spec may ask for."""
+
+
+def check_template(text: str, *, value_field: bool = True) -> None:
+    """Raise ValueError for a template that cannot render (bad syntax or format spec).
+
+    Every field but ``value`` is text at evaluation time, whatever the sample's labels hold, so a
+    template that renders here with text fields (and a number for ``value``, where the template has
+    one: summaries and descriptions, not labels) renders for every alert. A format spec is fixed
+    text: a field inside it would let a label's value choose the format (or a gigabyte's width).
+    """
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+        parsed = [(f, spec or "") for _, f, spec, _ in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
         raise ValueError(f"bad template {text!r}: {exc}") from None
-    for f in fields:
+    for f, spec in parsed:
         if not f.isidentifier():
             raise ValueError(f"bad template {text!r}: field {{{f}}} must be a plain name")
-    sample = _Fields({k: "x" for k in fields})
-    sample["value"] = 0.5
+        if "{" in spec or "}" in spec:
+            raise ValueError(f"bad template {text!r}: the format of {{{f}}} cannot hold a field")
+        if any(len(n.lstrip("0")) > 3 or int(n) > MAX_FORMAT_NUMBER for n in re.findall(r"[0-9]+", spec)):
+            raise ValueError(f"bad template {text!r}: a width or precision above {MAX_FORMAT_NUMBER}")
+    sample = _Fields({k: "x" for k, _ in parsed})
+    if value_field:
+        sample["value"] = 0.5
     try:
         text.format_map(sample)
     except (ValueError, TypeError, KeyError) as exc:

@@ -11,6 +11,7 @@ becomes NULL). Checks read the file like any ``sqlite`` source.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -129,9 +130,11 @@ class IngestSource(SqliteSource):
             for key, value in item.items():
                 if not _scalar(value):
                     raise ValueError(f"{where}: {key} must be a string, a finite number, true/false or null")
+                if isinstance(value, str) and not _encodable(value):
+                    raise ValueError(f"{where}: {key} is not valid Unicode text (a lone surrogate escape)")
             if item.get(id_column) is None or item.get(id_column) == "":
                 raise ValueError(f"{where}: {id_column} is required")
-            rows.append({c: item.get(c) for c in columns})
+            rows.append({c: _stored(c, item.get(c)) for c in columns})
         return rows
 
     # -- storage -------------------------------------------------------------------------------
@@ -169,6 +172,22 @@ class IngestSource(SqliteSource):
             if self._db is not None:
                 self._db.conn.close()
                 self._db = None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _stored(column: str, value: object) -> object:
+    """A number or true/false in a text column is kept as the JSON text the client sent: SQLite
+    would turn 0.30000000000000004 into '0.3' (15 digits), making two ids one, and true into '1'."""
+    if column in INTEGER_COLUMNS or value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)
 
 
 def _scalar(value: object) -> bool:
