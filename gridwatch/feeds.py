@@ -171,9 +171,6 @@ class Tracker:
         self.grids, self.last_now = key, now
         self.fresh = all(feed.cursor is not None for feed in self.feeds)
 
-    def forget(self) -> None:
-        self.fresh = False
-
 
 class IncrementalOptions(Options):
     """Options of a check that keeps state between runs."""
