@@ -34,6 +34,10 @@ NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+_LINE_BREAKS = {c: f"\\u{c:04x}" for c in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)}
+"""What ``str.splitlines`` breaks a line at, as JSON-style escapes."""
+
+
 @dataclass(frozen=True)
 class ConfigError:
     file: str
@@ -41,7 +45,8 @@ class ConfigError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+        line = f"{self.file}: {self.path}: {self.message}" if self.path else f"{self.file}: {self.message}"
+        return line.translate(_LINE_BREAKS)  # one problem, one line: a value with a line break is escaped
 
 
 class ConfigErrors(Exception):
@@ -185,7 +190,7 @@ class Root(_Strict):
     def _tz(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
             raise ValueError(f"unknown timezone {v!r}") from None
         return v
 
@@ -346,7 +351,7 @@ def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
-        key = json.dumps(key, ensure_ascii=False)  # quoted and escaped: a newline in a key stays one line
+        key = json.dumps(key, ensure_ascii=False).translate(_LINE_BREAKS)  # quoted, line breaks escaped
     return f"{path}.{key}" if path else key
 
 
@@ -440,8 +445,9 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
             errors.append(ConfigError(fname, f"{prefix}.source", f"check type {base.type!r} needs a source"))
         elif base.source is not None and base.source not in sources_raw:
             errors.append(ConfigError(fname, f"{prefix}.source", f"unknown source {base.source!r}"))
-        if base.timeout <= 0 or base.interval <= 0:
-            errors.append(ConfigError(fname, prefix, "interval and timeout must be positive"))
+        for key, seconds in (("interval", base.interval), ("timeout", base.timeout)):
+            if seconds <= 0:
+                errors.append(ConfigError(fname, f"{prefix}.{key}", f"{key} must be longer than zero"))
         checks.append(CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options))
 
     if root is not None and root.grids.source is not None and root.grids.source not in sources_raw:

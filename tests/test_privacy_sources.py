@@ -357,7 +357,7 @@ def push_city(gw: DaemonProcess, tables: dict[str, list[dict[str, Any]]]) -> Non
 
 
 REASONS = {
-    # reason -> the bad rows above that carry it
+    # reason -> the bad rows above that carry it (each run counts them again: at least this many)
     "unknown_grid": 2,  # the household in grid 刘洋, the visit in grid 13700002222
     "bad_timestamp": 2,  # the visit at "张伟 13812345678", the patrol at 13987654321
     "bad_severity": 1,
