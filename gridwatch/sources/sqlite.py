@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gridwatch.api import ROW_KEY, CheckError, Resync, Source, SourceUnavailable, TableOptions
+from gridwatch.api import CheckError, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.sql import select_sql
@@ -85,20 +85,23 @@ class SqliteSource(Source):
         except BaseException:
             conn.close()
             raise
-        sql = f"{self._select(table, columns)} WHERE rowid > :lo AND rowid <= :top ORDER BY rowid"
+        select = select_sql(self, table, columns, quote=_quote, key="rowid")
+        sql = f"{select} WHERE rowid > :lo AND rowid <= :top ORDER BY rowid"
         return self._rows(conn, sql, {"lo": lo, "top": top}), [ident, top, base + n]
 
     def read_keys(
         self, table: str, columns: Sequence[str], keys: Sequence[Any], *, deadline: float = math.inf
     ) -> Iterator[dict[str, Any]]:
-        sql = f"{self._select(table, columns)} WHERE rowid IN (SELECT value FROM json_each(:keys))"
+        select = select_sql(self, table, columns, quote=_quote, key="rowid")
+        sql = f"{select} WHERE rowid IN (SELECT value FROM json_each(:keys))"
         return self._rows(self.connect(deadline), sql, {"keys": json.dumps(list(keys))})
 
     def read_open(
         self, table: str, columns: Sequence[str], column: str, *, deadline: float = math.inf
     ) -> Iterator[dict[str, Any]]:
         c = _quote(self.column_map(table, [column])[column])
-        sql = f"{self._select(table, columns)} WHERE {c} IS NULL OR {c} = '' ORDER BY rowid"
+        select = select_sql(self, table, columns, quote=_quote, key="rowid")
+        sql = f"{select} WHERE {c} IS NULL OR {c} = '' ORDER BY rowid"
         return self._rows(self.connect(deadline), sql, None)
 
     def unique(self, table: str, column: str) -> bool:
@@ -117,10 +120,6 @@ class SqliteSource(Source):
             return False
         finally:
             conn.close()
-
-    def _select(self, table: str, columns: Sequence[str]) -> str:
-        cols = ", ".join(f"{_quote(src)} AS {_quote(std)}" for std, src in self.column_map(table, columns).items())
-        return f"SELECT rowid AS {_quote(ROW_KEY)}, {cols} FROM {_quote(self.table_name(table))}"
 
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
