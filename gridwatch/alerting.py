@@ -99,7 +99,10 @@ class Alerting:
 
     async def evaluate(self, samples: list[Sample], grids: dict[str, Grid], now: float) -> None:
         rules = self.settings.rules
-        hits: list[Hit] = evaluate(rules.values(), samples, grids)
+        # tens of thousands of samples against every rule: in a worker, not on the event loop
+        hits: list[Hit] = await asyncio.get_running_loop().run_in_executor(
+            None, evaluate, rules.values(), samples, grids
+        )
         try:
             fresh = await self.store.awrite("alert state", self.engine.step, now, hits, rules)
         except StateWriteError:

@@ -202,6 +202,9 @@ class AlertEngine:
         self.alerts: dict[str, Alert] | None = None
         self.silences: list[Silence] = []
         self.snapshot: list[Alert] = []  # a copy readers on other threads may use freely
+        # (grid, alert, severity, summary) of the firing alerts on a grid: what colours the
+        # lights; the same object until one of them changes, so the lights are not recomputed
+        self.lit: tuple[tuple[str, str, str, str], ...] = ()
         self.unwritten = _Unwritten()  # ahead of the state database until a write succeeds
 
     def adopt(self, other: AlertEngine) -> None:
@@ -219,6 +222,15 @@ class AlertEngine:
         self.snapshot = sorted(
             (replace(a) for a in (self.alerts or {}).values()), key=lambda a: (-a.active_since, a.id)
         )
+        lit = tuple(
+            sorted(
+                (a.labels["grid"], a.alert, a.severity, a.summary)
+                for a in self.snapshot
+                if a.state == FIRING and "grid" in a.labels
+            )
+        )
+        if lit != self.lit:
+            self.lit = lit
 
     def reload_silences(self, db: sqlite_utils.Database) -> None:
         """Pick up a silence added or expired outside an evaluation (the API, the CLI)."""

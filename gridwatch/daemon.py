@@ -15,13 +15,15 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from gridwatch import __version__, config, light, systemd
+from gridwatch import __version__, config, systemd
 from gridwatch.alerting import Alerting
 from gridwatch.api import Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
-from gridwatch.light import GridLight, calendar_families
+from gridwatch.grids import EMPTY
+from gridwatch.light import calendar_families
 from gridwatch.looplag import LoopLagMonitor
 from gridwatch.metrics import GridwatchCollector, loop_lag_families, registry, rows_read_families, state_db_families
+from gridwatch.pages import Inputs, Pages
 from gridwatch.plugins import PluginHost
 from gridwatch.results import Results
 from gridwatch.runtime import BuildError, Outcome, Runner, Runtime
@@ -43,12 +45,21 @@ class Daemon:
         self.settings, self.host = config.load(config_path)
         self.results = Results()
         self.collector = GridwatchCollector(lambda: self.results, __version__)
-        self.collector.extra.append(self._grid_families)
+        self.collector.extra.append(self._live_families)
         self.collector.extra.append(lambda: state_db_families(self.store))
         self.loop_lag = LoopLagMonitor()
         self.collector.extra.append(lambda: loop_lag_families(self.loop_lag))
         self.registry = registry(self.collector)
         self.web_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridwatch-web")
+        self.pages = Pages(
+            Inputs(
+                checks=lambda: list(self.results.checks.values()),
+                grids=lambda: self.runtime.registry.cached() if self.runtime and self.runtime.registry else EMPTY,
+                rules=lambda: self.settings.rules,
+                lit=lambda: self.alerting.engine.lit if self.alerting is not None else (),
+            ),
+            self.web_pool,
+        )
         self.started_at = datetime.now(self.settings.timezone)
         self.store = Store(self.settings.state_path, self.settings.history)
         self.runtime: Runtime | None = None
@@ -266,13 +277,8 @@ class Daemon:
         """Alerts as /api/v1/alerts shows them, newest first."""
         return self.alerting.views() if self.alerting is not None else []
 
-    def lights(self) -> list[GridLight]:
-        grids = self.runtime.registry.cached() if self.runtime and self.runtime.registry else {}
-        rule_metrics = {name: r.metric for name, r in self.settings.rules.items()}
-        return light.compute(grids, self.results.all_samples(), self.alerts(), rule_metrics)
-
-    def _grid_families(self) -> Iterator[Metric]:
-        yield from light.metric_families(self.lights())
+    def _live_families(self) -> Iterator[Metric]:
+        """The few families rendered on every scrape; the grids' are in :attr:`pages`."""
         if self.runtime is not None:
             yield from calendar_families(self.runtime.calendar)
             yield from rows_read_families(self.runtime.sources)
@@ -296,7 +302,7 @@ class Daemon:
     async def grid_detail(self, grid_id: str, days: int = 30) -> dict[str, Any] | None:
         """One grid for the board's detail view: light and reasons, its series, its alerts and
         its recent daily lights."""
-        gl = next((g for g in self.lights() if g.grid.grid_id == grid_id), None)
+        gl = (await self.pages.lights.get()).by_grid.get(grid_id)
         if gl is None:
             return None
         since = datetime.now(self.settings.timezone).date() - timedelta(days=days - 1)
@@ -328,4 +334,5 @@ class Daemon:
             "started_at": self.started_at.isoformat(),
             "checks": [c.as_dict() for c in self.results.checks.values()],
             "sources": [s.as_dict() for s in self.results.sources.values()],
+            "state_database": {"writable": self.store.writable, "error": self.store.write_error},
         }

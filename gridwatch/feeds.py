@@ -38,10 +38,16 @@ class Feed:
         self.refused: set[Any] = set()  # keys of a mutable table's rows turned away
         self.repeats: set[Any] = set()  # keys of a mutable table's rows that repeat an id
         self.appended: set[Any] = set()  # keys of a mutable table's rows read by the latest rows()
+        # a mutable table's rows as they were when last handed on, by key: one read again
+        # unchanged is not cleaned again, its key goes to ``unchanged`` instead
+        self.handed: dict[Any, tuple[Any, ...]] = {}
+        self.unchanged: set[Any] = set()  # keys the latest current() found as they were handed on
+        self._raw: dict[Any, tuple[Any, ...]] = {}
         self.dedupe: bool | None = None
 
     def reset(self) -> None:
         self.cursor, self.seen, self.later, self.refused, self.repeats = None, set(), [], set(), set()
+        self.handed, self.unchanged = {}, set()
 
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
@@ -71,25 +77,36 @@ class Feed:
         """The present version of rows read before: those with these :data:`ROW_KEY` values,
         those turned away before, and with ``open_column`` every row still open (a case
         reopened long after it closed). Rows :meth:`rows` has just read, and rows that repeat
-        an id, are left out; ``rules`` as for :meth:`rows`."""
+        an id, are left out; ``rules`` as for :meth:`rows`.
+
+        A row of ``keys`` read exactly as it was handed on before is not handed on again: its
+        key is in :attr:`unchanged` afterwards, and the check keeps what it made of it. (It
+        would be cleaned the same: its times were all past then, and time only moves on, or
+        the tracker starts from scratch.)"""
         done = self.appended | self.repeats
-        wanted, self.refused = {*keys, *self.refused}, set()
+        kept = set(keys)
+        wanted, self.refused = {*kept, *self.refused}, set()
+        self.handed = {k: v for k, v in self.handed.items() if k in kept or k in self.appended}
+        self.unchanged = set()
         if open_column is not None:
             raw = self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline)
-            yield from self._again(ctx, raw, done, rules)
+            yield from self._again(ctx, raw, done, kept, rules)
         keys = [k for k in wanted if k not in done]
         for i in range(0, len(keys), 10_000):
             raw = self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
-            yield from self._again(ctx, raw, done, rules)
+            yield from self._again(ctx, raw, done, kept, rules)
 
     def _again(
-        self, ctx: RunContext, raw: Iterable[dict[str, Any]], done: set[Any], rules: dict[str, Any]
+        self, ctx: RunContext, raw: Iterable[dict[str, Any]], done: set[Any], kept: set[Any], rules: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
         def fresh() -> Iterator[dict[str, Any]]:
             for row in self._counted(raw):
                 key = row.get(ROW_KEY)
                 if key not in done:
                     done.add(key)
+                    if key in kept and self.handed.get(key) == tuple(row.values()):
+                        self.unchanged.add(key)
+                        continue
                     yield row
 
         yield from self._taken(clean(ctx, self.source.name, self._watch(fresh(), first=False), id_column=None, **rules))
@@ -98,12 +115,14 @@ class Feed:
         """The check turned this row away after cleaning: keep it in sight, an edit may mend it."""
         if self.mutable:
             self.refused.add(row.get(ROW_KEY))
+            self.handed.pop(row.get(ROW_KEY), None)
 
     def _watch(self, rows: Iterable[dict[str, Any]], first: bool) -> Iterator[dict[str, Any]]:
         # a mutable row is refused until clean() hands it on; a row that repeats an id when
         # first read is out for good
         for row in rows:
             if self.mutable:
+                self._raw[row.get(ROW_KEY)] = tuple(row.values())
                 if first:
                     self.appended.add(row.get(ROW_KEY))
                 if first and self.dedupe and row.get(self.id_column or "") in self.seen:
@@ -115,8 +134,13 @@ class Feed:
     def _taken(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for row in rows:
             if self.mutable:
-                self.refused.discard(row.get(ROW_KEY))
+                key = row.get(ROW_KEY)
+                self.refused.discard(key)
+                raw = self._raw.pop(key, None)
+                if key is not None and raw is not None:
+                    self.handed[key] = raw
             yield row
+        self._raw.clear()  # the rows clean() turned away
 
     def _counted(self, rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         n = 0

@@ -33,6 +33,9 @@ def shard_selector(shard: tuple[int, int] | None, by: str) -> Callable[[Grid], b
     return lambda grid: shard_of(grid, n, by) == k
 
 
+EMPTY = GridSet()  # one object, so that "no grids yet" compares the same from call to call
+
+
 class GridRegistry:
     """Loads the grid list, at most once per ``ttl`` seconds (grids change rarely)."""
 
@@ -65,12 +68,14 @@ class GridRegistry:
             else:
                 elsewhere.add(grid.grid_id)
         grids.elsewhere = frozenset(elsewhere)
+        if self._cache is not None and grids == self._cache and grids.elsewhere == self._cache.elsewhere:
+            grids = self._cache  # unchanged: the same object, so what is derived from it stays valid
         self._cache, self._loaded = grids, time.monotonic()
         return grids
 
     def cached(self) -> GridSet:
         """The last loaded grids (empty before the first load); never touches the source."""
-        return self._cache if self._cache is not None else GridSet()
+        return self._cache if self._cache is not None else EMPTY
 
     def invalidate(self) -> None:
         self._cache = None

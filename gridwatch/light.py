@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gridwatch.api import Grid, Sample
+from gridwatch.exposition import Family, gauge
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 LEVEL = {GREEN: 0, YELLOW: 1, RED: 2}
@@ -139,20 +140,31 @@ def compute(
     return out
 
 
-def metric_families(lights: list[GridLight]) -> Iterator[Metric]:
+def families(lights: list[GridLight]) -> list[Family]:
     """``gridwatch_grid_info`` (names, for dashboards to join) and ``gridwatch_grid_light``."""
-    info = GaugeMetricFamily(
-        "gridwatch_grid_info",
-        "Grid names; join on the grid label",
-        labels=["grid", "name", "community", "street"],
-    )
-    colour = GaugeMetricFamily("gridwatch_grid_light", "The grid's light: 0 green, 1 yellow, 2 red", labels=["grid"])
-    for gl in lights:
-        g = gl.grid
-        info.add_metric([g.grid_id, g.name, g.community, g.street], 1)
-        colour.add_metric([g.grid_id], LEVEL[gl.light])
-    yield info
-    yield colour
+    return [
+        gauge(
+            "gridwatch_grid_info",
+            "Grid names; join on the grid label",
+            (
+                (
+                    {
+                        "grid": gl.grid.grid_id,
+                        "name": gl.grid.name,
+                        "community": gl.grid.community,
+                        "street": gl.grid.street,
+                    },
+                    1,
+                )
+                for gl in lights
+            ),
+        ),
+        gauge(
+            "gridwatch_grid_light",
+            "The grid's light: 0 green, 1 yellow, 2 red",
+            (({"grid": gl.grid.grid_id}, LEVEL[gl.light]) for gl in lights),
+        ),
+    ]
 
 
 def calendar_families(cal: Any) -> Iterator[Metric]:

@@ -1,7 +1,8 @@
-"""The Prometheus collector: renders the latest results and gridwatch's own health.
+"""The Prometheus collector of gridwatch's own health: check runs, sources, rejected rows.
 
-Built fresh on every scrape from the results store, so a series a check stops producing
-disappears from ``/metrics`` — no global gauges, no stale series.
+Built fresh on every scrape from the results store — no global gauges, no stale series. The
+grids' families and the checks' samples, far larger, are rendered once per change instead
+(:mod:`gridwatch.pages`); ``/metrics`` is both.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ class GridwatchCollector(Collector):
     def __init__(self, results: Callable[[], Results], version: str) -> None:
         self._results = results
         self.version = version
-        self._warned: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         self.extra: list[Callable[[], Iterator[Metric]]] = []  # later features add families here
 
     def collect(self) -> Iterator[Metric]:
@@ -77,25 +77,6 @@ class GridwatchCollector(Collector):
 
         for extra in self.extra:
             yield from extra()
-        yield from self._samples(checks)
-
-    def _samples(self, checks: list) -> Iterator[Metric]:
-        families: dict[str, Metric] = {}
-        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
-        for c in checks:
-            for s in c.samples:
-                key = s.key()
-                if key in seen:
-                    if key not in self._warned:
-                        self._warned.add(key)
-                        log.warning("check %s repeats series %s; kept the first", c.name, s.metric)
-                    continue
-                seen.add(key)
-                fam = families.get(s.metric)
-                if fam is None:
-                    fam = families[s.metric] = Metric(s.metric, c.help.get(s.metric, s.metric), "gauge")
-                fam.add_sample(s.metric, dict(s.labels), s.value)
-        yield from families.values()
 
 
 def state_db_families(store: Any) -> Iterator[Metric]:

@@ -131,9 +131,10 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Status": {
         "type": "object",
-        "required": ["version", "started_at", "checks", "sources"],
+        "required": ["version", "started_at", "checks", "sources", "state_database"],
         "properties": {
             "version": {"type": "string"},
+            "state_database": {"$ref": "#/components/schemas/StateDatabase"},
             "started_at": {"type": "string", "format": "date-time"},
             "checks": {
                 "type": "array",
@@ -164,6 +165,13 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                 },
             },
         },
+    },
+    "StateDatabase": {
+        "type": "object",
+        "description": "Whether the state database takes writes; while it does not (disk full, read-only), alert "
+        "state and queued notifications live in memory only.",
+        "required": ["writable", "error"],
+        "properties": {"writable": {"type": "boolean"}, "error": _NULLABLE_STR},
     },
     "Light": {"type": "string", "enum": ["green", "yellow", "red"]},
     "GridLight": {
@@ -472,7 +480,11 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
                 "Readiness": {
                     "type": "object",
                     "required": ["ready"],
-                    "properties": {"ready": {"type": "boolean"}, "waiting_for": {"type": "array"}},
+                    "properties": {
+                        "ready": {"type": "boolean"},
+                        "waiting_for": {"type": "array", "items": {"type": "string"}},
+                        "state_database": _ref("StateDatabase"),
+                    },
                 },
                 "Reloaded": {
                     "type": "object",

@@ -241,8 +241,8 @@ class Runtime:
     async def _execute(self, runner: Runner, ctx: RunContext) -> list[Sample]:
         timeout = runner.spec.timeout
         if inspect.iscoroutinefunction(runner.check.run):
-            return await asyncio.wait_for(_collect_async(runner.check, ctx), timeout)
-        fut = self.pool.submit(_collect, runner.check, ctx)
+            return await asyncio.wait_for(_collect_async(runner.check, ctx, runner.state.samples), timeout)
+        fut = self.pool.submit(_collect, runner.check, ctx, runner.state.samples)
         runner.busy = fut
         return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
 
@@ -291,9 +291,11 @@ class Runtime:
                     log.warning("source %s is down: %s", name, error)
 
 
-def _collect(check: Check, ctx: RunContext) -> list[Sample]:
+def _collect(check: Check, ctx: RunContext, previous: list[Sample]) -> list[Sample]:
     """Run a blocking check in its worker; an endless generator stops at the deadline, so the
-    worker is freed instead of filling memory after the run timed out."""
+    worker is freed instead of filling memory after the run timed out. Samples equal to the
+    previous run's come back as the previous list itself: what is derived from them (lights,
+    the exposition) stays valid without being computed again."""
     out = []
     try:
         for s in check.run(ctx) or ():
@@ -302,15 +304,16 @@ def _collect(check: Check, ctx: RunContext) -> list[Sample]:
                 raise TimeoutError(f"still yielding samples ({len(out)}) at the deadline")
     except (SystemExit, KeyboardInterrupt) as exc:
         raise PluginExit(f"the check raised {type(exc).__name__}({exc})") from None
-    return out
+    return previous if out == previous else out
 
 
-async def _collect_async(check: Check, ctx: RunContext) -> list[Sample]:
+async def _collect_async(check: Check, ctx: RunContext, previous: list[Sample]) -> list[Sample]:
     try:  # caught here, inside the task: SystemExit escaping a task would stop the event loop
         result = await check.run(ctx)  # type: ignore[misc]
     except (SystemExit, KeyboardInterrupt) as exc:
         raise PluginExit(f"the check raised {type(exc).__name__}({exc})") from None
-    return [_valid(s) for s in result or ()]
+    out = [_valid(s) for s in result or ()]
+    return previous if out == previous else out
 
 
 def _valid(obj: object) -> Sample:

@@ -20,6 +20,7 @@ from gridwatch.alerts import add_silence, expire_silence, load_silences
 from gridwatch.api import SourceUnavailable
 from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
+from gridwatch.pages import json_bytes
 from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
 
 if TYPE_CHECKING:
@@ -36,12 +37,7 @@ MAX_HEADERS = 64
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    text = json.dumps(data, ensure_ascii=False, default=str)
-    try:
-        body = text.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from a client's JSON, echoed in a message: escape it
-        body = json.dumps(data, ensure_ascii=True, default=str).encode("ascii")
-    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+    return web.Response(body=json_bytes(data), status=status, content_type="application/json", charset="utf-8")
 
 
 @web.middleware
@@ -66,12 +62,25 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return json_response({"error": "internal server error", "status": 500}, 500)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     daemon = request.app[DAEMON]
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    # rendering thousands of series takes a while: keep it off the event loop
-    body = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, encoder, daemon.registry)
-    return web.Response(body=body, headers={"Content-Type": content_type})
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    live = encoder(daemon.registry)  # a few dozen lines about gridwatch itself, fresh every time
+    grids = await daemon.pages.exposition(openmetrics)  # the rest: rendered once per change
+    if openmetrics:
+        live = live.removesuffix(b"# EOF\n")
+    tail = b"# EOF\n" if openmetrics else b""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = len(live) + len(grids) + len(tail)
+    await response.prepare(request)
+    try:
+        for chunk in (live, grids, tail):  # written as they are: the big one is shared, not copied
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:  # the scraper gave up (its timeout): nothing to answer to
+        pass
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -94,7 +103,8 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def grids(request: web.Request) -> web.Response:
-    return json_response([gl.as_dict() for gl in request.app[DAEMON].lights()])
+    lights = await request.app[DAEMON].pages.lights.get()
+    return web.Response(body=lights.json, content_type="application/json", charset="utf-8")
 
 
 async def grid(request: web.Request) -> web.Response:

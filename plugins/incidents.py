@@ -188,6 +188,8 @@ class IncidentsCheck(Check):
                 self.feed.refuse(row)
             else:  # a source that cannot re-read rows gives no keys: it reads all, always
                 self.cases[row.get(ROW_KEY, -n - 1)] = case
+        if not full:
+            self.cases.update((key, kept[key]) for key in self.feed.unchanged)  # read again as they were
         # a case closed before the window whose deadline also fell before it moves no
         # figure again (the window only moves on); an edit that reopens it waits for the resync
         start = ctx.now.timestamp() - self.options.window

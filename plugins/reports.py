@@ -149,6 +149,14 @@ class ReportsCheck(Check):
     def _reset(self) -> None:
         self.first: dict[tuple[str, str, str], float] = {}  # (grid, kind, period) -> first arrival
         self.red_days: dict[str, set[date]] = defaultdict(set)
+        # A grid's on-time ratios and past daily lights change only with its own rows or when the
+        # periods in the window change (about twice a day): between, a run grades again only the
+        # grids that got rows, and stores only the lights that changed.
+        self._graded: dict[str, list[tuple[str, float]]] = {}  # grid -> on-time ratio by kind
+        self._graded_for: Any = None  # the periods those grades are for
+        self._dirty: set[str] = set()  # grids with rows since they were graded
+        self._stored: dict[str, dict[str, str]] = {}  # grid -> day -> light, as in the state database
+        self._forgot_for: Any = None
 
     def _update(self, ctx: RunContext, grids: dict[str, Any]) -> None:
         tz, cutoff, src = ctx.tz, self.options.cutoff, self.feed.source.name
@@ -174,6 +182,7 @@ class ReportsCheck(Check):
             if flag in RED_FLAGS:
                 day = date.fromisoformat(period) if kind == "daily" else submitted.date()
                 red_days[row["grid_id"]].add(day)
+            self._dirty.add(row["grid_id"])
 
     def _forget_before(self, start: datetime, now: datetime) -> None:
         """Drop what no figure can look at again (time only moves on; when it goes back, the
@@ -181,6 +190,9 @@ class ReportsCheck(Check):
         latest due period, red days before the window."""
         opts, tz = self.options, now.tzinfo
         oldest = {k: min(start, latest_due_period(k, now, opts.cutoff)[1]) for k in REPORT_KINDS}
+        if (oldest, start.date()) == self._forgot_for:
+            return  # forgotten already: what came since is forgotten with the next day
+        self._forgot_for = (oldest, start.date())
         periods = {(kind, period) for _, kind, period in self.first}  # a few hundred, shared by all grids
         gone = {(k, p) for k, p in periods if due_time(k, p, tz, opts.cutoff) < oldest[k]}
         stale = [key for key in self.first if (key[1], key[2]) in gone] if gone else []
@@ -206,30 +218,43 @@ class ReportsCheck(Check):
         today = now.date()
         today_due = due_time("daily", today.isoformat(), tz, cutoff)
 
-        def light(grid: str, day: date, due: datetime) -> str:
+        def light(grid: str, day: date, due: float) -> str:
             if day in red_days.get(grid, ()):
                 return "red"
             arrived = first.get((grid, "daily", day.isoformat()), math.inf)
-            return "green" if arrived <= due.timestamp() else "yellow"
+            return "green" if arrived <= due else "yellow"
 
+        daily = "daily" in opts.expect
+        before_cutoff = now < today_due
+        days = [(p, date.fromisoformat(p), due.timestamp()) for p, due in expected["daily"]] if daily else []
+        windows = {k: [(p, due.timestamp()) for p, due in expected[k]] for k in opts.expect}
+        graded_for = (windows, today, before_cutoff)
+        if graded_for != self._graded_for:  # the periods moved on: every grid is graded again
+            self._graded, self._graded_for = {}, graded_for
+        changed: list[tuple[str, str, str]] = []
         samples: list[Sample] = []
-        lights: list[tuple[str, str, str]] = []
         for grid in grids:
             label = {"grid": grid}
-            if "daily" in opts.expect:
-                colour = light(grid, today, today_due)
-                pending = colour == "yellow" and now < today_due
+            colour = light(grid, today, today_due.timestamp()) if daily else ""
+            pending = colour == "yellow" and before_cutoff
+            if daily:
                 status = {"green": OK, "red": FLAGGED}.get(colour, PENDING if pending else MISSING)
                 samples.append(Sample(DAILY, label, status))
-                for period, due in expected["daily"]:
-                    lights.append((grid, period, light(grid, date.fromisoformat(period), due)))
-                if now < today_due and not pending:  # pending is not yellow: not kept
-                    lights.append((grid, today.isoformat(), colour))
-            for kind in opts.expect:
-                periods = expected[kind]
-                if periods:  # a window shorter than the kind's cycle expects nothing
-                    on_time = sum(first.get((grid, kind, p), math.inf) <= due.timestamp() for p, due in periods)
-                    samples.append(Sample(ON_TIME, {**label, "kind": kind}, on_time / len(periods)))
+            ratios = self._graded.get(grid)
+            if ratios is None or grid in self._dirty:
+                lit = {p: light(grid, day, due) for p, day, due in days}
+                if daily and before_cutoff and not pending:  # pending is not yellow: not kept
+                    lit[today.isoformat()] = colour
+                stored = self._stored.get(grid, {})
+                changed += [(grid, p, c) for p, c in lit.items() if stored.get(p) != c]
+                self._stored[grid] = lit  # days that left the window stay as they were stored
+                # a window shorter than the kind's cycle expects nothing: no ratio
+                ratios = self._graded[grid] = [
+                    (kind, sum(first.get((grid, kind, p), math.inf) <= due for p, due in periods) / len(periods))
+                    for kind, periods in windows.items()
+                    if periods
+                ]
+            samples += [Sample(ON_TIME, {**label, "kind": kind}, ratio) for kind, ratio in ratios]
             for kind in periodic:
                 period, _ = latest[kind]
                 overdue = (grid, kind, period) not in first  # a late submission is not overdue
@@ -237,13 +262,15 @@ class ReportsCheck(Check):
                 period, due = upcoming[kind]
                 soon = (grid, kind, period) not in first and (due.timestamp() - now.timestamp() <= opts.due_soon)
                 samples.append(Sample(DUE_SOON, {**label, "kind": kind}, float(soon)))
+        self._dirty.clear()
 
         self._forget_before(start, now)
-        if ctx.state is not None and lights:
+        if ctx.state is not None and changed:
             try:
-                ctx.state.call(lambda db: _store_lights(db, lights))
+                ctx.state.call(lambda db: _store_lights(db, changed))
             except Exception:  # the history is a record; today's samples still matter more
                 log.warning("could not store the daily report lights", exc_info=True)
+                self._graded, self._stored = {}, {}  # every light is written again next run
         return samples
 
 

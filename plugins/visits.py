@@ -24,8 +24,8 @@ kept aside and counts once it does.
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +74,26 @@ class VisitsCheck(Check):
         self.households: dict[str, tuple[str, str | None]] = {}  # household -> (grid, category or None)
         self.last: dict[str, float] = {}  # household -> epoch seconds of its last visit
         self.orphans: dict[str, float] = {}  # an unregistered household -> its last visit, kept in case it registers
+        # the last visits (-inf: never) of each grid's households, and of each grid's key households
+        # by category, sorted: a run counts the visited and the overdue by bisection, per grid,
+        # instead of looking at every household of the city
+        self.by_grid: dict[str, list[float]] = {}
+        self.by_key: dict[tuple[str, str], list[float]] = {}
+
+    def _place(self, hid: str, where: tuple[str, str | None], seen: float) -> None:
+        """Household ``hid`` is now in ``where`` (grid, category) with its last visit at ``seen``."""
+        before = self.households.get(hid)
+        if before is not None:
+            was = self.last.get(hid, -math.inf)
+            _remove(self.by_grid, before[0], was)
+            if before[1] is not None:
+                _remove(self.by_key, before, was)  # type: ignore[arg-type]
+        self.households[hid] = where
+        if seen > -math.inf:
+            self.last[hid] = seen
+        bisect.insort(self.by_grid.setdefault(where[0], []), seen)
+        if where[1] is not None:
+            bisect.insort(self.by_key.setdefault(where, []), seen)  # type: ignore[arg-type]
 
     def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
         src = self.visit_feed.source.name
@@ -81,54 +101,50 @@ class VisitsCheck(Check):
         for row in self.household_feed.rows(ctx, grids=grids):
             hid = str(row["household_id"])
             category = str(row["category"] or "").strip() or None  # "" is no category
-            self.households[hid] = (row["grid_id"], category)
-            if hid in orphans:  # its visits were read before it was registered
-                last[hid] = max(last.get(hid, -math.inf), orphans.pop(hid))
+            seen = max(last.get(hid, -math.inf), orphans.pop(hid, -math.inf))  # visits read before it registered
+            self._place(hid, (row["grid_id"], category), seen)
         households = self.households
         for row in self.visit_feed.rows(ctx, timestamps=("visited_at",), required=("visited_at",), grids=grids):
             raw = row.get("household_id")
             hid = "" if raw is None else str(raw)
             ts = row["visited_at"].timestamp()
-            if hid not in households:
+            where = households.get(hid)
+            if where is None:
                 why = "household_id is NULL" if raw is None else "household_id not in households"
                 ctx.reject(src, UNKNOWN_HOUSEHOLD, why)
                 if raw is not None and ts > orphans.get(hid, -math.inf):
                     orphans[hid] = ts
                 continue
             if ts > last.get(hid, -math.inf):
-                last[hid] = ts
+                self._place(hid, where, ts)
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
         opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
         grids = ctx.registry()
         self.tracker.refresh(ctx, grids, self._reset, lambda full: self._update(ctx, grids))
         now = ctx.now.timestamp()
-
         window_start = now - opts.window
-        total: Counter[str] = Counter()
-        visited: Counter[str] = Counter()
-        key_total: Counter[tuple[str, str]] = Counter()
-        key_overdue: Counter[tuple[str, str]] = Counter()
-        last = self.last
-        for hid, (grid, category) in self.households.items():
-            seen = last.get(hid)
-            total[grid] += 1
-            if seen is not None and seen >= window_start:
-                visited[grid] += 1
-            if category is not None:
-                key_total[grid, category] += 1
-                interval = opts.key_intervals.get(category, opts.key_interval)
-                if seen is None or now - seen > interval:  # "older than": strictly
-                    key_overdue[grid, category] += 1
-
         for grid in grids:
+            seen = self.by_grid.get(grid, [])
+            total = len(seen)
             labels = {"grid": grid}
-            yield Sample(HOUSEHOLDS, labels, total[grid])
-            yield Sample(UNVISITED, labels, total[grid] - visited[grid])
-            if total[grid]:
-                yield Sample(COVERAGE, labels, visited[grid] / total[grid])
-        for grid, category in sorted(key_total):
-            yield Sample(KEY_OVERDUE, {"grid": grid, "category": category}, key_overdue[grid, category])
+            yield Sample(HOUSEHOLDS, labels, total)
+            unvisited = bisect.bisect_left(seen, window_start)  # last visit before the window, or never
+            yield Sample(UNVISITED, labels, unvisited)
+            if total:
+                yield Sample(COVERAGE, labels, (total - unvisited) / total)
+        for (grid, category), seen in sorted(self.by_key.items()):
+            if seen:
+                interval = opts.key_intervals.get(category, opts.key_interval)
+                # "older than" the interval, strictly: now - last > interval; never visited is -inf
+                yield Sample(
+                    KEY_OVERDUE, {"grid": grid, "category": category}, bisect.bisect_left(seen, now - interval)
+                )
+
+
+def _remove(lists: dict[Any, list[float]], key: Any, value: float) -> None:
+    seen = lists[key]
+    del seen[bisect.bisect_left(seen, value)]
 
 
 @hookimpl

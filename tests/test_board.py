@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_
 
 from gridwatch.testing import DaemonProcess, free_port, wait_for, write_standard_db
 from tests.components import require
+from tests.faults import immutable
 
 browser_test = pytest.mark.component  # needs Debian's chromium
 
@@ -496,6 +497,25 @@ def test_a_source_down_or_gridwatch_unreachable_shows_a_warning(city, city_db, b
     page.wait_for_selector("#warning", state="visible", timeout=(2 * REFRESH + 1) * 1000)
     assert "无法连接 gridwatch" in page.text_content("#warning")
     assert page.locator(".tile").count() == len(GRIDS)  # the last data stays on the wall
+
+
+@browser_test
+def test_a_state_database_that_cannot_be_written_shows_a_warning_until_it_can(city, city_db, board):
+    """Alert state then lives in memory only: the people at the wall must know a restart loses it."""
+    require("chromium", "chromium")  # fails under CI, skips elsewhere
+    page = board.open(city.base)
+    assert page.locator("#warning").is_hidden()
+    state = city_db.with_name("state.db")
+
+    def writable() -> bool:
+        return city.json("/api/v1/status")["state_database"]["writable"]
+
+    with immutable(state, state.with_name("state.db-wal")):  # EPERM, as on a disk remounted read-only
+        wait_for(lambda: not writable(), 10, "a check run's write to fail")
+        page.wait_for_selector("#warning", state="visible", timeout=(2 * REFRESH + 1) * 1000)
+        assert "状态数据库无法写入（disk I/O error）" in page.text_content("#warning")
+    wait_for(writable, 10, "writes to succeed again")
+    page.wait_for_selector("#warning", state="hidden", timeout=(2 * REFRESH + 1) * 1000)
 
 
 # -- the wall screen and the laptop ---------------------------------------------------------------

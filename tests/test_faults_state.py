@@ -72,12 +72,14 @@ def assert_loud(d: DaemonProcess, error: str) -> None:
     ready = json.loads(body)
     assert status == 503 and "state database" in ready["waiting_for"], ready
     assert error in ready["state_database"]["error"] and ready["state_database"]["writable"] is False
+    assert d.json("/api/v1/status")["state_database"] == ready["state_database"]  # what the board shows
     assert d.get("/healthz")[0] == 200
 
 
 def assert_recovered(d: DaemonProcess) -> None:
     wait_for(lambda: writable(d) == 1, 15, f"writes to succeed again\n{d.log()[-3000:]}")
     wait_for(lambda: d.get("/readyz")[0] == 200, 10, "/readyz 200 again")
+    assert d.json("/api/v1/status")["state_database"] == {"writable": True, "error": None}
     assert "is writable again" in d.log()
 
 

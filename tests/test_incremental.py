@@ -26,6 +26,7 @@ from gridwatch.metrics import rows_read_families
 from gridwatch.results import Results
 from gridwatch.runtime import Runtime
 from gridwatch.schema import STANDARD_SCHEMA, create_sql
+from gridwatch.store import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
 GRIDS = ["G1", "G2", "G3", "G4"]
@@ -193,26 +194,42 @@ def test_incremental_runs_equal_full_recomputation(tmp_path: Path, seed: int) ->
     city = City(tmp_path / "city.db", rnd, unique_ids=seed % 2 == 0)
     settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
     kept = Runtime(settings, host)
+    kept.state = kept_state = Store(settings.state_path)
+    kept_state.open()
     now = START
     city.grow(now, timedelta(days=20))
     try:
         for step in range(12):
             full_settings, _ = config.load(_config(tmp_path, f"full{step}", resync="0s"), host)
             full = Runtime(full_settings, host)
+            full.state = full_state = Store(full_settings.state_path)
+            full_state.open()
             try:
                 expected = _samples(full, now)
+                expected_lights = _lights(full_settings.state_path)
             finally:
                 full.close()
+                full_state.close()
             got = _samples(kept, now)
             for name in CHECKS:
                 assert got[name] == expected[name], f"seed {seed}, step {step}, check {name}"
             assert any(expected[name] for name in CHECKS)
+            # the daily lights kept for the assessment: each day a full run stores, as it stores it
+            lights = _lights(settings.state_path)
+            assert expected_lights
+            assert {k: lights.get(k) for k in expected_lights} == expected_lights, f"seed {seed}, step {step}"
             gap = timedelta(minutes=rnd.choice([1, 7, 45, 180, 600, 1500, 2900]))
             now += gap
             city.grow(now, gap + timedelta(hours=2))
             city.move_incidents(now)
     finally:
         kept.close()
+        kept_state.close()
+
+
+def _lights(state: Path) -> dict[tuple[str, str], str]:
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        return {(g, d): light for g, d, light in db.execute("SELECT grid_id, day, light FROM reports_daily_lights")}
 
 
 def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@
       since: "{time} 起",
       connLost: "无法连接 gridwatch（{error}）：显示的是 {time} 的数据",
       connNever: "无法连接 gridwatch（{error}）",
+      stateDb: "状态数据库无法写入（{error}）：告警状态和待发通知只保存在内存中，重启将丢失",
       sourceDown: "数据源 {name} 不可用：{error}",
       checkFailed: "检查 {name} 运行失败：{error}",
       checkStale: "数据已过时：检查 {name} 最近一次运行在 {time}",
@@ -128,6 +129,7 @@
       since: "since {time}",
       connLost: "Cannot reach gridwatch ({error}): showing data from {time}",
       connNever: "Cannot reach gridwatch ({error})",
+      stateDb: "The state database cannot be written ({error}): alert state and queued notifications are in memory only and a restart loses them",
       sourceDown: "Source {name} is down: {error}",
       checkFailed: "Check {name} failed: {error}",
       checkStale: "Stale data: check {name} last ran at {time}",
@@ -579,6 +581,8 @@
     }
     const st = state.status;
     if (st) {
+      const db = st.state_database;
+      if (db && db.writable === false) lines.unshift(t("stateDb", { error: db.error || "—" }));
       for (const s of st.sources || []) {
         if (s.up === false) lines.push(t("sourceDown", { name: s.name, error: s.error || "—" }));
       }

@@ -1,0 +1,100 @@
+"""What the HTTP surface serves about the grids, derived once per change and shared by every client.
+
+The lights, their JSON and the exposition of every check's samples are computed in a worker
+thread when a check run, the grid registry or a firing alert changes what they show, never per
+request and never on the event loop: 200 clients on the board or scraping ``/metrics`` cost
+what one does, and the checks keep their schedule.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from gridwatch import light
+from gridwatch.api import Grid, Sample
+from gridwatch.exposition import Family, SampleText, join
+from gridwatch.light import GridLight
+from gridwatch.memo import Memo
+from gridwatch.results import CheckState
+from gridwatch.rules import Rule
+
+
+def json_bytes(data: Any) -> bytes:
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a client's JSON, echoed in a message: escape it
+        return json.dumps(data, ensure_ascii=True, default=str).encode("ascii")
+
+
+@dataclass(frozen=True)
+class Lights:
+    all: list[GridLight]
+    by_grid: dict[str, GridLight]
+    json: bytes  # /api/v1/grids
+    families: list[Family]  # gridwatch_grid_info and gridwatch_grid_light
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where the pages come from; each callable returns the current object, replaced (never
+    changed in place) when what it holds changes."""
+
+    checks: Callable[[], Sequence[CheckState]]
+    grids: Callable[[], dict[str, Grid]]
+    rules: Callable[[], Mapping[str, Rule]]
+    lit: Callable[[], tuple[tuple[str, str, str, str], ...]]  # see AlertEngine.lit
+
+
+class Pages:
+    def __init__(self, inputs: Inputs, pool: Executor) -> None:
+        self._in = inputs
+        self._text = SampleText()
+        self.lights: Memo[Lights] = Memo(self._light_inputs, self._lights, pool)
+        self._samples: Memo[list[Family]] = Memo(self._sample_inputs, self._render_samples, pool)
+        self._bodies = {
+            om: Memo(lambda: (self.lights.value, self._samples.value), self._joiner(om), pool) for om in (False, True)
+        }
+
+    # -- the lights ----------------------------------------------------------------------------
+    def _light_inputs(self) -> tuple[Any, ...]:
+        return (self._in.grids(), self._in.rules(), self._in.lit(), *(c.samples for c in self._in.checks()))
+
+    @staticmethod
+    def _lights(
+        grids: dict[str, Grid], rules: Mapping[str, Rule], lit: tuple[tuple[str, ...], ...], *samples: list[Sample]
+    ) -> Lights:
+        alerts = [
+            {"labels": {"grid": grid}, "alert": alert, "severity": severity, "summary": summary, "state": "firing"}
+            for grid, alert, severity, summary in lit
+        ]
+        rule_metrics = {name: rule.metric for name, rule in rules.items()}
+        lights = light.compute(grids, (s for run in samples for s in run), alerts, rule_metrics)
+        return Lights(
+            lights,
+            {gl.grid.grid_id: gl for gl in lights},
+            json_bytes([gl.as_dict() for gl in lights]),
+            light.families(lights),
+        )
+
+    # -- /metrics ------------------------------------------------------------------------------
+    def _sample_inputs(self) -> tuple[Any, ...]:
+        return tuple(x for c in self._in.checks() for x in (c, c.samples))
+
+    def _render_samples(self, *flat: Any) -> list[Family]:
+        return self._text.render([(c.name, c.help, samples) for c, samples in zip(flat[::2], flat[1::2], strict=True)])
+
+    @staticmethod
+    def _joiner(openmetrics: bool) -> Callable[[Lights, list[Family]], bytes]:
+        return lambda lights, samples: (join(lights.families, openmetrics) + join(samples, openmetrics)).encode()
+
+    async def exposition(self, openmetrics: bool) -> bytes:
+        """The grids' families and every check's samples, in the format asked for (without the
+        OpenMetrics ``# EOF``, which ends the whole page)."""
+        await self.lights.get()
+        await self._samples.get()
+        return await self._bodies[openmetrics].get()
