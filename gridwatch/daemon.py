@@ -69,6 +69,7 @@ class Daemon:
         self._tls: ssl.SSLContext | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._ran = asyncio.Event()  # a check run ended: the pages may have changed
         self._reload_lock = asyncio.Lock()  # one reload at a time (SIGHUP and the API may overlap)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -100,6 +101,7 @@ class Daemon:
         )
         self._start_scheduler()
         self._background.append(asyncio.create_task(self._announce_ready(), name="ready"))
+        self._background.append(asyncio.create_task(self.pages.keep_warm(self._ran), name="pages"))
         interval = systemd.watchdog_interval()
         if interval:
             self._background.append(asyncio.create_task(systemd.watchdog(interval), name="watchdog"))
@@ -172,6 +174,7 @@ class Daemon:
                 log.exception("could not record the run of %s in the state database", runner.spec.name)
             if self.alerting is not None:
                 self.alerting.poke()
+            self._ran.set()
         return outcome
 
     async def reload(self) -> bool:

@@ -8,7 +8,10 @@ what one does, and the checks keep their schedule.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,6 +24,8 @@ from gridwatch.light import GridLight
 from gridwatch.memo import Memo
 from gridwatch.results import CheckState
 from gridwatch.rules import Rule
+
+log = logging.getLogger("gridwatch.pages")
 
 
 def json_bytes(data: Any) -> bytes:
@@ -91,6 +96,22 @@ class Pages:
     @staticmethod
     def _joiner(openmetrics: bool) -> Callable[[Lights, list[Family]], bytes]:
         return lambda lights, samples: (join(lights.families, openmetrics) + join(samples, openmetrics)).encode()
+
+    async def keep_warm(self, changed: asyncio.Event, every: float = 1.0) -> None:
+        """Compute what changed as soon as it changes (``changed`` is set after a check run; the
+        alerts and the registry are looked at every ``every`` seconds), so that a scrape or a
+        board finds it ready instead of waiting for it."""
+        while True:
+            try:
+                for openmetrics in (False, True):  # Prometheus asks for OpenMetrics, curl for text
+                    await self.exposition(openmetrics)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("could not render the grids' pages")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), every)
+            changed.clear()
 
     async def exposition(self, openmetrics: bool) -> bytes:
         """The grids' families and every check's samples, in the format asked for (without the

@@ -106,7 +106,8 @@ def test_endpoints_samples_and_isolation_of_failing_checks(setup):
         assert m[("gridwatch_config_last_reload_successful", ())] == 1
 
         status = d.json("/api/v1/status")
-        assert set(status) == {"version", "started_at", "checks", "sources"}
+        assert set(status) == {"version", "started_at", "checks", "sources", "state_database"}
+        assert status["state_database"] == {"writable": True, "error": None}
         checks = {c["name"]: c for c in status["checks"]}
         assert set(checks["raises"]) == {
             "name",
