@@ -38,11 +38,11 @@ class Feed:
         self.refused: set[Any] = set()  # keys of a mutable table's rows turned away
         self.repeats: set[Any] = set()  # keys of a mutable table's rows that repeat an id
         self.appended: set[Any] = set()  # keys of a mutable table's rows read by the latest rows()
-        # a mutable table's rows as they were when last handed on, by key: one read again
-        # unchanged is not cleaned again, its key goes to ``unchanged`` instead
-        self.handed: dict[Any, tuple[Any, ...]] = {}
+        # the hash of a mutable table's rows as they were when last handed on, by key: one read
+        # again unchanged is not cleaned again, its key goes to ``unchanged`` instead
+        self.handed: dict[Any, int] = {}
         self.unchanged: set[Any] = set()  # keys the latest current() found as they were handed on
-        self._raw: dict[Any, tuple[Any, ...]] = {}
+        self._raw: dict[Any, int] = {}
         self.dedupe: bool | None = None
 
     def reset(self) -> None:
@@ -79,10 +79,12 @@ class Feed:
         reopened long after it closed). Rows :meth:`rows` has just read, and rows that repeat
         an id, are left out; ``rules`` as for :meth:`rows`.
 
-        A row of ``keys`` read exactly as it was handed on before is not handed on again: its
-        key is in :attr:`unchanged` afterwards, and the check keeps what it made of it. (It
-        would be cleaned the same: its times were all past then, and time only moves on, or
-        the tracker starts from scratch.)"""
+        A row of ``keys`` read as it was handed on before is not handed on again: its key is in
+        :attr:`unchanged` afterwards, and the check keeps what it made of it. (It would be
+        cleaned the same: its times were all past then, and time only moves on, or the tracker
+        starts from scratch.) "As it was" compares a 64-bit hash of the row's values, not the
+        values (a year of incidents would cost tens of megabytes); two versions of a row
+        hashing alike is a chance of one in 2**64, and the resync re-reads everything anyway."""
         done = self.appended | self.repeats
         kept = set(keys)
         wanted, self.refused = {*kept, *self.refused}, set()
@@ -104,7 +106,7 @@ class Feed:
                 key = row.get(ROW_KEY)
                 if key not in done:
                     done.add(key)
-                    if key in kept and self.handed.get(key) == tuple(row.values()):
+                    if key in kept and key in self.handed and self.handed[key] == _fingerprint(row):
                         self.unchanged.add(key)
                         continue
                     yield row
@@ -122,7 +124,7 @@ class Feed:
         # first read is out for good
         for row in rows:
             if self.mutable:
-                self._raw[row.get(ROW_KEY)] = tuple(row.values())
+                self._raw[row.get(ROW_KEY)] = _fingerprint(row)
                 if first:
                     self.appended.add(row.get(ROW_KEY))
                 if first and self.dedupe and row.get(self.id_column or "") in self.seen:
@@ -150,6 +152,14 @@ class Feed:
                 yield row
         finally:
             self.source.rows_read[self.table] += n
+
+
+def _fingerprint(row: Mapping[str, Any]) -> int | None:
+    """A row's values as one hash; None for a value that cannot be hashed (a JSON list)."""
+    try:
+        return hash(tuple(row.values()))
+    except TypeError:
+        return None
 
 
 class Tracker:
