@@ -1,7 +1,7 @@
 """The grid's light: one colour per grid, with reasons an operator can act on (DOMAIN.md §4).
 
-Computed from the latest samples (and, once alerting runs, the firing alerts) every time it
-is asked for — never stored as a flag that someone forgets to clear.
+Computed from the latest samples (and, once alerting runs, the firing alerts) whenever they
+change (:mod:`gridwatch.pages`) — never stored as a flag that someone forgets to clear.
 """
 
 from __future__ import annotations
