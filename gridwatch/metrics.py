@@ -7,7 +7,6 @@ grids' families and the checks' samples, far larger, are rendered once per chang
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,8 +14,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from gridwatch.results import OUTCOMES, Results
-
-log = logging.getLogger("gridwatch.metrics")
 
 
 class GridwatchCollector(Collector):
