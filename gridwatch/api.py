@@ -31,6 +31,11 @@ ROW_KEY = "__key"
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MAX_LABEL_VALUE = 1024
+# names validate_sample has accepted before: a check yields the same few names thousands of
+# times a run, so they are matched once (bounded, in case a plugin invents names per sample)
+_GOOD_METRICS: set[str] = set()
+_GOOD_LABELS: set[str] = set()
+_GOOD_NAMES_MAX = 10_000
 
 
 class Options(BaseModel):
@@ -71,8 +76,18 @@ def validate_sample(obj: object) -> Sample:
     """Coerce what a plugin yielded into a well-formed Sample, or say exactly what is wrong.
 
     Plugins are other people's code: garbage must become a reported error, never a broken
-    ``/metrics`` page.
+    ``/metrics`` page. A well-formed Sample is taken as it is, labels dict included (a check
+    yields tens of thousands a run): a check must not change a dict it has yielded.
     """
+    if type(obj) is Sample and obj.metric in _GOOD_METRICS and type(obj.labels) is dict:
+        labels, value = obj.labels, obj.value
+        if (
+            (type(value) is float or type(value) is int)
+            and value == value  # not NaN
+            and _GOOD_LABELS.issuperset(labels)
+            and all(type(v) is str and len(v) <= MAX_LABEL_VALUE for v in labels.values())
+        ):
+            return obj if type(value) is float else Sample(obj.metric, labels, float(value))
     if not isinstance(obj, Sample):
         raise CheckError(f"a check yielded {type(obj).__name__}, not a Sample")
     if not isinstance(obj.metric, str) or not METRIC_NAME.match(obj.metric):
@@ -91,6 +106,9 @@ def validate_sample(obj: object) -> Sample:
         raise CheckError(f"value of {obj.metric} is not a number: {obj.value!r}") from None
     if math.isnan(value):
         raise CheckError(f"value of {obj.metric} is NaN")
+    if len(_GOOD_METRICS) + len(_GOOD_LABELS) < _GOOD_NAMES_MAX:
+        _GOOD_METRICS.add(obj.metric)
+        _GOOD_LABELS.update(labels)
     return Sample(obj.metric, labels, value)
 
 
@@ -132,10 +150,10 @@ class RunContext:
             raise CheckError("this check needs the grid registry: set [grids] source in the config")
         return self.grids()
 
-    def reject(self, source: str, reason: str, example: str = "") -> None:
-        """Count a bad row by reason; keep the first example. Never put personal ids in it."""
+    def reject(self, source: str, reason: str, example: str = "", rows: int = 1) -> None:
+        """Count bad rows by reason; keep the first example. Never put personal ids in it."""
         key = (source, reason)
-        self.rejected[key] += 1
+        self.rejected[key] += rows
         self.examples.setdefault(key, example)
 
     def remaining(self) -> float:
@@ -160,6 +178,22 @@ class Grid:
     community: str
     street: str
     zone: str | None = None
+
+
+@dataclass(frozen=True)
+class Latest:
+    """What :meth:`Source.read_latest` aggregates, and the rules a row must surely pass to be
+    aggregated rather than handed on: ``id`` neither NULL nor empty, ``grid`` a text value in
+    ``grids``, ``column`` text of the form ``YYYY-MM-DD HH:MM:SS`` (a valid date and time)
+    between ``since`` and ``until`` (naive local times, both included), ``by`` not NULL."""
+
+    by: str
+    column: str
+    id: str
+    grid: str
+    grids: Sequence[str]
+    since: datetime
+    until: datetime
 
 
 class Source:
@@ -203,6 +237,18 @@ class Source:
         :class:`Resync` when ``after`` no longer applies.
         """
         return self.read(table, columns, deadline=deadline), None
+
+    def read_latest(
+        self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
+    ) -> tuple[Iterable[tuple[Any, str, int]], Iterable[dict[str, Any]], Any] | None:
+        """:meth:`read_since`, aggregated by the source where it can vouch for the rows.
+
+        Returns ``(groups, odd, cursor)``: ``groups`` holds ``(key, latest, rows)`` — the
+        ``want.by`` value, the greatest ``want.column`` as text and the row count — for every
+        key none of whose rows breaks a rule of ``want``; ``odd`` every row (as
+        :meth:`read_since` gives it) of the other keys, and of a NULL key. None: the source
+        cannot aggregate, and the caller reads the rows (the default)."""
+        return None
 
     def read_keys(
         self, table: str, columns: Sequence[str], keys: Sequence[Any], *, deadline: float = math.inf

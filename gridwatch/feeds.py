@@ -10,11 +10,13 @@ exactly what a full recomputation would.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from gridwatch.api import ROW_KEY, Options, Resync, RunContext, Source
+from gridwatch.api import ROW_KEY, Latest, Options, Resync, RunContext, Source
 from gridwatch.durations import Duration
 from gridwatch.rows import clean
 
@@ -52,9 +54,46 @@ class Feed:
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
         (the keyword arguments of :func:`gridwatch.rows.clean`)."""
+        raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+        yield from self._fresh(ctx, raw, rules)
+        self.cursor = cursor  # only once every row was taken: a failed run reads them again
+
+    def latest(
+        self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any]
+    ) -> Iterator[tuple[Any, datetime, int]]:
+        """What :meth:`rows` would give (timestamp ``column`` required, grids checked against
+        ``grids``), folded: ``(by value, latest column, rows)`` per ``by`` value, possibly
+        several times for one value. The source aggregates where it can vouch for every row
+        of a value (:meth:`Source.read_latest`): a year of visits arrives as one line per
+        household instead of one per visit."""
+        rules: dict[str, Any] = {"timestamps": (column,), "required": (column,), "grids": grids}
+        plan = None
+        since = _fixed_offset_since(ctx.now, ctx.tz)
+        if self.id_column is not None and not self.mutable and not self._dedupe() and since is not None:
+            until = ctx.now.astimezone(ctx.tz).replace(tzinfo=None)
+            want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until)
+            plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
+        if plan is None:
+            for row in self.rows(ctx, **rules):
+                yield row.get(by), row[column], 1
+            return
+        groups, odd, cursor = plan
+        for row in self._fresh(ctx, odd, rules):
+            yield row.get(by), row[column], 1
+        self.source.rows_read[self.table] += len(groups)
+        for key, text, n in groups:
+            yield key, datetime.fromisoformat(text).replace(tzinfo=ctx.tz), n
+        self.cursor = cursor
+
+    def _dedupe(self) -> bool:
+        """Must ids be remembered to find repeats (the source does not guarantee them unique)?"""
         if self.dedupe is None:
             self.dedupe = self.id_column is not None and not self.source.unique(self.table, self.id_column)
-        raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+        return self.dedupe
+
+    def _fresh(self, ctx: RunContext, raw: Iterable[dict[str, Any]], rules: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Rows read since the last read, and those that waited for their time, cleaned."""
+        dedupe = self._dedupe()
         waiting, self.later, self.appended = self.later, [], set()
         later = None if self.mutable else self.later  # a mutable row is re-read by key instead
         for rows in (waiting, self._counted(raw)):
@@ -64,12 +103,11 @@ class Feed:
                 self._watch(rows, first=True),
                 id_column=self.id_column,
                 seen=self.seen,
-                unique=not self.dedupe,
+                unique=not dedupe,
                 later=later,
                 **rules,
             )
             yield from self._taken(good)
-        self.cursor = cursor  # only once every row was taken: a failed run reads them again
 
     def current(
         self, ctx: RunContext, keys: Iterable[Any], *, open_column: str | None = None, **rules: Any
@@ -111,7 +149,9 @@ class Feed:
                         continue
                     yield row
 
-        yield from self._taken(clean(ctx, self.source.name, self._watch(fresh(), first=False), id_column=None, **rules))
+        # a missing id is refused again; repeats were settled when the row was first read
+        rows = self._watch(fresh(), first=False)
+        yield from self._taken(clean(ctx, self.source.name, rows, id_column=self.id_column, unique=True, **rules))
 
     def refuse(self, row: Mapping[str, Any]) -> None:
         """The check turned this row away after cleaning: keep it in sight, an edit may mend it."""
@@ -152,6 +192,28 @@ class Feed:
                 yield row
         finally:
             self.source.rows_read[self.table] += n
+
+
+def _settle() -> None:
+    """A full read has just built state that lives until the next one (millions of objects for
+    a city): freeze it out of the garbage collector's sight, so that the collections of later
+    runs do not walk it again and again (at 2,000 grids one such walk cost a steady run more
+    than its own work). What an earlier full read froze is unfrozen and collected first, so no
+    garbage stays out of sight for longer than a resync period."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def _fixed_offset_since(now: datetime, tz: tzinfo) -> datetime | None:
+    """The earliest local time (naive) from which ``tz`` has kept its present UTC offset, looked
+    for day by day over five years: in that span, local times sort as the instants they name, so
+    a source may compare them as text. None when the offset changed within the last day."""
+    offset, day = now.utcoffset(), now.astimezone(tz)
+    for back in range(1, 5 * 366):
+        if (day - timedelta(days=back)).utcoffset() != offset:
+            return None if back == 1 else (day - timedelta(days=back - 1)).replace(tzinfo=None)
+    return (day - timedelta(days=5 * 366)).replace(tzinfo=None)
 
 
 def _fingerprint(row: Mapping[str, Any]) -> int | None:
@@ -204,6 +266,8 @@ class Tracker:
             break
         self.grids, self.last_now = key, now
         self.fresh = all(feed.cursor is not None for feed in self.feeds)
+        if full:
+            _settle()
 
 
 class IncrementalOptions(Options):

@@ -78,10 +78,10 @@ class PatrolsCheck(Check):
 
     def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
         last = self.last
-        for row in self.feed.rows(ctx, timestamps=("patrolled_at",), required=("patrolled_at",), grids=grids):
-            ts = row["patrolled_at"].timestamp()
-            if ts > last.get(row["grid_id"], -float("inf")):
-                last[row["grid_id"]] = ts
+        for grid, at, _ in self.feed.latest(ctx, "grid_id", "patrolled_at", grids):
+            ts = at.timestamp()
+            if ts > last.get(grid, -float("inf")):
+                last[grid] = ts
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
         opts: PatrolsCheck.Options = self.options  # type: ignore[assignment]

@@ -18,8 +18,9 @@ and is rejected as ``unknown_household``. Visits are compared as instants: a tim
 an offset is local time in the configured timezone, one with an offset is converted.
 
 Between runs the check keeps each household's grid and last visit and reads only the rows
-appended since (see :mod:`gridwatch.feeds`); a visit read before its household registers is
-kept aside and counts once it does.
+appended since (see :mod:`gridwatch.feeds`), as each household's latest visit where the
+source can compute it; a visit read before its household registers is kept aside and counts
+once it does.
 """
 
 from __future__ import annotations
@@ -104,14 +105,13 @@ class VisitsCheck(Check):
             seen = max(last.get(hid, -math.inf), orphans.pop(hid, -math.inf))  # visits read before it registered
             self._place(hid, (row["grid_id"], category), seen)
         households = self.households
-        for row in self.visit_feed.rows(ctx, timestamps=("visited_at",), required=("visited_at",), grids=grids):
-            raw = row.get("household_id")
+        for raw, at, n in self.visit_feed.latest(ctx, "household_id", "visited_at", grids):
             hid = "" if raw is None else str(raw)
-            ts = row["visited_at"].timestamp()
+            ts = at.timestamp()
             where = households.get(hid)
             if where is None:
                 why = "household_id is NULL" if raw is None else "household_id not in households"
-                ctx.reject(src, UNKNOWN_HOUSEHOLD, why)
+                ctx.reject(src, UNKNOWN_HOUSEHOLD, why, n)
                 if raw is not None and ts > orphans.get(hid, -math.inf):
                     orphans[hid] = ts
                 continue

@@ -3,7 +3,7 @@
 One Runtime keeps its checks between steps (what the daemon does); at every step a fresh
 Runtime recomputes from scratch on the same file, as of the same instant. Between steps the
 random city gains visits, patrols, reports, incidents and households — with the bad rows the
-rule book names (bad and future timestamps, unknown grids and households, repeated ids,
+rule book names (bad and future timestamps, unknown grids and households, missing and repeated ids,
 mixed timestamp formats) — and incidents move on: accepted, dispatched, resolved, closed,
 extended, reopened. The samples must be the same at every step.
 """
@@ -101,6 +101,8 @@ class City:
         return None if r < 0.02 else "G9" if r < 0.04 else self.rnd.choice(GRIDS)
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
+        if self.rnd.random() < 0.02:  # a row without its id
+            row = {**row, next(iter(row)): self.rnd.choice([None, ""])}
         if not self.unique_ids and self.rnd.random() < 0.03:
             self._insert_one(table, row)  # the same row twice: a repeated id
         self._insert_one(table, row)
@@ -232,6 +234,28 @@ def _lights(state: Path) -> dict[tuple[str, str], str]:
         return {(g, d): light for g, d, light in db.execute("SELECT grid_id, day, light FROM reports_daily_lights")}
 
 
+def _folded(db: sqlite3.Connection, table: str, by: str, now: datetime, after: int = 0) -> int:
+    """The lines a source that folds a table by ``by`` hands on (Source.read_latest): one per
+    key all of whose rows (after rowid ``after``) are surely good — an id, a registered grid,
+    a local time as YYYY-MM-DD HH:MM:SS not after ``now`` — and every row of the other keys."""
+    ts = "visited_at" if table == "visits" else "patrolled_at"
+    rid = "visit_id" if table == "visits" else "patrol_id"
+    rows = db.execute(f"SELECT {by}, {rid}, grid_id, {ts} FROM {table} WHERE rowid > ?", [after]).fetchall()
+    limit = now.strftime("%Y-%m-%d %H:%M:%S")
+
+    def good(row: tuple[Any, ...]) -> bool:
+        key, rid, grid, at = row
+        if key is None or rid in (None, "") or grid not in GRIDS or not isinstance(at, str):
+            return False
+        try:
+            return datetime.strptime(at, "%Y-%m-%d %H:%M:%S").strftime("%Y-%m-%d %H:%M:%S") == at <= limit
+        except ValueError:
+            return False
+
+    bad = {r[0] for r in rows if not good(r)}
+    return len({r[0] for r in rows if r[0] not in bad}) + sum(1 for r in rows if r[0] in bad)
+
+
 def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
     """After the first run, a run reads the appended rows (plus the incidents that can still
     move a figure), not the history."""
@@ -247,20 +271,28 @@ def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
         _samples(kept, START)
         source = kept.sources["db"]
         first = dict(source.rows_read)
-        assert first["visits"] == city.db.execute("SELECT count(*) FROM visits").fetchone()[0]
+        # a year of visits arrives as a line per household, a year of patrols as one per grid
+        assert first["visits"] == _folded(city.db, "visits", "household_id", START)
+        assert first["visits"] < city.db.execute("SELECT count(*) FROM visits").fetchone()[0]
+        assert first["patrols"] == _folded(city.db, "patrols", "grid_id", START)
         source.rows_read.clear()
         check = kept.runners["incidents"].check
         watched = len(check.cases) + len(check.feed.refused)  # cases in reach, and bad rows an edit may mend
         before = {t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in first}
-        city.grow(START + timedelta(minutes=5), timedelta(minutes=5))
+        top = {t: city.db.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] for t in first}
+        later = START + timedelta(minutes=5)
+        city.grow(later, timedelta(minutes=5))
         appended = {t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] - before[t] for t in first}
-        _samples(kept, START + timedelta(minutes=5))
-        for table in ("households", "visits", "patrols", "reports"):
+        _samples(kept, later)
+        for table in ("households", "reports"):
             assert source.rows_read[table] == appended[table], table
+        assert source.rows_read["visits"] == _folded(city.db, "visits", "household_id", later, top["visits"])
+        assert source.rows_read["patrols"] == _folded(city.db, "patrols", "grid_id", later, top["patrols"])
+        assert 0 < source.rows_read["visits"] <= appended["visits"]
         (family,) = rows_read_families(kept.sources)
         exposed = {s.labels["table"]: s.value for s in family.samples if s.name.endswith("_total")}
         assert family.name == "gridwatch_source_rows_read"
-        assert exposed["visits"] == appended["visits"]
+        assert exposed["visits"] == source.rows_read["visits"]
         # an appended case still open comes back once more with the open ones
         assert source.rows_read["incidents"] <= 2 * appended["incidents"] + watched
     finally:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from gridwatch.api import CheckError, Resync, Source, SourceUnavailable, TableOptions
+from gridwatch.api import CheckError, Latest, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.sql import select_sql
@@ -61,14 +61,77 @@ class SqliteSource(Source):
         """Appended rows by rowid. The cursor is (file identity, last rowid, rows up to it): a
         replaced file, a changed schema or a deleted row makes it stale (:class:`Resync`)."""
         conn = self.connect(deadline)
+        span = self._span(conn, table, after)
+        if span is None:  # a view or a WITHOUT ROWID table: no appends to follow
+            conn.close()
+            return self.read(table, columns, deadline=deadline), None
+        select = select_sql(self, table, columns, quote=_quote, key="rowid")
+        sql = f"{select} WHERE rowid > :lo AND rowid <= :top ORDER BY rowid"
+        return self._rows(conn, sql, span[0]), span[1]
+
+    def read_latest(
+        self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
+    ) -> tuple[list[tuple[Any, str, int]], Iterator[dict[str, Any]], Any] | None:
+        """Three queries in one snapshot: the keys with a row SQLite cannot vouch for, the
+        others' latest value and count (GROUP BY, which an index on (by, column) answers
+        without reading the table), and the suspect keys' rows."""
+        conn = self.connect(deadline)
+        span = self._span(conn, table, after)
+        if span is None:
+            conn.close()
+            return None
+        c = {k: _quote(v) for k, v in self.column_map(table, [want.by, want.column, want.id, want.grid]).items()}
+        by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
+        t = _quote(self.table_name(table))
+        params = {
+            **span[0],
+            "grids": json.dumps(list(want.grids)),
+            "since": want.since.isoformat(" ", "seconds"),
+            "until": want.until.isoformat(" ", "seconds"),
+        }
+        sure = (  # every rule of clean() the row passes for sure; datetime() rewrites any other form
+            f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
+            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND typeof({col}) = 'text'"
+            f" AND {col} BETWEEN :since AND :until AND datetime({col}) = {col}"
+        )
+        span_sql = "rowid > :lo AND rowid <= :top"
+        try:
+            odd = [
+                k
+                for (k,) in conn.execute(
+                    f"SELECT DISTINCT {by} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL AND ({sure}) IS NOT 1", params
+                )
+            ]
+            if not all(type(k) in (str, int) for k in odd):  # a key JSON cannot carry back (a blob)
+                conn.close()
+                return None
+            params["odd"] = json.dumps(odd)
+            groups = conn.execute(
+                f"SELECT {by}, max({col}), count(*) FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
+                f" AND {by} NOT IN (SELECT value FROM json_each(:odd)) GROUP BY {by}",
+                params,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise _translated(exc) from None
+        except sqlite3.Error as exc:
+            conn.close()
+            raise SourceUnavailable(str(exc)) from None
+        select = select_sql(self, table, columns, quote=_quote, key="rowid")
+        suspect = f"{by} IS NULL OR {by} IN (SELECT value FROM json_each(:odd))"
+        sql = f"{select} WHERE {span_sql} AND ({suspect}) ORDER BY rowid"
+        return groups, self._rows(conn, sql, params), span[1]
+
+    def _span(self, conn: sqlite3.Connection, table: str, after: Any) -> tuple[dict[str, int], Any] | None:
+        """Begin the snapshot of a read since ``after``: the rowid range to read and the next
+        cursor; None for a table without rowids."""
         try:
             conn.execute("BEGIN")  # one snapshot for the bookkeeping and the rows
             t = _quote(self.table_name(table))
             try:
                 top = conn.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0] or 0
-            except sqlite3.OperationalError:  # a view or a WITHOUT ROWID table: no appends to follow
-                conn.close()
-                return self.read(table, columns, deadline=deadline), None
+            except sqlite3.OperationalError:
+                return None
             st = os.stat(self.path)
             ident = [st.st_dev, st.st_ino, conn.execute("PRAGMA schema_version").fetchone()[0]]
             lo, base = -(2**63), 0
@@ -87,9 +150,7 @@ class SqliteSource(Source):
         except BaseException:
             conn.close()
             raise
-        select = select_sql(self, table, columns, quote=_quote, key="rowid")
-        sql = f"{select} WHERE rowid > :lo AND rowid <= :top ORDER BY rowid"
-        return self._rows(conn, sql, {"lo": lo, "top": top}), [ident, top, base + n]
+        return {"lo": lo, "top": top}, [ident, top, base + n]
 
     def read_keys(
         self, table: str, columns: Sequence[str], keys: Sequence[Any], *, deadline: float = math.inf
@@ -136,12 +197,7 @@ class SqliteSource(Source):
                 for row in batch:
                     yield dict(zip(cols, row, strict=True))
         except sqlite3.OperationalError as exc:
-            msg = str(exc)
-            if msg == "interrupted":
-                raise TimeoutError("query exceeded the check's timeout") from None
-            if any(s in msg.lower() for s in _UNAVAILABLE):
-                raise SourceUnavailable(msg) from None
-            raise CheckError(f"query failed: {msg}") from None
+            raise _translated(exc) from None
         except sqlite3.DatabaseError as exc:
             raise SourceUnavailable(str(exc)) from None
         finally:
@@ -149,6 +205,16 @@ class SqliteSource(Source):
 
     def ping(self) -> None:
         self.query("SELECT 1")
+
+
+def _translated(exc: sqlite3.OperationalError) -> Exception:
+    """A failed query as the core understands it: timed out, unavailable, or the operator's fix."""
+    msg = str(exc)
+    if msg == "interrupted":
+        return TimeoutError("query exceeded the check's timeout")
+    if any(s in msg.lower() for s in _UNAVAILABLE):
+        return SourceUnavailable(msg)
+    return CheckError(f"query failed: {msg}")
 
 
 def _quote(name: str) -> str:
