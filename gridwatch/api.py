@@ -210,7 +210,7 @@ class Source:
         self.options = options
         self.env = env
         self.rows_read: Counter[str] = Counter()
-        """table -> rows handed to checks through :meth:`read_since` (gridwatch_source_rows_read_total)"""
+        """table -> rows read for checks, aggregated ones included (gridwatch_source_rows_read_total)"""
 
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf

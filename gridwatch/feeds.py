@@ -63,12 +63,13 @@ class Feed:
     ) -> Iterator[tuple[Any, datetime, int]]:
         """What :meth:`rows` would give (timestamp ``column`` required, grids checked against
         ``grids``), folded: ``(by value, latest column, rows)`` per ``by`` value, possibly
-        several times for one value. The source aggregates where it can vouch for every row
-        of a value (:meth:`Source.read_latest`): a year of visits arrives as one line per
-        household instead of one per visit."""
+        several times for one value. On a full read the source aggregates where it can vouch
+        for every row of a value (:meth:`Source.read_latest`): a year of visits arrives as one
+        line per household instead of one per visit. Every row counts as read."""
         rules: dict[str, Any] = {"timestamps": (column,), "required": (column,), "grids": grids}
         plan = None
-        since = _fixed_offset_since(ctx.now, ctx.tz)
+        # folding pays on a full read; the few rows appended since a cursor are read as they are
+        since = _fixed_offset_since(ctx.now, ctx.tz) if self.cursor is None else None
         if self.id_column is not None and not self.mutable and not self._dedupe() and since is not None:
             until = ctx.now.astimezone(ctx.tz).replace(tzinfo=None)
             want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until)
@@ -80,7 +81,7 @@ class Feed:
         groups, odd, cursor = plan
         for row in self._fresh(ctx, odd, rules):
             yield row.get(by), row[column], 1
-        self.source.rows_read[self.table] += len(groups)
+        self.source.rows_read[self.table] += sum(n for _, _, n in groups)  # the source read them all
         for key, text, n in groups:
             yield key, datetime.fromisoformat(text).replace(tzinfo=ctx.tz), n
         self.cursor = cursor

@@ -24,13 +24,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gridwatch import config
-from gridwatch.api import CheckError, Environment, SourceUnavailable
+from gridwatch.api import ROW_KEY, CheckError, Environment, Latest, SourceUnavailable
 from gridwatch.rows import parse_ts
 from gridwatch.schema import STANDARD_SCHEMA, create_sql
 from gridwatch.sources.files import CsvSource, JsonlSource
 from gridwatch.sources.http import HttpSource
 from gridwatch.sources.ingest import IngestSource
 from gridwatch.sources.sql import SqlSource
+from gridwatch.sources.sqlite import SqliteSource
 from gridwatch.testing import free_port, wait_for, write_standard_db
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -44,6 +45,54 @@ def env(tmp_path: Path) -> Environment:
 
 def soon(seconds: float = 10.0) -> float:
     return time.monotonic() + seconds
+
+
+# --------------------------------------------------------------------------- sqlite: folding
+
+
+def test_sqlite_folds_the_rows_it_can_vouch_for_and_hands_on_every_row_of_the_others(env, tmp_path):
+    """read_latest: one (key, latest, rows) line per household whose rows all surely pass the
+    bad-row rules; every row of any other household comes back as read_since gives it."""
+    rows = [
+        ("v1", "h1", "g1", "2026-11-20 09:00:00"),
+        ("v2", "h1", "g1", "2026-11-20 10:00:00"),
+        ("v3", "h2", "g1", "2026-11-19 08:00:00"),
+        ("v4", "h2", "g1", "2026-11-20T11:00:00"),  # not the canonical form: h2 is handed on
+        ("v5", "h3", "g9", "2026-11-20 08:00:00"),  # an unknown grid
+        (None, "h4", "g1", "2026-11-20 08:00:00"),  # no id
+        ("", "h4b", "g1", "2026-11-20 08:00:00"),  # an empty id
+        ("v7", "h5", "g1", "2026-11-20 12:00:01"),  # after "until"
+        ("v8", None, "g1", "2026-11-20 08:00:00"),  # no household: never folded
+        ("v9", "h6", "g1", "2026-02-30 10:00:00"),  # no such day
+        ("v10", "h7", "g1", "2019-12-31 23:59:59"),  # before "since"
+        ("v11", "h8", "g1", "2026-11-20 12:00:00"),  # "until" itself is in
+        ("v12", "h8", "g1", "2020-01-01 00:00:00"),  # so is "since"
+    ]
+    db = write_standard_db(
+        tmp_path / "city.db",
+        {"visits": [dict(zip(("visit_id", "household_id", "grid_id", "visited_at"), r, strict=True)) for r in rows]},
+    )
+    source = SqliteSource("city", SqliteSource.Options(path=str(db)), env)
+    want = Latest(
+        "household_id", "visited_at", "visit_id", "grid_id", ["g1", "g2"],
+        datetime(2020, 1, 1), datetime(2026, 11, 20, 12, 0, 0),
+    )  # fmt: skip
+    groups, odd, cursor = source.read_latest("visits", VISIT, None, want, deadline=soon())
+    assert sorted(groups) == [("h1", "2026-11-20 10:00:00", 2), ("h8", "2026-11-20 12:00:00", 2)]
+    odd = list(odd)
+    assert [r["visit_id"] for r in odd] == ["v3", "v4", "v5", None, "", "v7", "v8", "v9", "v10"]
+    assert all(set(r) == {ROW_KEY, *VISIT} for r in odd)
+    rows_then, cursor_then = source.read_since("visits", VISIT, None, deadline=soon())
+    assert cursor == cursor_then and len(list(rows_then)) == len(rows)
+    # after the cursor, only what was appended
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO visits (visit_id, household_id, grid_id, visited_at)"
+            " VALUES ('v13', 'h1', 'g2', '2026-11-20 11:00:00')"
+        )
+    conn.close()
+    groups, odd, _ = source.read_latest("visits", VISIT, cursor, want, deadline=soon())
+    assert groups == [("h1", "2026-11-20 11:00:00", 1)] and list(odd) == []
 
 
 # --------------------------------------------------------------------------- sql: SQLite

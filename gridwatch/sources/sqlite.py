@@ -89,10 +89,12 @@ class SqliteSource(Source):
             "since": want.since.isoformat(" ", "seconds"),
             "until": want.until.isoformat(" ", "seconds"),
         }
-        sure = (  # every rule of clean() the row passes for sure; datetime() rewrites any other form
+        # every rule of clean() the row passes for sure; datetime(julianday()) rewrites any other
+        # form and rolls an impossible date over (datetime() alone keeps 2026-02-30 as it is)
+        sure = (
             f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
             f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND typeof({col}) = 'text'"
-            f" AND {col} BETWEEN :since AND :until AND datetime({col}) = {col}"
+            f" AND {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
         )
         span_sql = "rowid > :lo AND rowid <= :top"
         try:
