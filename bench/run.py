@@ -360,7 +360,8 @@ def build_rows(
     notes.append(
         "Rows read: rows the database visits to answer. For query-exporter (and the floor) they come from "
         "`EXPLAIN QUERY PLAN`: a SCAN visits every row of its table, a SEARCH the rows it returns. For gridwatch "
-        "they are the rows its sources return (`source.rows_read`); its steady reads are rowid ranges and lookups."
+        "they are the rows its sources read (`source.rows_read`; rows SQLite folds into a line per key count "
+        "one each); its steady reads are rowid ranges and lookups."
     )
     return rows, notes
 
