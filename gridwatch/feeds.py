@@ -267,7 +267,7 @@ class Tracker:
             break
         self.grids, self.last_now = key, now
         self.fresh = all(feed.cursor is not None for feed in self.feeds)
-        if full:
+        if full and self.resync > 0:  # with resync 0 the state lasts one run: nothing to settle
             _settle()
 
 
