@@ -119,7 +119,7 @@ class Alerting:
 
     def metric_families(self) -> Iterator[Metric]:
         alerts = GaugeMetricFamily("gridwatch_alerts", "Alerts by state and severity", labels=["state", "severity"])
-        counts = self.engine.counts()
+        counts = self.engine.tally  # counted once per evaluation, not per scrape
         for state in ("pending", "firing", "resolved"):
             for severity in ("warning", "critical"):
                 alerts.add_metric([state, severity], counts.get((state, severity), 0))

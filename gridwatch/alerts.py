@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -202,6 +203,7 @@ class AlertEngine:
         self.alerts: dict[str, Alert] | None = None
         self.silences: list[Silence] = []
         self.snapshot: list[Alert] = []  # a copy readers on other threads may use freely
+        self.tally: dict[tuple[str, str], int] = {}  # (state, severity) -> alerts: every scrape shows it
         # (grid, alert, severity, summary) of the firing alerts on a grid: what colours the
         # lights; the same object until one of them changes, so the lights are not recomputed
         self.lit: tuple[tuple[str, str, str, str], ...] = ()
@@ -231,6 +233,7 @@ class AlertEngine:
         )
         if lit != self.lit:
             self.lit = lit
+        self.tally = dict(Counter((a.state, a.severity) for a in self.snapshot))
 
     def reload_silences(self, db: sqlite_utils.Database) -> None:
         """Pick up a silence added or expired outside an evaluation (the API, the CLI)."""
@@ -423,9 +426,3 @@ class AlertEngine:
 
     def firing(self, now: float) -> list[Alert]:
         return [a for a in (self.alerts or {}).values() if a.state == FIRING and not self.silenced(a, now)]
-
-    def counts(self) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        for a in self.snapshot:
-            out[(a.state, a.severity)] = out.get((a.state, a.severity), 0) + 1
-        return out

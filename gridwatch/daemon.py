@@ -154,9 +154,9 @@ class Daemon:
         self.scheduler = Scheduler(self.runtime, self.run_check)
         self.scheduler.start()
 
-    async def run_check(self, runner: Runner) -> Outcome:
+    async def run_check(self, runner: Runner, at: float | None = None) -> Outcome:
         assert self.runtime is not None
-        outcome = await self.runtime.run(runner, self.clock(), self.results)
+        outcome = await self.runtime.run(runner, self.clock(), self.results, at)
         if outcome.outcome != "skipped":
             try:
                 await self.store.awrite(

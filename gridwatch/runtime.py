@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gridwatch.api import (
@@ -46,6 +47,11 @@ class Runner:
     busy: Future[Any] | None = None  # the worker still running this check, if any
     task: asyncio.Task[Any] | None = None
 
+    @property
+    def blocking(self) -> bool:
+        """Run in a worker thread; the others are coroutines on the event loop."""
+        return not inspect.iscoroutinefunction(self.check.run)
+
 
 @dataclass
 class Outcome:
@@ -53,6 +59,19 @@ class Outcome:
     samples: list[Sample] = field(default_factory=list)
     error: str | None = None
     duration: float = 0.0
+
+
+@dataclass
+class Timing:
+    """When a run began (wall clock and monotonic) and ended, as its worker saw it."""
+
+    wall: float
+    began: float
+    ended: float | None = None
+
+
+class NotStarted(Exception):
+    """A run waiting for its time when the runtime halted (a reload, shutdown)."""
 
 
 class BuildError(Exception):
@@ -95,6 +114,7 @@ class Runtime:
         self.registry: GridRegistry | None = None
         self.calendar = WorkCalendar(settings.holidays, settings.workdays)
         self.state: Any = None  # a Store, when the caller has one (the daemon, `once`)
+        self.halt = threading.Event()  # set when the scheduler stops: runs waiting for their time give up
         try:
             self._build()
         except Exception:
@@ -139,17 +159,34 @@ class Runtime:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- running -----------------------------------------------------------------------------
-    async def run(self, runner: Runner, now: datetime, results: Results) -> Outcome:
-        """Run a check once, bounded by its timeout, and record the outcome in ``results``."""
-        if runner.busy is not None and not runner.busy.done():
+    async def run(self, runner: Runner, now: datetime, results: Results, at: float | None = None) -> Outcome:
+        """Run a check once, bounded by its timeout, and record the outcome in ``results``.
+
+        ``at`` (a ``time.monotonic()`` value) is when the run is due. A blocking check waits for
+        it in its own worker rather than on the event loop: however busy the loop is answering
+        clients, the read starts on time, and the run is recorded as starting when it did.
+        """
+        busy = runner.busy
+        if busy is not None and not busy.done() and at is not None:  # it may yet end before this run is due
+            await asyncio.wait([asyncio.wrap_future(busy)], timeout=max(0.0, at - time.monotonic()))
+        if busy is not None and not busy.done():
             outcome = Outcome("skipped", error="the previous run is still going")
             runner.state.runs["skipped"] += 1
             return outcome
-        started_wall, started = time.time(), time.monotonic()
-        ctx = self.context(now, started + runner.spec.timeout, runner.spec.name, results, runner.spec.source)
+        wait = 0.0 if at is None else max(0.0, at - time.monotonic())
+        timing = Timing(time.time() + wait, time.monotonic() + wait)  # the plan, until the run begins
+        ctx = self.context(
+            now + timedelta(seconds=wait),
+            timing.began + runner.spec.timeout,
+            runner.spec.name,
+            results,
+            runner.spec.source,
+        )
         try:
-            samples = await self._execute(runner, ctx)
+            samples = await self._execute(runner, ctx, timing, wait)
             outcome = Outcome("success", samples)
+        except NotStarted:  # the scheduler stopped before the run's time came: nothing ran
+            return Outcome("skipped", error="stopped before its time")
         except TimeoutError:
             outcome = Outcome("timeout", error=f"timed out after {runner.spec.timeout:g}s")
         except SourceUnavailable as exc:
@@ -167,10 +204,10 @@ class Runtime:
         else:
             if runner.source is not None:
                 self._source_status(results, runner, True, None)
-        outcome.duration = time.monotonic() - started
+        outcome.duration = (timing.ended or time.monotonic()) - timing.began
         self._drain(ctx, runner.source)
         results.count_rejected(ctx.rejected, ctx.examples)
-        self._record(runner, outcome, started_wall)
+        self._record(runner, outcome, timing.wall)
         return outcome
 
     def _by(self, check_type: str) -> str:
@@ -238,13 +275,26 @@ class Runtime:
             ctx.state = PluginState(self.state, check)
         return ctx
 
-    async def _execute(self, runner: Runner, ctx: RunContext) -> list[Sample]:
+    async def _execute(self, runner: Runner, ctx: RunContext, timing: Timing, wait: float) -> list[Sample]:
         timeout = runner.spec.timeout
-        if inspect.iscoroutinefunction(runner.check.run):
+        if not runner.blocking:  # (the scheduler waited for its time)
             return await asyncio.wait_for(_collect_async(runner.check, ctx, runner.state.samples), timeout)
-        fut = self.pool.submit(_collect, runner.check, ctx, runner.state.samples)
+        fut = self.pool.submit(self._on_time, wait > 0, timing, ctx, timeout, runner.check, runner.state.samples)
         runner.busy = fut
-        return await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        return await asyncio.wait_for(asyncio.wrap_future(fut), wait + timeout)
+
+    def _on_time(
+        self, wait: bool, timing: Timing, ctx: RunContext, timeout: float, check: Check, previous: list[Sample]
+    ) -> list[Sample]:
+        """In the check's worker: wait for the run's time (unless the runtime halts), then run."""
+        if wait and self.halt.wait(max(0.0, timing.began - time.monotonic())):
+            raise NotStarted
+        timing.wall, timing.began = time.time(), time.monotonic()
+        ctx.deadline = timing.began + timeout
+        try:
+            return _collect(check, ctx, previous)
+        finally:
+            timing.ended = time.monotonic()
 
     def _source_status(self, results: Results, runner: Runner, up: bool, error: str | None) -> None:
         self._source_up(results, runner.spec.source, up, error)

@@ -4,7 +4,6 @@ import sqlite3
 
 import pytest
 
-from gridwatch.scheduler import backoff_delay
 from gridwatch.store import MIGRATIONS, Store, StoreError, recent_runs
 
 
@@ -46,8 +45,3 @@ def test_a_database_from_a_newer_gridwatch_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="refusing to downgrade"):
         Store(path).open()
-
-
-def test_backoff_doubles_and_is_capped():
-    assert [backoff_delay(10, n) for n in range(6)] == [10, 20, 40, 80, 160, 300]
-    assert backoff_delay(3600, 5) == 3600  # never shorter than the interval
