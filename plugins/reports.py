@@ -148,6 +148,7 @@ class ReportsCheck(Check):
 
     def _reset(self) -> None:
         self.first: dict[tuple[str, str, str], float] = {}  # (grid, kind, period) -> first arrival
+        self.periods: set[tuple[str, str]] = set()  # (kind, period) of those: a few hundred, shared by all grids
         self.red_days: dict[str, set[date]] = defaultdict(set)
         # A grid's on-time ratios and past daily lights change only with its own rows or when the
         # periods in the window change (about twice a day): between, a run grades again only the
@@ -156,7 +157,7 @@ class ReportsCheck(Check):
         self._graded_for: Any = None  # the periods those grades are for
         self._dirty: set[str] = set()  # grids with rows since they were graded
         self._stored: dict[str, dict[str, str]] = {}  # grid -> day -> light, as in the state database
-        self._forgot_for: Any = None
+        self._red_from: date | None = None  # red days before this are forgotten
 
     def _update(self, ctx: RunContext, grids: dict[str, Any]) -> None:
         tz, cutoff, src = ctx.tz, self.options.cutoff, self.feed.source.name
@@ -179,6 +180,7 @@ class ReportsCheck(Check):
                 continue
             key = (row["grid_id"], kind, period)
             first[key] = min(first.get(key, math.inf), submitted.timestamp())
+            self.periods.add((kind, period))
             if flag in RED_FLAGS:
                 day = date.fromisoformat(period) if kind == "daily" else submitted.date()
                 red_days[row["grid_id"]].add(day)
@@ -190,17 +192,16 @@ class ReportsCheck(Check):
         latest due period, red days before the window."""
         opts, tz = self.options, now.tzinfo
         oldest = {k: min(start, latest_due_period(k, now, opts.cutoff)[1]) for k in REPORT_KINDS}
-        if (oldest, start.date()) == self._forgot_for:
-            return  # forgotten already: what came since is forgotten with the next day
-        self._forgot_for = (oldest, start.date())
-        periods = {(kind, period) for _, kind, period in self.first}  # a few hundred, shared by all grids
-        gone = {(k, p) for k, p in periods if due_time(k, p, tz, opts.cutoff) < oldest[k]}
-        stale = [key for key in self.first if (key[1], key[2]) in gone] if gone else []
-        for key in stale:
-            del self.first[key]
+        gone = {(k, p) for k, p in self.periods if due_time(k, p, tz, opts.cutoff) < oldest[k]}
+        if gone:  # (about once a day) only then is every arrival looked at
+            self.periods -= gone
+            for key in [key for key in self.first if (key[1], key[2]) in gone]:
+                del self.first[key]
         first_day = start.date() - timedelta(days=1)
-        for days in self.red_days.values():
-            days.difference_update([d for d in days if d < first_day])
+        if first_day != self._red_from:
+            self._red_from = first_day
+            for days in self.red_days.values():
+                days.difference_update([d for d in days if d < first_day])
 
     def run(self, ctx: RunContext) -> list[Sample]:
         opts = self.options

@@ -275,3 +275,46 @@ def test_produces_follows_the_expected_kinds():
     options = reports.ReportsCheck.Options
     assert reports.ReportsCheck.produces(options()) == {DAILY, ON_TIME}
     assert reports.ReportsCheck.produces(options(expect=["monthly"])) == {ON_TIME, OVERDUE, DUE_SOON}
+
+
+def test_arrivals_of_periods_that_left_the_window_are_forgotten_between_resyncs(tmp_path):
+    """Between two full reads (a month apart here) the check keeps only what a figure may still
+    look at: ten days of daily reports are all forgotten once the 3-day window has passed them."""
+    import asyncio
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from gridwatch import config
+    from gridwatch.results import Results
+    from gridwatch.runtime import Runtime
+    from gridwatch.testing import write_standard_db
+
+    rows = [report("G1", f"2026-01-{d:02d} 09:00:00", period=f"2026-01-{d:02d}") for d in range(1, 11)]
+    write_standard_db(tmp_path / "city.db", {"grids": grids(1), "reports": rows})
+    cfg = tmp_path / "gridwatch.toml"
+    cfg.write_text(
+        'timezone = "Asia/Shanghai"\n[state]\npath = "state.db"\n[grids]\nsource = "city"\n'
+        '[sources.city]\ntype = "sqlite"\npath = "city.db"\n[[checks]]\nname = "reports"\ntype = "reports"\n'
+        'source = "city"\nwindow = "3d"\nresync = "30d"\nexpect = ["daily"]\n',
+        encoding="utf-8",
+    )
+    settings, host = config.load(cfg)
+    tz = ZoneInfo("Asia/Shanghai")
+
+    async def go() -> tuple[int, int, int, int]:
+        runtime = Runtime(settings, host, asyncio.get_running_loop())
+        results = Results()
+        results.replace(*runtime.states())
+        check = runtime.runners["reports"].check
+        try:
+            await runtime.run(runtime.runners["reports"], datetime(2026, 1, 10, 12, tzinfo=tz), results)
+            before = len(check.first), len(check.periods)  # type: ignore[attr-defined]
+            outcome = await runtime.run(runtime.runners["reports"], datetime(2026, 1, 20, 12, tzinfo=tz), results)
+            assert outcome.outcome == "success", outcome.error
+            return (*before, len(check.first), len(check.periods))  # type: ignore[attr-defined]
+        finally:
+            runtime.close()
+
+    # at noon on the 10th the window starts at noon on the 7th: the 7th's report (due at its
+    # cutoff that evening) and the three after it are kept; on the 20th none is
+    assert asyncio.run(go()) == (4, 4, 0, 0)
