@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -53,6 +54,7 @@ ON_TIME = "gridwatch_report_on_time_ratio"
 DUE_SOON = "gridwatch_report_due_soon"
 
 OK, PENDING, MISSING, FLAGGED = 0, 1, 2, 3
+KINDS = {k: k for k in REPORT_KINDS}  # a kind read, as the one string every key shares
 
 
 def _enum(value: Any) -> str:
@@ -162,10 +164,11 @@ class ReportsCheck(Check):
     def _update(self, ctx: RunContext, grids: dict[str, Any]) -> None:
         tz, cutoff, src = ctx.tz, self.options.cutoff, self.feed.source.name
         first, red_days = self.first, self.red_days
+        oldest = self._oldest(ctx.now.astimezone(tz))
         rows = self.feed.rows(ctx, timestamps=("submitted_at",), required=("submitted_at",), grids=grids)
         for row in rows:
-            kind, flag = _enum(row["kind"]), _enum(row["flag"])
-            if kind not in REPORT_KINDS:
+            kind, flag = KINDS.get(_enum(row["kind"])), _enum(row["flag"])
+            if kind is None:
                 ctx.reject(src, "bad_kind", f"kind={str(row['kind'])[:20]!r}")
                 continue
             if flag not in RED_FLAGS and flag not in NO_FLAG:
@@ -174,24 +177,35 @@ class ReportsCheck(Check):
             submitted = row["submitted_at"].astimezone(tz)
             period = str(row["period"] or "").strip() or period_for(kind, submitted.date())
             try:
-                due_time(kind, period, tz, cutoff)  # refuses a malformed period
+                due = due_time(kind, period, tz, cutoff)  # refuses a malformed period
             except ValueError:
                 ctx.reject(src, "bad_period", f"{kind} period={period[:20]!r}")
                 continue
-            key = (row["grid_id"], kind, period)
-            first[key] = min(first.get(key, math.inf), submitted.timestamp())
-            self.periods.add((kind, period))
+            # a year of history is read at once: one string per grid and per period, shared by
+            # every key, and nothing kept of a period no figure looks at any more
+            grid = sys.intern(row["grid_id"])
+            if due >= oldest[kind]:
+                period = sys.intern(period)
+                key = (grid, kind, period)
+                first[key] = min(first.get(key, math.inf), submitted.timestamp())
+                self.periods.add((kind, period))
             if flag in RED_FLAGS:
                 day = date.fromisoformat(period) if kind == "daily" else submitted.date()
-                red_days[row["grid_id"]].add(day)
-            self._dirty.add(row["grid_id"])
+                red_days[grid].add(day)
+            self._dirty.add(grid)
+
+    def _oldest(self, now: datetime) -> dict[str, datetime]:
+        """Per kind, the due time before which a period moves no figure again: it is before the
+        window and before the kind's latest due period (time only moves on; when it goes back,
+        the tracker starts from scratch)."""
+        start = now - timedelta(seconds=self.options.window)
+        return {k: min(start, latest_due_period(k, now, self.options.cutoff)[1]) for k in REPORT_KINDS}
 
     def _forget_before(self, start: datetime, now: datetime) -> None:
-        """Drop what no figure can look at again (time only moves on; when it goes back, the
-        tracker starts from scratch): periods due before the window and before each kind's
-        latest due period, red days before the window."""
+        """Drop what no figure can look at again: periods due before :meth:`_oldest`, red days
+        before the window."""
         opts, tz = self.options, now.tzinfo
-        oldest = {k: min(start, latest_due_period(k, now, opts.cutoff)[1]) for k in REPORT_KINDS}
+        oldest = self._oldest(now)
         gone = {(k, p) for k, p in self.periods if due_time(k, p, tz, opts.cutoff) < oldest[k]}
         if gone:  # (about once a day) only then is every arrival looked at
             self.periods -= gone

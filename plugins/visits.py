@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator
+from sys import intern
 from typing import Any
 
 from gridwatch.api import Check, Grid, RunContext, Sample
@@ -99,14 +100,16 @@ class VisitsCheck(Check):
     def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
         src = self.visit_feed.source.name
         last, orphans = self.last, self.orphans
+        # a city's households are kept between runs: one string object per household id (the
+        # same in every dict), per grid and per category, not one per row read
         for row in self.household_feed.rows(ctx, grids=grids):
-            hid = str(row["household_id"])
+            hid = intern(str(row["household_id"]))
             category = str(row["category"] or "").strip() or None  # "" is no category
             seen = max(last.get(hid, -math.inf), orphans.pop(hid, -math.inf))  # visits read before it registered
-            self._place(hid, (row["grid_id"], category), seen)
+            self._place(hid, (intern(row["grid_id"]), category and intern(category)), seen)
         households = self.households
         for raw, at, n in self.visit_feed.latest(ctx, "household_id", "visited_at", grids):
-            hid = "" if raw is None else str(raw)
+            hid = "" if raw is None else intern(str(raw))
             ts = at.timestamp()
             where = households.get(hid)
             if where is None:

@@ -79,6 +79,14 @@ def test_daily_status_after_the_cutoff(gridwatch_check):
     }
 
 
+def test_a_flag_in_a_report_for_a_long_past_period_still_turns_today_red(gridwatch_check):
+    # a monthly report for last year's March, sent today with a petition flag: its period moves
+    # no figure any more (it is not kept), its flag is today's
+    rows = [report("G1", "2026-11-21 10:00", kind="monthly", period="2025-03", flag="petition")]
+    r = run(rows, "2026-11-21 21:00", gridwatch_check, n_grids=2)
+    assert r.by_grid(DAILY) == {"G1": FLAGGED, "G2": MISSING}
+
+
 def test_daily_status_before_the_cutoff_is_pending(gridwatch_check):
     r = run(STATUS_ROWS, "2026-11-21 15:00", gridwatch_check)
     # G1 (19:30), G2 (20:30) and G7 (20:45) lie after 15:00: future rows, nothing sent yet
