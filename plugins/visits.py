@@ -28,7 +28,6 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator
-from sys import intern
 from typing import Any
 
 from gridwatch.api import Check, Grid, RunContext, Sample
@@ -37,6 +36,7 @@ from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
 
 DAY = 86400.0
+NEVER = -math.inf  # the last visit of a household never visited
 UNKNOWN_HOUSEHOLD = "unknown_household"
 HOUSEHOLD_COLUMNS = ("household_id", "grid_id", "category")
 VISIT_COLUMNS = ("visit_id", "household_id", "grid_id", "visited_at")
@@ -73,53 +73,52 @@ class VisitsCheck(Check):
         self._reset()
 
     def _reset(self) -> None:
-        self.households: dict[str, tuple[str, str | None]] = {}  # household -> (grid, category or None)
-        self.last: dict[str, float] = {}  # household -> epoch seconds of its last visit
+        # household -> (grid, category or None, last visit in epoch seconds or NEVER): a city's
+        # households are kept between runs, in one dict, their grid and category strings shared
+        self.households: dict[str, tuple[str, str | None, float]] = {}
+        self.names: dict[str, str] = {}  # each grid and category name, as the one string all share
         self.orphans: dict[str, float] = {}  # an unregistered household -> its last visit, kept in case it registers
-        # the last visits (-inf: never) of each grid's households, and of each grid's key households
-        # by category, sorted: a run counts the visited and the overdue by bisection, per grid,
-        # instead of looking at every household of the city
+        # the last visits (NEVER included) of each grid's households, and of each grid's key
+        # households by category, sorted: a run counts the visited and the overdue by bisection,
+        # per grid, instead of looking at every household of the city
         self.by_grid: dict[str, list[float]] = {}
         self.by_key: dict[tuple[str, str], list[float]] = {}
 
-    def _place(self, hid: str, where: tuple[str, str | None], seen: float) -> None:
-        """Household ``hid`` is now in ``where`` (grid, category) with its last visit at ``seen``."""
+    def _place(self, hid: str, grid: str, category: str | None, seen: float) -> None:
+        """Household ``hid`` is now in ``grid`` and ``category`` with its last visit at ``seen``."""
         before = self.households.get(hid)
         if before is not None:
-            was = self.last.get(hid, -math.inf)
-            _remove(self.by_grid, before[0], was)
+            _remove(self.by_grid, before[0], before[2])
             if before[1] is not None:
-                _remove(self.by_key, before, was)  # type: ignore[arg-type]
-        self.households[hid] = where
-        if seen > -math.inf:
-            self.last[hid] = seen
-        bisect.insort(self.by_grid.setdefault(where[0], []), seen)
-        if where[1] is not None:
-            bisect.insort(self.by_key.setdefault(where, []), seen)  # type: ignore[arg-type]
+                _remove(self.by_key, (before[0], before[1]), before[2])
+        self.households[hid] = (grid, category, seen)  # (an existing key keeps its string)
+        bisect.insort(self.by_grid.setdefault(grid, []), seen)
+        if category is not None:
+            bisect.insort(self.by_key.setdefault((grid, category), []), seen)
 
     def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
         src = self.visit_feed.source.name
-        last, orphans = self.last, self.orphans
-        # a city's households are kept between runs: one string object per household id (the
-        # same in every dict), per grid and per category, not one per row read
+        households, orphans, names = self.households, self.orphans, self.names
         for row in self.household_feed.rows(ctx, grids=grids):
-            hid = intern(str(row["household_id"]))
+            hid = str(row["household_id"])
             category = str(row["category"] or "").strip() or None  # "" is no category
-            seen = max(last.get(hid, -math.inf), orphans.pop(hid, -math.inf))  # visits read before it registered
-            self._place(hid, (intern(row["grid_id"]), category and intern(category)), seen)
-        households = self.households
+            before = households.get(hid)
+            # with the visits read before it registered
+            seen = max(NEVER if before is None else before[2], orphans.pop(hid, NEVER))
+            grid = names.setdefault(row["grid_id"], row["grid_id"])
+            self._place(hid, grid, category and names.setdefault(category, category), seen)
         for raw, at, n in self.visit_feed.latest(ctx, "household_id", "visited_at", grids):
-            hid = "" if raw is None else intern(str(raw))
+            hid = "" if raw is None else str(raw)
             ts = at.timestamp()
             where = households.get(hid)
             if where is None:
                 why = "household_id is NULL" if raw is None else "household_id not in households"
                 ctx.reject(src, UNKNOWN_HOUSEHOLD, why, n)
-                if raw is not None and ts > orphans.get(hid, -math.inf):
+                if raw is not None and ts > orphans.get(hid, NEVER):
                     orphans[hid] = ts
                 continue
-            if ts > last.get(hid, -math.inf):
-                self._place(hid, where, ts)
+            if ts > where[2]:
+                self._place(hid, where[0], where[1], ts)
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
         opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
