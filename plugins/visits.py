@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator
+from sys import intern
 from typing import Any
 
 from gridwatch.api import Check, Grid, RunContext, Sample
@@ -76,7 +77,6 @@ class VisitsCheck(Check):
         # household -> (grid, category or None, last visit in epoch seconds or NEVER): a city's
         # households are kept between runs, in one dict, their grid and category strings shared
         self.households: dict[str, tuple[str, str | None, float]] = {}
-        self.names: dict[str, str] = {}  # each grid and category name, as the one string all share
         self.orphans: dict[str, float] = {}  # an unregistered household -> its last visit, kept in case it registers
         # the last visits (NEVER included) of each grid's households, and of each grid's key
         # households by category, sorted: a run counts the visited and the overdue by bisection,
@@ -98,15 +98,14 @@ class VisitsCheck(Check):
 
     def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
         src = self.visit_feed.source.name
-        households, orphans, names = self.households, self.orphans, self.names
+        households, orphans = self.households, self.orphans
         for row in self.household_feed.rows(ctx, grids=grids):
             hid = str(row["household_id"])
             category = str(row["category"] or "").strip() or None  # "" is no category
             before = households.get(hid)
             # with the visits read before it registered
             seen = max(NEVER if before is None else before[2], orphans.pop(hid, NEVER))
-            grid = names.setdefault(row["grid_id"], row["grid_id"])
-            self._place(hid, grid, category and names.setdefault(category, category), seen)
+            self._place(hid, intern(row["grid_id"]), category and intern(category), seen)
         for raw, at, n in self.visit_feed.latest(ctx, "household_id", "visited_at", grids):
             hid = "" if raw is None else str(raw)
             ts = at.timestamp()
