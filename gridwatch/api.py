@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -169,6 +169,24 @@ class TableOptions(Options):
     """standard table name -> {standard column -> the source's column}"""
 
 
+YELLOW, RED = "yellow", "red"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a grid's light is not green (DOMAIN.md §4), in words an operator can act on.
+
+    A check gives these from its own samples (:meth:`Check.reasons`); the core only combines
+    them with the firing alerts, so a plugin's check colours a grid exactly as a bundled one.
+    """
+
+    grid: str
+    light: Literal["yellow", "red"]
+    code: str  # stable, for machines: ``/api/v1/grids`` ``details[].code``
+    text: str  # what a person reads, with no code value in it (DOMAIN.md §8)
+    metric: str = ""  # the metric it explains: an alert on the same metric only raises its colour
+
+
 @dataclass(frozen=True, slots=True)
 class Grid:
     """One grid of the registry: the finest public unit."""
@@ -178,6 +196,8 @@ class Grid:
     community: str
     street: str
     zone: str | None = None
+    since: date | None = None
+    """the day it came into service (``grids.since``, optional): nothing is owed before it"""
 
 
 @dataclass(frozen=True)
@@ -269,6 +289,27 @@ class Source:
         index), so a check need not remember every id it has seen to find duplicates."""
         return False
 
+    def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str] | None:
+        """The standard names of the columns the (mapped) table has: empty when there is no such
+        table, None when the source cannot tell (rows of JSON objects). Checks ask it for the
+        optional columns and tables of the standard schema; where the source cannot tell, an
+        optional column counts as present only when the operator maps it in ``columns``."""
+        return None
+
+    def has(self, table: str, column: str | None = None, *, deadline: float = math.inf) -> bool:
+        """Whether the table (and the column, if given) exists, as :meth:`columns` says."""
+        have = self.columns(table, deadline=deadline)
+        if have is None:
+            return column is not None and column in getattr(self.options, "columns", {}).get(table, {})
+        return bool(have) if column is None else column in have
+
+    def standard_names(self, table: str, actual: Iterable[str]) -> frozenset[str]:
+        """The standard names of a table's ``actual`` columns, through the ``columns`` mapping."""
+        actual = set(actual)
+        mapped = getattr(self.options, "columns", {}).get(table, {})
+        sources = set(mapped.values())
+        return frozenset({std for std, src in mapped.items() if src in actual} | (actual - sources - set(mapped)))
+
     def table_name(self, table: str) -> str:
         return getattr(self.options, "tables", {}).get(table, table)
 
@@ -313,6 +354,14 @@ class Check:
 
     def run(self, ctx: RunContext) -> Iterable[Sample] | Iterator[Sample]:
         raise NotImplementedError
+
+    def reasons(self, samples: Sequence[Sample]) -> Iterable[Reason]:
+        """The light reasons this check's latest samples give (none by default).
+
+        Called off the event loop whenever the samples change, with the whole list of the
+        latest run; it must depend on nothing else, so the lights always match the samples.
+        """
+        return ()
 
     def close(self) -> None:
         """Release what the check holds; called on reload and shutdown."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from datetime import date
+from typing import Any
 
 from gridwatch.api import Grid, RunContext, Source
-from gridwatch.rows import clean
+from gridwatch.rows import BAD_TIMESTAMP, clean, parse_ts
 
 COLUMNS = ("grid_id", "name", "community", "street", "zone")
+OPTIONAL = ("since",)
 ZONES = {"red", "yellow", "blue"}
 
 
@@ -49,9 +52,11 @@ class GridRegistry:
     def load(self, ctx: RunContext) -> GridSet:
         if self._cache is not None and time.monotonic() - self._loaded < self.ttl:
             return self._cache
-        rows = self.source.read("grids", COLUMNS, deadline=ctx.deadline)
+        optional = tuple(c for c in OPTIONAL if self.source.has("grids", c, deadline=ctx.deadline))
+        rows = self.source.read("grids", COLUMNS + optional, deadline=ctx.deadline)
         grids, elsewhere = GridSet(), set()
         for row in clean(ctx, self.source.name, rows, id_column="grid_id", grid_column=None):
+            since = _day(row.get("since"), ctx, self.source.name)
             zone = (row.get("zone") or "").strip().lower() or None
             if zone is not None and zone not in ZONES:
                 ctx.reject(self.source.name, "bad_zone", f"zone={zone[:20]!r}")
@@ -62,6 +67,7 @@ class GridRegistry:
                 str(row.get("community") or ""),
                 str(row.get("street") or ""),
                 zone,
+                since,
             )
             if self.select is None or self.select(grid):
                 grids[grid.grid_id] = grid
@@ -79,3 +85,14 @@ class GridRegistry:
 
     def invalidate(self) -> None:
         self._cache = None
+
+
+def _day(value: Any, ctx: RunContext, source: str) -> date | None:
+    """``grids.since`` as a date: a date, or a timestamp's local date; a bad one is counted and
+    ignored (the grid is still watched, from the earliest row its checks read)."""
+    try:
+        ts = parse_ts(value, ctx.tz)
+    except (ValueError, TypeError, OverflowError):
+        ctx.reject(source, BAD_TIMESTAMP, "since is not a date")
+        return None
+    return None if ts is None else ts.astimezone(ctx.tz).date()

@@ -1,7 +1,8 @@
 """The grid's light: one colour per grid, with reasons an operator can act on (DOMAIN.md §4).
 
-Computed from the latest samples (and, once alerting runs, the firing alerts) whenever they
-change (:mod:`gridwatch.pages`) — never stored as a flag that someone forgets to clear.
+Computed from the reasons the checks give for their latest samples and from the firing alerts
+whenever they change (:mod:`gridwatch.pages`) — never stored as a flag that someone forgets to
+clear. The core names no check's metric: each check explains its own samples.
 """
 
 from __future__ import annotations
@@ -13,35 +14,20 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from gridwatch.api import Grid, Sample
+from gridwatch.api import Grid, Reason
 from gridwatch.exposition import Family, gauge
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 LEVEL = {GREEN: 0, YELLOW: 1, RED: 2}
 
-CATEGORY_ZH = {
-    "community_correction": "社区矫正人员",
-    "floating": "流动人口",
-    "pregnant": "孕妇",
-    "elderly_alone": "独居老人",
-    "disabled": "残疾人",
-    "left_behind_child": "留守儿童",
-}
-KIND_ZH = {
-    "daily": "日报",
-    "twice_weekly": "综合信息",
-    "weekly": "周报告单",
-    "monthly": "月报",
-    "quarterly": "季度分析",
-    "annual": "年报",
-}
-
 
 @dataclass
-class Reason:
+class Shown:
+    """A reason as this grid's light shows it: an alert on the same metric may raise its colour."""
+
     light: str
     code: str
-    text: str  # Chinese, as command centres read it
+    text: str
     metric: str = ""
 
     def as_dict(self) -> dict[str, str]:
@@ -51,7 +37,7 @@ class Reason:
 @dataclass
 class GridLight:
     grid: Grid
-    reasons: list[Reason] = field(default_factory=list)
+    reasons: list[Shown] = field(default_factory=list)
 
     @property
     def light(self) -> str:
@@ -70,55 +56,27 @@ class GridLight:
         }
 
 
-def _reasons(metric: str, labels: Mapping[str, str], value: float) -> Reason | None:
-    n = int(value)
-    if metric == "gridwatch_incidents_open" and labels.get("severity") == "major" and value > 0:
-        return Reason(RED, "major_incident_open", f"重大案件未结 {n} 件")
-    if metric == "gridwatch_report_daily_status":
-        if value >= 3:
-            return Reason(RED, "daily_report_flagged", "今日报送反映重大矛盾纠纷、预警性纠纷或上访动向")
-        if value >= 2:
-            return Reason(YELLOW, "daily_report_missing", "今日信息未按时报送")
-    if metric == "gridwatch_incidents_overdue" and value > 0:
-        return Reason(YELLOW, "incidents_overdue", f"超期未办结案件 {n} 件")
-    if metric == "gridwatch_visit_key_households_overdue" and value > 0:
-        cat = labels.get("category", "")
-        return Reason(
-            YELLOW,
-            "key_households_overdue",
-            f"重点人群（{CATEGORY_ZH.get(cat, cat)}）超期未走访 {n} 户",
-        )
-    if metric == "gridwatch_patrol_overdue" and value > 0:
-        return Reason(YELLOW, "patrol_overdue", "巡查超时未完成")
-    if metric == "gridwatch_report_overdue" and value > 0:
-        kind = labels.get("kind", "")
-        return Reason(YELLOW, "report_overdue", f"{KIND_ZH.get(kind, kind)}逾期未报")
-    return None
-
-
 def compute(
     grids: Mapping[str, Grid],
-    samples: Iterable[Sample],
+    reasons: Iterable[Reason],
     alerts: Iterable[Mapping[str, Any]] = (),
     rule_metrics: Mapping[str, str] | None = None,
 ) -> list[GridLight]:
     """Lights for every registered grid, in registry order.
 
-    ``alerts`` are firing alerts as /api/v1/alerts shows them: a critical one on a grid turns it
-    red, a warning yellow; its summary is the reason. An alert whose rule watches a metric that
+    ``reasons`` come from the checks (:meth:`gridwatch.api.Check.reasons`). ``alerts`` are
+    firing alerts as /api/v1/alerts shows them: a critical one on a grid turns it red, a
+    warning yellow; its summary is the reason. An alert whose rule watches a metric that
     already gave the grid a reason (``rule_metrics``: alert name → metric) only raises the
     colour, without repeating the reason in other words.
     """
-    found: dict[str, list[Reason]] = defaultdict(list)
+    found: dict[str, list[Shown]] = defaultdict(list)
     said: set[tuple[str, str]] = set()  # (grid, metric) pairs that gave a reason
-    for s in samples:
-        grid = s.labels.get("grid")
-        if grid in grids:
-            reason = _reasons(s.metric, s.labels, s.value)
-            if reason is not None:
-                reason.metric = s.metric
-                found[grid].append(reason)
-                said.add((grid, s.metric))
+    for r in reasons:
+        if r.grid in grids and r.light in LEVEL:
+            found[r.grid].append(Shown(r.light, r.code, r.text, r.metric))
+            if r.metric:
+                said.add((r.grid, r.metric))
     for a in alerts:
         grid = a.get("labels", {}).get("grid")
         if grid not in grids or a.get("state") != "firing" or a.get("severity") not in ("warning", "critical"):
@@ -126,17 +84,17 @@ def compute(
         light = RED if a["severity"] == "critical" else YELLOW
         metric = (rule_metrics or {}).get(a.get("alert", ""))
         if (grid, metric) in said:
-            for r in found[grid]:  # the samples explain it already; the alert may still raise the colour
-                if r.metric == metric and LEVEL[light] > LEVEL[r.light]:
-                    r.light = light
+            for shown in found[grid]:  # the samples explain it already; the alert may still raise the colour
+                if shown.metric == metric and LEVEL[light] > LEVEL[shown.light]:
+                    shown.light = light
             continue
         text = a.get("summary") or a.get("alert", "")
-        if not any(r.text == text for r in found[grid]):
-            found[grid].append(Reason(light, f"alert:{a.get('alert')}", text))
+        if not any(shown.text == text for shown in found[grid]):
+            found[grid].append(Shown(light, f"alert:{a.get('alert')}", text))
     out = []
     for gid, grid in grids.items():
-        reasons = sorted(found.get(gid, []), key=lambda r: -LEVEL[r.light])
-        out.append(GridLight(grid, reasons))
+        shown = sorted(found.get(gid, []), key=lambda r: -LEVEL[r.light])
+        out.append(GridLight(grid, shown))
     return out
 
 

@@ -40,7 +40,7 @@ async def run_once(settings: Settings, host: PluginHost, now: datetime, only: li
             grids = runtime.load_grids(now, results)
         alerts = stateless_views(settings, results.all_samples(), grids, now.timestamp())
         rule_metrics = {name: r.metric for name, r in settings.rules.items()}
-        lights = [gl.as_dict() for gl in light.compute(grids, results.all_samples(), alerts, rule_metrics)]
+        lights = [gl.as_dict() for gl in light.compute(grids, results.all_reasons(), alerts, rule_metrics)]
         return {
             "now": now.isoformat(),
             "samples": samples,

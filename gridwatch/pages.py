@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridwatch import light
-from gridwatch.api import Grid, Sample
+from gridwatch.api import Grid
 from gridwatch.exposition import Family, SampleText, join
 from gridwatch.light import GridLight
 from gridwatch.memo import Memo
-from gridwatch.results import CheckState
+from gridwatch.results import CheckState, explain
 from gridwatch.rules import Rule
 
 log = logging.getLogger("gridwatch.pages")
@@ -67,18 +67,23 @@ class Pages:
 
     # -- the lights ----------------------------------------------------------------------------
     def _light_inputs(self) -> tuple[Any, ...]:
-        return (self._in.grids(), self._in.rules(), self._in.lit(), *(c.samples for c in self._in.checks()))
+        return (
+            self._in.grids(),
+            self._in.rules(),
+            self._in.lit(),
+            *(x for c in self._in.checks() for x in (c.explain, c.samples)),
+        )
 
     @staticmethod
     def _lights(
-        grids: dict[str, Grid], rules: Mapping[str, Rule], lit: tuple[tuple[str, ...], ...], *samples: list[Sample]
+        grids: dict[str, Grid], rules: Mapping[str, Rule], lit: tuple[tuple[str, ...], ...], *checks: Any
     ) -> Lights:
         alerts = [
             {"labels": {"grid": grid}, "alert": alert, "severity": severity, "summary": summary, "state": "firing"}
             for grid, alert, severity, summary in lit
         ]
         rule_metrics = {name: rule.metric for name, rule in rules.items()}
-        lights = light.compute(grids, (s for run in samples for s in run), alerts, rule_metrics)
+        lights = light.compute(grids, explain(*checks), alerts, rule_metrics)
         return Lights(
             lights,
             {gl.grid.grid_id: gl for gl in lights},

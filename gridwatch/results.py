@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from gridwatch.api import Sample
+from gridwatch.api import Reason, Sample
 
 log = logging.getLogger("gridwatch.results")
 
@@ -28,6 +30,8 @@ class CheckState:
     interval: float
     help: dict[str, str] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
+    explain: Callable[[Sequence[Sample]], Iterable[Reason]] = lambda samples: ()
+    """the check's :meth:`~gridwatch.api.Check.reasons`: light reasons from its samples"""
     last_run: datetime | None = None  # wall-clock start of the last completed run
     duration: float | None = None
     ok: bool | None = None
@@ -121,3 +125,18 @@ class Results:
 
     def all_samples(self) -> list[Sample]:
         return [s for c in list(self.checks.values()) for s in c.samples]
+
+    def all_reasons(self) -> list[Reason]:
+        return explain(*(x for c in list(self.checks.values()) for x in (c.explain, c.samples)))
+
+
+def explain(*pairs: Any) -> list[Reason]:
+    """The light reasons of checks given as ``explain, samples, explain, samples…``; a check
+    whose ``reasons`` fails is logged and gives none (a plugin must not blank the board)."""
+    out: list[Reason] = []
+    for fn, samples in zip(pairs[::2], pairs[1::2], strict=True):
+        try:
+            out.extend(r for r in fn(samples) if isinstance(r, Reason))
+        except Exception:
+            log.exception("a check's light reasons failed; its grids show no reason from it")
+    return out

@@ -139,7 +139,7 @@ class Runtime:
                 help_ = check.metric_help()
             except Exception as exc:
                 raise BuildError(f"check {spec.name!r} ({self._by(spec.type)}): {exc}") from exc
-            state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_)
+            state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_, explain=check.reasons)
             self.runners[spec.name] = Runner(spec, check, source, state)
         if s.grids_source:
             select = shard_selector(s.shard, s.shard_by)

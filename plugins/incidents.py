@@ -13,7 +13,7 @@ that disappears when its last case closes resolves its alert all the same.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import ROW_KEY, Check, RunContext, Sample
+from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.feeds import IncrementalOptions, Tracker
@@ -236,6 +236,17 @@ class IncidentsCheck(Check):
                 yield Sample(EXTENSION, label, t.due_extended / t.due)
             if t.closed:
                 yield Sample(REWORK, label, t.closed_reworked / t.closed)
+
+    def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
+        for s in samples:
+            if s.value <= 0:
+                continue
+            if s.metric == OPEN and s.labels.get("severity") == "major":
+                yield Reason(s.labels["grid"], RED, "major_incident_open", f"重大案件未结 {int(s.value)} 件", OPEN)
+            elif s.metric == OVERDUE:
+                yield Reason(
+                    s.labels["grid"], YELLOW, "incidents_overdue", f"超期未办结案件 {int(s.value)} 件", OVERDUE
+                )
 
 
 @hookimpl

@@ -22,13 +22,13 @@ How the rule book's patrol rule is read (times are local, in the configured time
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Self
 
 from pydantic import model_validator
 
-from gridwatch.api import Check, Grid, Options, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Grid, Options, Reason, RunContext, Sample
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -109,6 +109,11 @@ class PatrolsCheck(Check):
                 assert seen is not None
                 overdue = now - max(seen, start_today) > intervals[grid.zone]
             yield Sample(OVERDUE, labels, 1.0 if overdue else 0.0)
+
+    def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
+        for s in samples:
+            if s.metric == OVERDUE and s.value > 0:
+                yield Reason(s.labels["grid"], YELLOW, "patrol_overdue", "巡查超时未完成", OVERDUE)
 
 
 def _at(day: date, at: time, tz: tzinfo) -> float:

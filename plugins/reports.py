@@ -22,12 +22,13 @@ import logging
 import math
 import sys
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import Check, RunContext, Sample
+from gridwatch.api import RED, YELLOW, Check, Reason, RunContext, Sample
 from gridwatch.calendar import (
     REPORT_KINDS,
     due_time,
@@ -52,6 +53,16 @@ DAILY = "gridwatch_report_daily_status"
 OVERDUE = "gridwatch_report_overdue"
 ON_TIME = "gridwatch_report_on_time_ratio"
 DUE_SOON = "gridwatch_report_due_soon"
+
+KIND_ZH = {
+    "daily": "日报",
+    "twice_weekly": "综合信息",
+    "weekly": "周报告单",
+    "monthly": "月报",
+    "quarterly": "季度分析",
+    "annual": "年报",
+}
+"""Display names of the report kinds, for light reasons."""
 
 OK, PENDING, MISSING, FLAGGED = 0, 1, 2, 3
 KINDS = {k: k for k in REPORT_KINDS}  # a kind read, as the one string every key shares
@@ -287,6 +298,17 @@ class ReportsCheck(Check):
                 log.warning("could not store the daily report lights", exc_info=True)
                 self._graded, self._stored = {}, {}  # every light is written again next run
         return samples
+
+    def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
+        for s in samples:
+            grid = s.labels["grid"]
+            if s.metric == DAILY and s.value >= FLAGGED:
+                yield Reason(grid, RED, "daily_report_flagged", "今日报送反映重大矛盾纠纷、预警性纠纷或上访动向", DAILY)
+            elif s.metric == DAILY and s.value >= MISSING:
+                yield Reason(grid, YELLOW, "daily_report_missing", "今日信息未按时报送", DAILY)
+            elif s.metric == OVERDUE and s.value > 0:
+                kind = s.labels.get("kind", "")
+                yield Reason(grid, YELLOW, "report_overdue", f"{KIND_ZH.get(kind, kind)}逾期未报", OVERDUE)
 
 
 @hookimpl

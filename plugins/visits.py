@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from sys import intern
 from typing import Any
 
-from gridwatch.api import Check, Grid, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Grid, Reason, RunContext, Sample
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -46,6 +46,16 @@ HOUSEHOLDS = "gridwatch_grid_households"
 COVERAGE = "gridwatch_visit_coverage_ratio"
 UNVISITED = "gridwatch_visit_unvisited_households"
 KEY_OVERDUE = "gridwatch_visit_key_households_overdue"
+
+CATEGORY_ZH = {
+    "community_correction": "社区矫正人员",
+    "floating": "流动人口",
+    "pregnant": "孕妇",
+    "elderly_alone": "独居老人",
+    "disabled": "残疾人",
+    "left_behind_child": "留守儿童",
+}
+"""Display names of the standard key-household categories, for light reasons."""
 
 
 class VisitsCheck(Check):
@@ -141,6 +151,13 @@ class VisitsCheck(Check):
                 yield Sample(
                     KEY_OVERDUE, {"grid": grid, "category": category}, bisect.bisect_left(seen, now - interval)
                 )
+
+    def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
+        for s in samples:
+            if s.metric == KEY_OVERDUE and s.value > 0:
+                cat = s.labels.get("category", "")
+                text = f"重点人群（{CATEGORY_ZH.get(cat, cat)}）超期未走访 {int(s.value)} 户"
+                yield Reason(s.labels["grid"], YELLOW, "key_households_overdue", text, KEY_OVERDUE)
 
 
 def _remove(lists: dict[Any, list[float]], key: Any, value: float) -> None:

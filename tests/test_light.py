@@ -1,7 +1,11 @@
 """The grid's light (DOMAIN.md §4): red beats yellow beats green, each with its reasons."""
 
-from gridwatch.api import Grid, Sample
+from gridwatch.api import Check, Grid, Reason, Sample
 from gridwatch.light import compute
+from gridwatch_plugins.incidents import IncidentsCheck
+from gridwatch_plugins.patrols import PatrolsCheck
+from gridwatch_plugins.reports import ReportsCheck
+from gridwatch_plugins.visits import VisitsCheck
 
 GRIDS = {g: Grid(g, f"第{g}网格", "和平社区", "东街街道") for g in ("G1", "G2", "G3", "G4", "G5", "G6")}
 
@@ -10,8 +14,18 @@ def s(metric, value, **labels):
     return Sample(metric, labels, value)
 
 
+def reasons(samples) -> list[Reason]:
+    """What the bundled checks say of these samples, each check of the samples it produces."""
+    out: list[Reason] = []
+    check_type: type[Check]
+    for check_type in (VisitsCheck, PatrolsCheck, IncidentsCheck, ReportsCheck):  # as gridwatch.toml orders them
+        check = object.__new__(check_type)  # reasons depend on the samples alone
+        out += check.reasons([x for x in samples if x.metric in check_type.metrics])
+    return out
+
+
 def lights(samples, alerts=()):
-    return {gl.grid.grid_id: gl for gl in compute(GRIDS, samples, alerts)}
+    return {gl.grid.grid_id: gl for gl in compute(GRIDS, reasons(samples), alerts)}
 
 
 def test_colours_follow_the_rule_book():

@@ -175,6 +175,13 @@ class FileSource(RejectCounter, Source):
         raise NotImplementedError
 
     # -- reading -------------------------------------------------------------------------------
+    def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str] | None:
+        """A CSV file's header names its columns; JSON lines cannot tell."""
+        if not self.file_for(table).is_file():
+            return frozenset()
+        parsed = self._load(table, deadline)
+        return self.standard_names(table, parsed.columns) if parsed.columns else None
+
     def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
         if time.monotonic() > deadline:
             raise TimeoutError(f"reading source {self.name} exceeded the check's timeout")

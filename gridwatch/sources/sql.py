@@ -128,6 +128,18 @@ class SqlSource(Source):
         except CheckError as exc:
             raise self._explain_missing(table, columns) or exc from None
 
+    def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str]:
+        src_table = self.table_name(table)
+        try:
+            with self._transaction(deadline) as conn:
+                inspector = sa.inspect(conn)
+                if not inspector.has_table(src_table):
+                    return frozenset()
+                actual = [c["name"] for c in inspector.get_columns(src_table)]
+        except sa_exc.DBAPIError as exc:
+            raise self._translate(exc, deadline) from None
+        return self.standard_names(table, actual)
+
     def ping(self) -> None:
         self._connect().close()
 

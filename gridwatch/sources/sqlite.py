@@ -169,6 +169,16 @@ class SqliteSource(Source):
         sql = f"{select} WHERE {c} IS NULL OR {c} = '' ORDER BY rowid"
         return self._rows(self.connect(deadline), sql, None)
 
+    def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str]:
+        conn = self.connect(deadline)
+        try:
+            actual = [r[1] for r in conn.execute(f"PRAGMA table_info({_quote(self.table_name(table))})")]
+        except sqlite3.OperationalError as exc:
+            raise _translated(exc) from None
+        finally:
+            conn.close()
+        return self.standard_names(table, actual)
+
     def unique(self, table: str, column: str) -> bool:
         col = self.column_map(table, [column])[column]
         conn = self.connect()
