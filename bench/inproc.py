@@ -21,8 +21,8 @@ from typing import Any
 from bench import changes
 from bench.probe import status_kb
 from gridwatch import config
-from gridwatch.results import Results
-from gridwatch.runtime import Runtime
+from gridwatch.pipeline.results import Results
+from gridwatch.pipeline.runtime import Runtime
 from gridwatch.store import Store
 
 

@@ -34,8 +34,9 @@ if __package__ in (None, ""):  # run as a script (python bench/run.py): make the
 
 from bench import daemon, floor, qe, report
 from bench.report import NA, NO, NONE, Row, count, megabytes, percent, ratio, seconds, size, verdict
-from gridwatch import __version__, demo, schema
+from gridwatch import __version__, schema
 from gridwatch.testing import free_port, with_listen
+from gridwatch.tools import demo
 
 ROOT = Path(__file__).resolve().parent.parent
 TZ = "Asia/Shanghai"

@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from gridwatch import logs
+    from gridwatch.process import logs
 
     logs.setup(args.log_format, args.log_level)
     handler = {
@@ -108,7 +108,7 @@ def parse_now(text: str | None, tz: Any) -> datetime:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gridwatch.daemon import Daemon
+    from gridwatch.process.daemon import Daemon
 
     path = config.config_path(args.config)
     daemon = Daemon(path)
@@ -136,7 +136,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from gridwatch.once import run_once
+    from gridwatch.process.once import run_once
 
     path = config.config_path(args.config)
     settings, host = config.load(path)
@@ -173,7 +173,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_new_plugin(args: argparse.Namespace) -> int:
-    from gridwatch import scaffold
+    from gridwatch.tools import scaffold
 
     try:
         written = scaffold.create(args.name, Path(args.dir) if args.dir else None)
@@ -187,7 +187,7 @@ def cmd_new_plugin(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from zoneinfo import ZoneInfo
 
-    from gridwatch import demo
+    from gridwatch.tools import demo
 
     now = parse_now(args.now, ZoneInfo("Asia/Shanghai")) if args.now else None
     counts = demo.generate(Path(args.db), grids=args.grids, seed=args.seed, now=now, days=args.days)
@@ -208,7 +208,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     """Read alert state straight from the state database: works with the daemon down."""
     import time
 
-    from gridwatch.alerts import AlertEngine
+    from gridwatch.alerting.engine import AlertEngine
 
     store = _state(args)
     try:
@@ -250,7 +250,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 def cmd_silence(args: argparse.Namespace) -> int:
     import time
 
-    from gridwatch.alerts import add_silence, expire_silence, load_silences, parse_matchers
+    from gridwatch.alerting.silences import add_silence, expire_silence, load_silences, parse_matchers
     from gridwatch.durations import parse_duration
 
     store = _state(args)

@@ -59,7 +59,7 @@ def clean(
 
     ``required`` timestamps must be present; the others may be NULL. Each reason keeps an
     example naming the offending column and value; the log shows only its shape
-    (:func:`gridwatch.results.shape`), never a name, number or identifier.
+    (:func:`gridwatch.pipeline.results.shape`), never a name, number or identifier.
     ``seen`` carries the ids met in earlier reads; ``unique`` says the source guarantees
     them unique, so none are remembered (millions of ids cost memory);
     ``later`` receives the rows dated after now, unchanged, so they can count once their

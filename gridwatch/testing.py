@@ -325,8 +325,8 @@ def run_check(
     from datetime import datetime
 
     from gridwatch import config as config_mod
-    from gridwatch.results import Results
-    from gridwatch.runtime import Runtime
+    from gridwatch.pipeline.results import Results
+    from gridwatch.pipeline.runtime import Runtime
     from gridwatch.store import Store
 
     db = write_standard_db(tmp_path / "standard.db", tables, schema)

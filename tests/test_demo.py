@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gridwatch.demo import generate, special_grids
+from gridwatch.tools.demo import generate, special_grids
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 10, 9, 15, 30, tzinfo=TZ)  # a Friday; 40 days back covers National Day

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gridwatch import demo
 from gridwatch.testing import DaemonProcess, free_port, wait_for
+from gridwatch.tools import demo
 
 REPO = Path(__file__).resolve().parent.parent
 

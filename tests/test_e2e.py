@@ -33,8 +33,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gridwatch import demo
 from gridwatch.testing import DaemonProcess, wait_for
+from gridwatch.tools import demo
 from tests.components import free_port  # remembers the ports it gave Prometheus and Alertmanager
 from tests.test_postgres import load_into_postgres
 

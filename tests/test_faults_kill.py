@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from gridwatch.alerts import iso
+from gridwatch.alerting.alert import iso
 from gridwatch.testing import DaemonProcess, free_port, wait_for
 from tests.faults import FlakyServer, alert_config, flaky_server, integrity, kill, read_state
 from tests.test_alertmanager import set_values, write_data

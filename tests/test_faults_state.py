@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gridwatch.alerts import AlertEngine, Route
+from gridwatch.alerting.engine import AlertEngine, Route
 from gridwatch.api import Grid, Sample
 from gridwatch.rules import Rule, evaluate
 from gridwatch.store import Store

@@ -22,11 +22,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gridwatch import config
-from gridwatch.metrics import rows_read_families
-from gridwatch.results import Results
-from gridwatch.runtime import Runtime
+from gridwatch.pipeline.results import Results
+from gridwatch.pipeline.runtime import Runtime
 from gridwatch.schema import STANDARD_SCHEMA, create_sql
 from gridwatch.store import Store
+from gridwatch.web.selfmetrics import rows_read_families
 
 TZ = ZoneInfo("Asia/Shanghai")
 GRIDS = ["G1", "G2", "G3", "G4"]

@@ -1,11 +1,12 @@
 """The grid's light (DOMAIN.md §4): red beats yellow beats green, each with its reasons."""
 
-from gridwatch.api import Check, Grid, Reason, Sample
-from gridwatch.light import compute
 from gridwatch_plugins.incidents import IncidentsCheck
 from gridwatch_plugins.patrols import PatrolsCheck
 from gridwatch_plugins.reports import ReportsCheck
 from gridwatch_plugins.visits import VisitsCheck
+
+from gridwatch.api import Check, Grid, Reason, Sample
+from gridwatch.pipeline.light import compute
 
 GRIDS = {g: Grid(g, f"第{g}网格", "和平社区", "东街街道") for g in ("G1", "G2", "G3", "G4", "G5", "G6")}
 

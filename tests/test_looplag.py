@@ -3,7 +3,7 @@
 import asyncio
 import time
 
-from gridwatch.looplag import LoopLagMonitor
+from gridwatch.process.looplag import LoopLagMonitor
 
 
 def test_a_blocked_loop_shows_as_lag_at_least_as_long_as_the_block():

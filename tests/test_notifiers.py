@@ -27,13 +27,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gridwatch.alerts import AlertEngine, Route, add_silence, iso
+from gridwatch.alerting.alert import iso
+from gridwatch.alerting.engine import AlertEngine, Route
+from gridwatch.alerting.outbox import Outbox, queue_lengths
+from gridwatch.alerting.silences import add_silence
 from gridwatch.api import Grid, Sample
 from gridwatch.cli import main
 from gridwatch.notifiers.alertmanager import AlertmanagerNotifier
 from gridwatch.notifiers.robots import DingTalkNotifier, WeComNotifier
 from gridwatch.notifiers.webhook import WebhookNotifier
-from gridwatch.outbox import Outbox, queue_lengths
 from gridwatch.rules import Rule, evaluate
 from gridwatch.store import Store
 from gridwatch.testing import wait_for

@@ -16,11 +16,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from gridwatch import openapi
 from gridwatch.schema import STANDARD_SCHEMA
 from gridwatch.testing import DaemonProcess, free_port, wait_for
 from gridwatch.tokens import digest, password_digest
-from gridwatch.web import make_app
+from gridwatch.web import openapi
+from gridwatch.web.app import make_app
 from tests.test_security import (
     INGEST_TOKEN,
     PASSWORD,
@@ -60,7 +60,7 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
 
     undocumented = {r for r in routes if not any(served_by(m, p, r) for m, p in documented)}
     unrouted = {(m, p) for m, p in documented if not any(served_by(m, p, r) for r in routes)}
-    assert not undocumented, f"routes missing from gridwatch/openapi.py: {sorted(undocumented)}"
+    assert not undocumented, f"routes missing from gridwatch/web/openapi.py: {sorted(undocumented)}"
     assert not unrouted, f"documented operations no route serves: {sorted(unrouted)}"
     # /api/v1/ingest/{table} is documented per table, with each table's columns
     ingest = {p.rsplit("/", 1)[1] for _, p in documented if p.startswith("/api/v1/ingest/")}

@@ -10,8 +10,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from gridwatch.api import Sample
-from gridwatch.exposition import SampleText, join
-from gridwatch.memo import Memo
+from gridwatch.web.exposition import SampleText, join
+from gridwatch.web.memo import Memo
 
 
 def parsed(text: str, openmetrics: bool = False) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

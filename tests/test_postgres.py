@@ -8,8 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from gridwatch import demo
 from gridwatch.schema import STANDARD_SCHEMA, create_sql
+from gridwatch.tools import demo
 
 pytestmark = pytest.mark.component
 

@@ -293,8 +293,8 @@ def test_arrivals_of_periods_that_left_the_window_are_forgotten_between_resyncs(
     from zoneinfo import ZoneInfo
 
     from gridwatch import config
-    from gridwatch.results import Results
-    from gridwatch.runtime import Runtime
+    from gridwatch.pipeline.results import Results
+    from gridwatch.pipeline.runtime import Runtime
     from gridwatch.testing import write_standard_db
 
     rows = [report("G1", f"2026-01-{d:02d} 09:00:00", period=f"2026-01-{d:02d}") for d in range(1, 11)]

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gridwatch import scaffold
 from gridwatch.api import PLUGIN_API_VERSION
 from gridwatch.testing import DaemonProcess, free_port, wait_for
+from gridwatch.tools import scaffold
 
 REPO = Path(__file__).resolve().parents[1]
 GRIDS = [

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gridwatch import config
-from gridwatch.results import Results
-from gridwatch.runtime import Runner, Runtime
-from gridwatch.scheduler import Scheduler, backoff_delay, next_due
+from gridwatch.pipeline.results import Results
+from gridwatch.pipeline.runtime import Runner, Runtime
+from gridwatch.pipeline.scheduler import Scheduler, backoff_delay, next_due
 from gridwatch.testing import write_standard_db
 
 

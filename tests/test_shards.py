@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from gridwatch import demo
 from gridwatch.api import Grid
-from gridwatch.grids import shard_of
+from gridwatch.pipeline.grids import shard_of
+from gridwatch.tools import demo
 
 NOW = "2026-11-21T21:00:00+08:00"
 

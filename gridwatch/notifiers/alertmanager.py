@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, Field
 
-from gridwatch.alerts import iso
+from gridwatch.alerting.alert import iso
 from gridwatch.api import Notifier, NotifierOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl

@@ -35,7 +35,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
-from gridwatch.sql import select_sql
+from gridwatch.sources.select import select_sql
 
 # the extra that installs the driver a backend needs
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}

@@ -13,7 +13,7 @@ from typing import Any
 from gridwatch.api import CheckError, Latest, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
-from gridwatch.sql import select_sql
+from gridwatch.sources.select import select_sql
 
 _UNAVAILABLE = (
     "unable to open",

@@ -15,23 +15,30 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import Metric
 
-from gridwatch import __version__, config, systemd
-from gridwatch.alerting import Alerting
+from gridwatch import __version__, config
+from gridwatch.alerting.service import Alerting
 from gridwatch.api import Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
-from gridwatch.grids import EMPTY
-from gridwatch.light import calendar_families
-from gridwatch.looplag import LoopLagMonitor
-from gridwatch.metrics import GridwatchCollector, loop_lag_families, registry, rows_read_families, state_db_families
-from gridwatch.pages import Inputs, Pages
+from gridwatch.pipeline.grids import EMPTY
+from gridwatch.pipeline.light import calendar_families
+from gridwatch.pipeline.results import Results
+from gridwatch.pipeline.runtime import BuildError, Outcome, Runner, Runtime
+from gridwatch.pipeline.scheduler import Scheduler
 from gridwatch.plugins import PluginHost
-from gridwatch.results import Results
-from gridwatch.runtime import BuildError, Outcome, Runner, Runtime
-from gridwatch.scheduler import Scheduler
+from gridwatch.process import systemd
+from gridwatch.process.looplag import LoopLagMonitor
 from gridwatch.store import StateWriteError, Store
-from gridwatch.web import make_app, server_options, server_tls
+from gridwatch.web.app import make_app, server_options, server_tls
+from gridwatch.web.selfmetrics import (
+    GridwatchCollector,
+    loop_lag_families,
+    registry,
+    rows_read_families,
+    state_db_families,
+)
+from gridwatch.web.views import Inputs, Pages
 
-log = logging.getLogger("gridwatch.daemon")
+log = logging.getLogger("gridwatch.process.daemon")
 
 SHUTDOWN_GRACE = 5.0  # seconds in-flight runs get to finish on SIGTERM before being cancelled
 

@@ -17,15 +17,15 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from gridwatch import light
 from gridwatch.api import Grid
-from gridwatch.exposition import Family, SampleText, join
-from gridwatch.light import GridLight
-from gridwatch.memo import Memo
-from gridwatch.results import CheckState, explain
+from gridwatch.pipeline import light
+from gridwatch.pipeline.light import GridLight
+from gridwatch.pipeline.results import CheckState, explain
 from gridwatch.rules import Rule
+from gridwatch.web.exposition import Family, SampleText, join
+from gridwatch.web.memo import Memo
 
-log = logging.getLogger("gridwatch.pages")
+log = logging.getLogger("gridwatch.web.views")
 
 
 def json_bytes(data: Any) -> bytes:

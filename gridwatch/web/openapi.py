@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of gridwatch's HTTP API, served at ``GET /api/v1/openapi.json``.
 
-Request bodies are pydantic models that the handlers in :mod:`gridwatch.web` validate with, and
+Request bodies are pydantic models that the handlers in :mod:`gridwatch.web.app` validate with, and
 their JSON Schemas go into the document, so what the document promises and what the server
 accepts cannot drift apart. Responses are described here by hand; ``tests/test_openapi.py``
 holds every route to the document and fuzzes a running daemon against it.

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("gridwatch.systemd")
+log = logging.getLogger("gridwatch.process.systemd")
 
 
 def notify(message: str) -> bool:

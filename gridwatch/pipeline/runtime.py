@@ -28,12 +28,12 @@ from gridwatch.api import (
 )
 from gridwatch.calendar import WorkCalendar
 from gridwatch.config import CheckSpec, Settings
-from gridwatch.grids import GridRegistry, shard_selector
+from gridwatch.pipeline.grids import GridRegistry, shard_selector
+from gridwatch.pipeline.results import CheckState, Results, SourceState
 from gridwatch.plugins import PluginHost
-from gridwatch.results import CheckState, Results, SourceState
 from gridwatch.store import PluginState
 
-log = logging.getLogger("gridwatch.runtime")
+log = logging.getLogger("gridwatch.pipeline.runtime")
 
 
 @dataclass

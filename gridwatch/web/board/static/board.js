@@ -15,8 +15,8 @@
   // Page loads in this tab: it stays 1 while the board refreshes itself (kiosk scripts check it).
   let loads = 1;
   try {
-    loads = Number(sessionStorage.getItem("gridwatch.board.loads") || 0) + 1;
-    sessionStorage.setItem("gridwatch.board.loads", String(loads));
+    loads = Number(sessionStorage.getItem("gridwatch.web.board.loads") || 0) + 1;
+    sessionStorage.setItem("gridwatch.web.board.loads", String(loads));
   } catch {
     // storage disabled: count this load only
   }
@@ -144,7 +144,7 @@
     },
   };
 
-  // English for what the API says in Chinese (gridwatch/light.py); anything else keeps its text.
+  // English for what the API says in Chinese (gridwatch/pipeline/light.py); anything else keeps its text.
   const CATEGORY_EN = {
     社区矫正人员: "community correction",
     流动人口: "floating population",
@@ -199,7 +199,7 @@
 
   let lang = "zh";
   try {
-    lang = params.get("lang") || localStorage.getItem("gridwatch.board.lang") || "zh";
+    lang = params.get("lang") || localStorage.getItem("gridwatch.web.board.lang") || "zh";
   } catch {
     lang = params.get("lang") || "zh";
   }
@@ -844,7 +844,7 @@
   $("lang").addEventListener("click", () => {
     lang = lang === "zh" ? "en" : "zh";
     try {
-      localStorage.setItem("gridwatch.board.lang", lang);
+      localStorage.setItem("gridwatch.web.board.lang", lang);
     } catch {
       // not kept: fine
     }

@@ -6,12 +6,12 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from gridwatch import light
-from gridwatch.alerting import stateless_views
+from gridwatch.alerting.service import stateless_views
 from gridwatch.config import Settings
+from gridwatch.pipeline import light
+from gridwatch.pipeline.results import Results
+from gridwatch.pipeline.runtime import Runtime
 from gridwatch.plugins import PluginHost
-from gridwatch.results import Results
-from gridwatch.runtime import Runtime
 from gridwatch.store import Store
 
 

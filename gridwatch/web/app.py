@@ -15,19 +15,19 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ValidationError
 
-from gridwatch import board, openapi
-from gridwatch.alerts import add_silence, expire_silence, load_silences
+from gridwatch.alerting.silences import add_silence, expire_silence, load_silences
 from gridwatch.api import SourceUnavailable
 from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
-from gridwatch.pages import json_bytes
 from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
+from gridwatch.web import board, openapi
+from gridwatch.web.views import json_bytes
 
 if TYPE_CHECKING:
     from gridwatch.config import Settings
-    from gridwatch.daemon import Daemon
+    from gridwatch.process.daemon import Daemon
 
-log = logging.getLogger("gridwatch.web")
+log = logging.getLogger("gridwatch.web.app")
 
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
 MAX_BODY = 4 * 1024 * 1024  # bytes: an ingest batch of ~10,000 rows; anything larger gets 413

@@ -21,12 +21,12 @@ from typing import Any
 import aiohttp
 import sqlite_utils
 
-from gridwatch.alerts import AlertEngine
+from gridwatch.alerting.engine import AlertEngine
 from gridwatch.api import Notifier
-from gridwatch.scheduler import stop_tasks
+from gridwatch.pipeline.scheduler import stop_tasks
 from gridwatch.store import StateWriteError, Store, transaction
 
-log = logging.getLogger("gridwatch.outbox")
+log = logging.getLogger("gridwatch.alerting.outbox")
 
 RETRY_MIN, RETRY_MAX = 1.0, 15.0  # a receiver back after an outage gets its queue within 15 s
 KEEP_DELIVERED = 7 * 86400  # seconds delivered notifications stay, for `gridwatch alerts --history`

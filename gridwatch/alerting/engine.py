@@ -7,156 +7,21 @@ forgets a firing alert, nor restarts a pending timer, nor announces anything twi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import sqlite_utils
 
+from gridwatch.alerting.alert import FIRING, PENDING, RESOLVED, Alert, fingerprint, iso
+from gridwatch.alerting.silences import Silence, load_silences
 from gridwatch.rules import RANK, Hit, Rule
 from gridwatch.store import insert_rows, transaction
 
-log = logging.getLogger("gridwatch.alerts")
-
-PENDING, FIRING, RESOLVED = "pending", "firing", "resolved"
-
-
-def fingerprint(labels: Mapping[str, str]) -> str:
-    """Stable id of an alert: its label set (severity is not part of it)."""
-    text = json.dumps(sorted(labels.items()), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z") if ts is not None else None
-
-
-@dataclass
-class Alert:
-    id: str
-    alert: str
-    labels: dict[str, str]
-    state: str
-    severity: str
-    value: float
-    active_since: float
-    last_true: float
-    summary: str = ""
-    description: str = ""
-    fired_at: float | None = None
-    resolved_at: float | None = None
-    notified_severity: str | None = None  # what receivers were last told is firing
-
-    def row(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["labels"] = json.dumps(self.labels, ensure_ascii=False, sort_keys=True)
-        return d
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Alert:
-        d = dict(row)
-        d["labels"] = json.loads(d["labels"])
-        return cls(**d)
-
-    def view(self, silenced: bool = False) -> dict[str, Any]:
-        """The public shape of /api/v1/alerts."""
-        return {
-            "alert": self.alert,
-            "labels": self.labels,
-            "state": self.state,
-            "severity": self.severity,
-            "value": self.value,
-            "active_since": iso(self.active_since),
-            "summary": self.summary,
-            "description": self.description,
-            "silenced": silenced,
-        }
-
-
-@dataclass(frozen=True)
-class Silence:
-    id: str
-    matchers: list[dict[str, Any]]  # [{"name", "value", "isRegex"}], as Alertmanager has them
-    starts_at: float
-    ends_at: float
-    created_by: str
-    comment: str
-    created_at: float
-
-    def active(self, now: float) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        for m in self.matchers:
-            value = labels.get(m["name"], "")
-            if m.get("isRegex"):
-                if not re.fullmatch(m["value"], value):
-                    return False
-            elif value != m["value"]:
-                return False
-        return True
-
-    def view(self, now: float) -> dict[str, Any]:
-        state = "active" if self.active(now) else ("pending" if now < self.starts_at else "expired")
-        return {
-            "id": self.id,
-            "matchers": self.matchers,
-            "startsAt": iso(self.starts_at),
-            "endsAt": iso(self.ends_at),
-            "createdBy": self.created_by,
-            "comment": self.comment,
-            "status": {"state": state},
-        }
-
-
-def parse_matchers(items: Iterable[str]) -> list[dict[str, Any]]:
-    """``name=value`` or ``name=~regex`` → Alertmanager-style matchers."""
-    out = []
-    for item in items:
-        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(=~|=)(.*)", item)
-        if not m:
-            raise ValueError(f"bad matcher {item!r}: use name=value or name=~regex")
-        name, op, value = m.groups()
-        if op == "=~":
-            re.compile(value)
-        out.append({"name": name, "value": value, "isRegex": op == "=~"})
-    if not out:
-        raise ValueError("a silence needs at least one matcher")
-    return out
-
-
-def load_silences(db: sqlite_utils.Database) -> list[Silence]:
-    return [Silence(**{**r, "matchers": json.loads(r["matchers"])}) for r in db["silences"].rows]
-
-
-def add_silence(
-    db: sqlite_utils.Database,
-    matchers: list[dict[str, Any]],
-    starts_at: float,
-    ends_at: float,
-    created_by: str,
-    comment: str,
-    now: float,
-) -> Silence:
-    if ends_at <= starts_at:
-        raise ValueError("a silence must end after it starts")
-    s = Silence(uuid.uuid4().hex, matchers, starts_at, ends_at, created_by, comment, now)
-    with db.conn:
-        db["silences"].insert({**asdict(s), "matchers": json.dumps(matchers, ensure_ascii=False)})
-    return s
-
-
-def expire_silence(db: sqlite_utils.Database, silence_id: str, now: float) -> bool:
-    with db.conn:
-        cur = db.execute("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", [now, silence_id, now])
-        return cur.rowcount > 0
+log = logging.getLogger("gridwatch.alerting.engine")
 
 
 @dataclass

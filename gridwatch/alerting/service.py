@@ -17,16 +17,16 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from gridwatch.alerts import AlertEngine, Route
+from gridwatch.alerting.engine import AlertEngine, Route
+from gridwatch.alerting.outbox import Outbox
 from gridwatch.api import Environment, Grid, Notifier, Sample
 from gridwatch.config import Settings
-from gridwatch.outbox import Outbox
+from gridwatch.pipeline.scheduler import stop_tasks
 from gridwatch.plugins import PluginHost
 from gridwatch.rules import Hit, evaluate
-from gridwatch.scheduler import stop_tasks
 from gridwatch.store import StateWriteError, Store
 
-log = logging.getLogger("gridwatch.alerting")
+log = logging.getLogger("gridwatch.alerting.service")
 
 
 class Alerting:
@@ -141,7 +141,7 @@ class Alerting:
 def stateless_views(settings: Settings, samples: list[Sample], grids: dict[str, Grid], now: float) -> list[dict]:
     """Alerts as one evaluation sees them, without history (``gridwatch once``): a hit whose
     rule has no ``for`` is firing, any other pending."""
-    from gridwatch.alerts import Alert, fingerprint
+    from gridwatch.alerting.alert import Alert, fingerprint
 
     out = []
     for h in evaluate(settings.rules.values(), samples, grids):

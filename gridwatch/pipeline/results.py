@@ -17,7 +17,7 @@ from typing import Any
 
 from gridwatch.api import Reason, Sample
 
-log = logging.getLogger("gridwatch.results")
+log = logging.getLogger("gridwatch.pipeline.results")
 
 OUTCOMES = ("success", "failure", "timeout", "skipped")
 

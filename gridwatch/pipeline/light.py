@@ -1,7 +1,7 @@
 """The grid's light: one colour per grid, with reasons an operator can act on (DOMAIN.md §4).
 
 Computed from the reasons the checks give for their latest samples and from the firing alerts
-whenever they change (:mod:`gridwatch.pages`) — never stored as a flag that someone forgets to
+whenever they change (:mod:`gridwatch.web.views`) — never stored as a flag that someone forgets to
 clear. The core names no check's metric: each check explains its own samples.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from gridwatch.api import Grid, Reason
-from gridwatch.exposition import Family, gauge
+from gridwatch.web.exposition import Family, gauge
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 LEVEL = {GREEN: 0, YELLOW: 1, RED: 2}

@@ -14,9 +14,9 @@ import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from gridwatch.runtime import Outcome, Runner, Runtime
+from gridwatch.pipeline.runtime import Outcome, Runner, Runtime
 
-log = logging.getLogger("gridwatch.scheduler")
+log = logging.getLogger("gridwatch.pipeline.scheduler")
 
 MAX_BACKOFF = 300.0  # seconds: a failing check is retried at least this often (or its interval)
 SETTLE = 0.5  # seconds a run may take past its interval to record itself (a timeout equal to the interval)

@@ -19,7 +19,7 @@ from prometheus_client.utils import floatToGoString
 
 from gridwatch.api import Sample
 
-log = logging.getLogger("gridwatch.exposition")
+log = logging.getLogger("gridwatch.web.exposition")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Built fresh on every scrape from the results store — no global gauges, no stale series. The
 grids' families and the checks' samples, far larger, are rendered once per change instead
-(:mod:`gridwatch.pages`); ``/metrics`` is both.
+(:mod:`gridwatch.web.views`); ``/metrics`` is both.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from gridwatch.results import OUTCOMES, Results
+from gridwatch.pipeline.results import OUTCOMES, Results
 
 
 class GridwatchCollector(Collector):
@@ -91,7 +91,7 @@ def state_db_families(store: Any) -> Iterator[Metric]:
 
 
 def loop_lag_families(monitor: Any) -> Iterator[Metric]:
-    """How late the event loop ran lately (a :class:`gridwatch.looplag.LoopLagMonitor`): a blocked
+    """How late the event loop ran lately (a :class:`gridwatch.process.looplag.LoopLagMonitor`): a blocked
     loop delays every answer, scrape and timer alike."""
     yield GaugeMetricFamily(
         "gridwatch_event_loop_lag_seconds", "Largest event-loop delay seen in the last minute", value=monitor.lag()
