@@ -22,7 +22,7 @@ from bench import changes
 from bench.probe import status_kb
 from gridwatch import config
 from gridwatch.pipeline.results import Results
-from gridwatch.pipeline.runtime import Runtime
+from gridwatch.pipeline.runtime import Runtime, assemble
 from gridwatch.store import Store
 
 
@@ -79,13 +79,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     settings, host = config.load(Path(args.config))
     tz = settings.timezone
     now, later = (datetime.fromisoformat(t).astimezone(tz) for t in (args.now, args.later))
-    runtime = Runtime(settings, host, asyncio.get_running_loop())
     store = Store(settings.state_path, settings.history)
+    store.open()
+    runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
     try:
-        store.open()
-        runtime.state = store
-        results = Results()
-        results.replace(*runtime.states())
         full, full_samples = await one_pass(runtime, results, now)
         hwm_full = status_kb("VmHWM")
         changed = changes.apply(Path(args.db), now, later, tz, args.fraction, args.seed)

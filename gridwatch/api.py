@@ -137,14 +137,14 @@ class RunContext:
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)  # services later features add
-    grids: Callable[[], dict[str, Grid]] | None = None
+    grids: Callable[[], GridSet] | None = None
     """The grid registry (``[grids] source``), loaded at most once per run; None without one."""
     state: Any = None
     """A :class:`gridwatch.store.PluginState` for tables a check keeps between runs."""
     calendar: Any = None
     """The :class:`gridwatch.calendar.WorkCalendar` with the operator's overrides."""
 
-    def registry(self) -> dict[str, Grid]:
+    def registry(self) -> GridSet:
         """The grids this instance watches; a CheckError when no ``[grids] source`` is set."""
         if self.grids is None:
             raise CheckError("this check needs the grid registry: set [grids] source in the config")
@@ -198,6 +198,13 @@ class Grid:
     zone: str | None = None
     since: date | None = None
     """the day it came into service (``grids.since``, optional): nothing is owed before it"""
+
+
+class GridSet(dict[str, "Grid"]):
+    """The grids this instance watches (what :meth:`RunContext.registry` returns); ``elsewhere``
+    holds the ids other shards watch, whose rows are skipped without being counted as bad."""
+
+    elsewhere: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -300,26 +307,51 @@ class Source:
         """Whether the table (and the column, if given) exists, as :meth:`columns` says."""
         have = self.columns(table, deadline=deadline)
         if have is None:
-            return column is not None and column in getattr(self.options, "columns", {}).get(table, {})
+            return column is not None and column in self._columns().get(table, {})
         return bool(have) if column is None else column in have
 
     def standard_names(self, table: str, actual: Iterable[str]) -> frozenset[str]:
         """The standard names of a table's ``actual`` columns, through the ``columns`` mapping."""
         actual = set(actual)
-        mapped = getattr(self.options, "columns", {}).get(table, {})
+        mapped = self._columns().get(table, {})
         sources = set(mapped.values())
         return frozenset({std for std, src in mapped.items() if src in actual} | (actual - sources - set(mapped)))
 
     def table_name(self, table: str) -> str:
-        return getattr(self.options, "tables", {}).get(table, table)
+        return self._tables().get(table, table)
 
     def column_map(self, table: str, columns: Sequence[str]) -> dict[str, str]:
         """standard column -> the source's column, for the columns asked for."""
-        mapped = getattr(self.options, "columns", {}).get(table, {})
+        mapped = self._columns().get(table, {})
         return {c: mapped.get(c, c) for c in columns}
+
+    def _tables(self) -> dict[str, str]:
+        return self.options.tables if isinstance(self.options, TableOptions) else {}
+
+    def _columns(self) -> dict[str, dict[str, str]]:
+        return self.options.columns if isinstance(self.options, TableOptions) else {}
 
     def ping(self) -> None:
         """Raise SourceUnavailable when the source cannot be reached."""
+
+    def drain_rejected(self) -> dict[str, int]:
+        """Records the source itself skipped since the last call (bytes that do not decode, a
+        line that is not JSON), ``{reason: count}``; the core folds them into
+        ``gridwatch_source_rows_rejected_total``. Sources that pass every row on: ``{}``."""
+        return {}
+
+    accepts_pushes: ClassVar[bool] = False
+    """True for a source that takes rows pushed over ``POST /api/v1/ingest/{table}``; it then
+    implements :meth:`authorized` and :meth:`ingest`."""
+
+    def authorized(self, authorization_header: str | None) -> bool:
+        """Whether a push with this ``Authorization`` header may write (sources that take pushes)."""
+        return False
+
+    def ingest(self, table: str, payload: object) -> int:
+        """Store pushed rows (a JSON object or a list of them) of a standard table; return how
+        many. All or nothing: a ValueError naming the row and key leaves the source unchanged."""
+        raise CheckError(f"source {self.name!r} ({self.type}) does not take pushed rows")
 
     def close(self) -> None:
         """Release connections; called on reload and shutdown."""

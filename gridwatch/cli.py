@@ -111,7 +111,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gridwatch.process.daemon import Daemon
 
     path = config.config_path(args.config)
-    daemon = Daemon(path)
+    settings, host = config.load(path)
+    daemon = Daemon(path, settings, host)
     try:
         asyncio.run(daemon.serve())
     except OSError as exc:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from gridwatch.api import ROW_KEY, Latest, Options, Resync, RunContext, Source
+from gridwatch.api import ROW_KEY, GridSet, Latest, Options, Resync, RunContext, Source
 from gridwatch.durations import Duration
 from gridwatch.rows import clean
 
@@ -249,7 +249,7 @@ class Tracker:
         """Bring the check's state up to ``ctx.now``: ``update(full)`` folds in what the feeds
         return; ``reset()`` first empties the state whenever the run must start from scratch."""
         now = ctx.now.timestamp()
-        key = frozenset(grids) | frozenset(getattr(grids, "elsewhere", ()))
+        key = frozenset(grids) | (grids.elsewhere if isinstance(grids, GridSet) else frozenset())
         for attempt in (1, 2):
             full = not self.fresh or key != self.grids or now < self.last_now or now - self.last_full >= self.resync
             if full:

@@ -13,6 +13,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from gridwatch.api import Check, Notifier, Source
+    from gridwatch.process.daemon import Daemon
 
 hookspec = pluggy.HookspecMarker("gridwatch")
 hookimpl = pluggy.HookimplMarker("gridwatch")
@@ -46,10 +47,10 @@ def daily_lights(db: Any, grid_id: str, since: date) -> list[tuple[date, str]] |
 
 
 @hookspec
-def startup(daemon: Any) -> None:
+def startup(daemon: Daemon) -> None:
     """Called once the daemon has loaded its config and is about to start its checks."""
 
 
 @hookspec
-def shutdown(daemon: Any) -> None:
+def shutdown(daemon: Daemon) -> None:
     """Called when the daemon stops, after the last check has finished."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from gridwatch.api import RunContext
+from gridwatch.api import GridSet, RunContext
 
 # reasons, as they appear in gridwatch_source_rows_rejected_total{reason}
 BAD_TIMESTAMP = "bad_timestamp"
@@ -67,7 +67,7 @@ def clean(
     """
     fresh: set[Any] = set() if seen is None else seen
     now = ctx.now
-    elsewhere = getattr(grids, "elsewhere", frozenset())  # another shard's grids: not bad, not ours
+    elsewhere = grids.elsewhere if isinstance(grids, GridSet) else frozenset()  # another shard's: not ours
     for raw in rows:
         row = dict(raw)
         if id_column is not None:

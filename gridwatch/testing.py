@@ -326,7 +326,7 @@ def run_check(
 
     from gridwatch import config as config_mod
     from gridwatch.pipeline.results import Results
-    from gridwatch.pipeline.runtime import Runtime
+    from gridwatch.pipeline.runtime import assemble
     from gridwatch.store import Store
 
     db = write_standard_db(tmp_path / "standard.db", tables, schema)
@@ -351,13 +351,10 @@ def run_check(
         now = now.replace(tzinfo=ZoneInfo(timezone)) if now.tzinfo is None else now
 
     async def go() -> CheckResult:
-        runtime = Runtime(settings, host, asyncio.get_running_loop())
         store = Store(settings.state_path)
         store.open()
-        runtime.state = store
+        runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
         try:
-            results = Results()
-            results.replace(*runtime.states())
             outcome = await runtime.run(runtime.runners[check_type], now, results)
             rejected = dict(results.rejected)
             grids = runtime.registry.cached() if runtime.registry is not None else {}

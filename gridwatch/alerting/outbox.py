@@ -22,7 +22,7 @@ import aiohttp
 import sqlite_utils
 
 from gridwatch.alerting.engine import AlertEngine
-from gridwatch.api import Notifier
+from gridwatch.api import Notifier, NotifierOptions
 from gridwatch.pipeline.scheduler import stop_tasks
 from gridwatch.store import StateWriteError, Store, transaction
 
@@ -123,7 +123,7 @@ class Outbox:
             await self._session.close()
 
     def _allowance(self, name: str, notifier: Notifier) -> int:
-        limit = getattr(notifier.options, "max_per_minute", 0)
+        limit = notifier.options.max_per_minute if isinstance(notifier.options, NotifierOptions) else 0
         if not limit:
             return 1_000_000
         sent, now = self._sent[name], time.monotonic()

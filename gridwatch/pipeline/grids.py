@@ -8,19 +8,12 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from gridwatch.api import Grid, RunContext, Source
+from gridwatch.api import Grid, GridSet, RunContext, Source
 from gridwatch.rows import BAD_TIMESTAMP, clean, parse_ts
 
 COLUMNS = ("grid_id", "name", "community", "street", "zone")
 OPTIONAL = ("since",)
 ZONES = {"red", "yellow", "blue"}
-
-
-class GridSet(dict[str, Grid]):
-    """The grids this instance watches; ``elsewhere`` holds the ids other shards watch, whose
-    rows are skipped without being counted as bad."""
-
-    elsewhere: frozenset[str] = frozenset()
 
 
 def shard_of(grid: Grid, count: int, by: str = "hash") -> int:

@@ -31,7 +31,7 @@ from gridwatch.config import CheckSpec, Settings
 from gridwatch.pipeline.grids import GridRegistry, shard_selector
 from gridwatch.pipeline.results import CheckState, Results, SourceState
 from gridwatch.plugins import PluginHost
-from gridwatch.store import PluginState
+from gridwatch.store import PluginState, Store
 
 log = logging.getLogger("gridwatch.pipeline.runtime")
 
@@ -95,7 +95,13 @@ class RegistryUnavailable(SourceUnavailable):
 
 
 class Runtime:
-    def __init__(self, settings: Settings, host: PluginHost, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        host: PluginHost,
+        loop: asyncio.AbstractEventLoop | None = None,
+        state: Store | None = None,
+    ):
         self.settings = settings
         self.host = host
         self.env = Environment(
@@ -113,7 +119,7 @@ class Runtime:
         self.extras: dict[str, Any] = {}
         self.registry: GridRegistry | None = None
         self.calendar = WorkCalendar(settings.holidays, settings.workdays)
-        self.state: Any = None  # a Store, when the caller has one (the daemon, `once`)
+        self.state = state  # the state database checks keep tables in (RunContext.state)
         self.halt = threading.Event()  # set when the scheduler stops: runs waiting for their time give up
         try:
             self._build()
@@ -219,10 +225,8 @@ class Runtime:
         if self.registry is not None:
             sources = (*sources, self.registry.source)
         for source in {id(s): s for s in sources if s is not None}.values():
-            drain = getattr(source, "drain_rejected", None)
-            if drain is not None:
-                for reason, n in (drain() or {}).items():
-                    ctx.rejected[(source.name, reason)] += n
+            for reason, n in (source.drain_rejected() or {}).items():
+                ctx.rejected[(source.name, reason)] += n
 
     def load_grids(self, now: datetime, results: Results) -> dict[str, Grid]:
         """Load the registry outside a check run (start-up, the API); failures leave it empty."""
@@ -378,3 +382,19 @@ def _quietly(fn: Any) -> None:
         fn()
     except Exception:
         log.debug("ignored error while closing", exc_info=True)
+
+
+def assemble(
+    settings: Settings,
+    host: PluginHost,
+    state: Store | None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    results: Results | None = None,
+) -> tuple[Runtime, Results]:
+    """The one way to put a pipeline together: the runtime built from settings and the plugin
+    host, on its state database, and the results it reports into (new, or the daemon's after a
+    reload: what survives by name is kept)."""
+    runtime = Runtime(settings, host, loop, state)
+    results = results if results is not None else Results()
+    results.replace(*runtime.states())
+    return runtime, results

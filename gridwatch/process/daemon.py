@@ -8,7 +8,7 @@ import signal
 import ssl
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,14 @@ from gridwatch.config import ConfigErrors, Settings
 from gridwatch.pipeline.grids import EMPTY
 from gridwatch.pipeline.light import calendar_families
 from gridwatch.pipeline.results import Results
-from gridwatch.pipeline.runtime import BuildError, Outcome, Runner, Runtime
+from gridwatch.pipeline.runtime import BuildError, Outcome, Runner, Runtime, assemble
 from gridwatch.pipeline.scheduler import Scheduler
 from gridwatch.plugins import PluginHost
 from gridwatch.process import systemd
 from gridwatch.process.looplag import LoopLagMonitor
 from gridwatch.store import StateWriteError, Store
 from gridwatch.web.app import make_app, server_options, server_tls
+from gridwatch.web.readmodel import ReadModel
 from gridwatch.web.selfmetrics import (
     GridwatchCollector,
     loop_lag_families,
@@ -44,12 +45,14 @@ SHUTDOWN_GRACE = 5.0  # seconds in-flight runs get to finish on SIGTERM before b
 
 
 class Daemon:
-    def __init__(self, config_path: Path, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, config_path: Path, settings: Settings, host: PluginHost, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        """``settings`` and ``host`` as :func:`gridwatch.config.load` made them from ``config_path``
+        (read again on reload)."""
         self.config_path = config_path
         self.clock = clock or (lambda: datetime.now(UTC))
-        self.settings: Settings
-        self.host: PluginHost
-        self.settings, self.host = config.load(config_path)
+        self.settings, self.host = settings, host
         self.results = Results()
         self.collector = GridwatchCollector(lambda: self.results, __version__)
         self.collector.extra.append(self._live_families)
@@ -72,6 +75,7 @@ class Daemon:
         self.runtime: Runtime | None = None
         self.scheduler: Scheduler | None = None
         self.alerting: Alerting | None = None
+        self.view: ReadModel | None = None  # what the web layer reads; replaced whole on reload
         self._web: web.AppRunner | None = None
         self._tls: ssl.SSLContext | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -84,15 +88,14 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._background.append(self.loop_lag.start())  # from the start: start-up work blocks the loop too
         await loop.run_in_executor(None, self.store.open)
-        self.runtime = Runtime(self.settings, self.host, loop)
-        self.runtime.state = self.store
-        self.results.replace(*self.runtime.states())
+        self.runtime, _ = assemble(self.settings, self.host, self.store, loop, self.results)
         self._look_around(self.runtime, grids=True)
         self.alerting = self._alerting(self.settings, self.runtime)
         await self.alerting.start(self._rule_inputs)
+        self.view = self._view()
         self._call_hook("startup")
         self._web = web.AppRunner(
-            make_app(self), access_log=None, handle_signals=False, **server_options(self.settings)
+            make_app(self._read), access_log=None, handle_signals=False, **server_options(self.settings)
         )
         await self._web.setup()
         self._tls = server_tls(self.settings)
@@ -193,8 +196,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         try:
             settings, _ = config.load(self.config_path, host=self.host)
-            runtime = Runtime(settings, self.host, loop)
-            runtime.state = self.store
+            runtime = Runtime(settings, self.host, loop, self.store)
             alerting = self._alerting(settings, runtime)
         except (ConfigErrors, BuildError) as exc:
             for line in str(exc).splitlines():
@@ -228,6 +230,7 @@ class Daemon:
         old.close()
         previous, self.alerting = self.alerting, alerting
         await alerting.start(self._rule_inputs, previous)
+        self.view = self._view()
         self._start_scheduler()
         self._look_around(runtime)
         self.results.reload_ok = True
@@ -283,10 +286,6 @@ class Daemon:
             await self.stop()
 
     # -- what the web layer reads --------------------------------------------------------------
-    def alerts(self) -> list[dict[str, Any]]:
-        """Alerts as /api/v1/alerts shows them, newest first."""
-        return self.alerting.views() if self.alerting is not None else []
-
     def _live_families(self) -> Iterator[Metric]:
         """The few families rendered on every scrape; the grids' are in :attr:`pages`."""
         if self.runtime is not None:
@@ -297,52 +296,24 @@ class Daemon:
 
     def _waiting(self) -> list[str]:
         """What has not happened yet since start: the config, each check's first run."""
-        if self.runtime is None:
-            return ["config"]
-        return [n for n, r in self.runtime.runners.items() if r.state.last_run is None]
+        return ["config"] if self.view is None else self.view.waiting()
 
-    def not_ready(self) -> list[str]:
-        """What keeps /readyz at 503: what is still awaited, and a state database that cannot be
-        written (alert state and notifications then live in memory only)."""
-        waiting = self._waiting()
-        if not self.store.writable:
-            waiting.append("state database")
-        return waiting
+    def _view(self) -> ReadModel:
+        assert self.runtime is not None and self.alerting is not None
+        return ReadModel(
+            settings=self.settings,
+            host=self.host,
+            runtime=self.runtime,
+            alerting=self.alerting,
+            results=self.results,
+            pages=self.pages,
+            store=self.store,
+            registry=self.registry,
+            pool=self.web_pool,
+            started_at=self.started_at,
+            reload=self.reload,
+        )
 
-    async def grid_detail(self, grid_id: str, days: int = 30) -> dict[str, Any] | None:
-        """One grid for the board's detail view: light and reasons, its series, its alerts and
-        its recent daily lights."""
-        gl = (await self.pages.lights.get()).by_grid.get(grid_id)
-        if gl is None:
-            return None
-        since = datetime.now(self.settings.timezone).date() - timedelta(days=days - 1)
-        hook = self.host.pm.hook.daily_lights
-        try:
-            history = await self.store.acall(lambda db: hook(db=db, grid_id=grid_id, since=since) or [])
-        except Exception:  # a plugin's history is extra: the grid's page must still answer
-            log.warning("the daily_lights hook failed for a grid's detail", exc_info=True)
-            history = []
-        return {
-            **gl.as_dict(),
-            "zone": gl.grid.zone,
-            "metrics": [
-                {"metric": s.metric, "labels": dict(s.labels), "value": s.value}
-                for s in self.results.all_samples()
-                if s.labels.get("grid") == grid_id
-            ],
-            "alerts": [a for a in self.alerts() if a["labels"].get("grid") == grid_id],
-            "days": [{"day": d.isoformat(), "light": light} for d, light in history],
-        }
-
-    def ingest_sources(self) -> list[Any]:
-        sources = self.runtime.sources.values() if self.runtime else ()
-        return [s for s in sources if callable(getattr(s, "ingest", None))]
-
-    def status(self) -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "started_at": self.started_at.isoformat(),
-            "checks": [c.as_dict() for c in self.results.checks.values()],
-            "sources": [s.as_dict() for s in self.results.sources.values()],
-            "state_database": {"writable": self.store.writable, "error": self.store.write_error},
-        }
+    def _read(self) -> ReadModel:
+        assert self.view is not None, "the web layer starts after the read model"
+        return self.view

@@ -9,20 +9,20 @@ from typing import Any
 from gridwatch.alerting.service import stateless_views
 from gridwatch.config import Settings
 from gridwatch.pipeline import light
-from gridwatch.pipeline.results import Results
-from gridwatch.pipeline.runtime import Runtime
+from gridwatch.pipeline.runtime import assemble
 from gridwatch.plugins import PluginHost
 from gridwatch.store import Store
 
 
 async def run_once(settings: Settings, host: PluginHost, now: datetime, only: list[str] | None) -> dict[str, Any]:
-    runtime = Runtime(settings, host, asyncio.get_running_loop())
     store = Store(settings.state_path, settings.history)
+    store.open()
     try:
-        store.open()
-        runtime.state = store
-        results = Results()
-        results.replace(*runtime.states())
+        runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
+    except BaseException:
+        store.close()
+        raise
+    try:
         unknown = sorted(set(only or ()) - set(runtime.runners))
         errors = [{"check": n, "error": "no such check"} for n in unknown]
         samples = []

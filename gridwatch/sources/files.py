@@ -49,8 +49,8 @@ class RejectCounter:
     ``not_object`` (a JSON value where a row object belongs).
 
     ``drain_rejected()`` returns ``{reason: count}`` accumulated since the previous call and
-    resets it; the core folds it into ``gridwatch_source_rows_rejected_total{source,reason}``
-    (look it up with ``getattr(source, "drain_rejected", None)``: not every source has it).
+    resets it (:meth:`gridwatch.api.Source.drain_rejected`); the core folds it into
+    ``gridwatch_source_rows_rejected_total{source,reason}``.
     Thread-safe: reads run on worker threads while the core drains from another.
     """
 

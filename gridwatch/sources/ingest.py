@@ -79,6 +79,8 @@ class IngestSource(SqliteSource):
         self._lock = threading.Lock()
         self._db: sqlite_utils.Database | None = None
 
+    accepts_pushes = True
+
     # -- receiving -----------------------------------------------------------------------------
     def authorized(self, authorization_header: str | None) -> bool:
         """Whether an ``Authorization`` header carries the configured bearer token."""

@@ -25,11 +25,12 @@ from gridwatch.web.views import json_bytes
 
 if TYPE_CHECKING:
     from gridwatch.config import Settings
-    from gridwatch.process.daemon import Daemon
+    from gridwatch.web.readmodel import ReadModel
 
 log = logging.getLogger("gridwatch.web.app")
 
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon")
+READ: web.AppKey[Callable[[], ReadModel]] = web.AppKey("read")
+"""The current read model: the daemon swaps it whole on reload."""
 MAX_BODY = 4 * 1024 * 1024  # bytes: an ingest batch of ~10,000 rows; anything larger gets 413
 # the request head: a line (request line or one header) up to 8 KiB, at most 64 headers; beyond → 400
 MAX_LINE = 8190
@@ -63,11 +64,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
-    daemon = request.app[DAEMON]
+    model = request.app[READ]()
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
-    live = encoder(daemon.registry)  # a few dozen lines about gridwatch itself, fresh every time
-    grids = await daemon.pages.exposition(openmetrics)  # the rest: rendered once per change
+    live = encoder(model.registry)  # a few dozen lines about gridwatch itself, fresh every time
+    grids = await model.pages.exposition(openmetrics)  # the rest: rendered once per change
     if openmetrics:
         live = live.removesuffix(b"# EOF\n")
     tail = b"# EOF\n" if openmetrics else b""
@@ -88,27 +89,27 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    waiting = daemon.not_ready()
+    model = request.app[READ]()
+    waiting = model.not_ready()
     if waiting:
         body: dict[str, Any] = {"ready": False, "waiting_for": waiting}
-        if daemon.store.write_error is not None:  # "state database" is among waiting_for: say why
-            body["state_database"] = {"writable": False, "error": daemon.store.write_error}
+        if model.store.write_error is not None:  # "state database" is among waiting_for: say why
+            body["state_database"] = {"writable": False, "error": model.store.write_error}
         return json_response(body, 503)
     return json_response({"ready": True})
 
 
 async def status(request: web.Request) -> web.Response:
-    return json_response(request.app[DAEMON].status())
+    return json_response(request.app[READ]().status())
 
 
 async def grids(request: web.Request) -> web.Response:
-    lights = await request.app[DAEMON].pages.lights.get()
+    lights = await request.app[READ]().pages.lights.get()
     return web.Response(body=lights.json, content_type="application/json", charset="utf-8")
 
 
 async def grid(request: web.Request) -> web.Response:
-    detail = await request.app[DAEMON].grid_detail(request.match_info["grid"])
+    detail = await request.app[READ]().grid_detail(request.match_info["grid"])
     if detail is None:
         raise web.HTTPNotFound(text="no such grid")
     return json_response(detail)
@@ -118,7 +119,7 @@ async def read_body(request: web.Request) -> bytes:
     """The whole body, within ``[server] client_timeout``: a client trickling a body byte by byte
     holds no handler for longer (a body over MAX_BODY is a 413 from aiohttp)."""
     try:
-        async with asyncio.timeout(request.app[DAEMON].settings.client_timeout):
+        async with asyncio.timeout(request.app[READ]().settings.client_timeout):
             return await request.read()
     except TimeoutError:
         raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
@@ -166,8 +167,8 @@ def _rows(table: str, body: bytes) -> Any:
 
 async def ingest(request: web.Request) -> web.Response:
     """Rows pushed by a platform or an SMS gateway into an ``ingest`` source."""
-    daemon = request.app[DAEMON]
-    sources = daemon.ingest_sources()
+    model = request.app[READ]()
+    sources = model.push_sources()
     if not sources:
         raise web.HTTPNotFound(text="no ingest source")
     authorization = request.headers.get("Authorization")
@@ -189,19 +190,19 @@ async def ingest(request: web.Request) -> web.Response:
         return int(source.ingest(table, _rows(table, body)))
 
     try:
-        n = await asyncio.get_running_loop().run_in_executor(daemon.web_pool, store)
+        n = await asyncio.get_running_loop().run_in_executor(model.pool, store)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     except SourceUnavailable as exc:
         raise web.HTTPServiceUnavailable(text=f"cannot store: {exc}") from None
-    if daemon.runtime is not None and daemon.runtime.registry is not None and table == "grids":
-        daemon.runtime.registry.invalidate()
+    if table == "grids":
+        model.grids_changed()
     return json_response({"stored": n, "table": table}, 201 if n else 200)
 
 
 def require_token(request: web.Request) -> None:
     """Write endpoints need ``Authorization: Bearer <token>`` matching ``[server] token``."""
-    expected = request.app[DAEMON].settings.token_sha256
+    expected = request.app[READ]().settings.token_sha256
     if expected is None:
         raise web.HTTPForbidden(text="write endpoints are disabled: set [server] token_sha256 (or token)")
     if not bearer_matches(request.headers.get("Authorization"), expected):
@@ -209,13 +210,13 @@ def require_token(request: web.Request) -> None:
 
 
 async def alerts(request: web.Request) -> web.Response:
-    return json_response(request.app[DAEMON].alerts())
+    return json_response(request.app[READ]().alerts())
 
 
 async def silences_list(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
+    model = request.app[READ]()
     now = time.time()
-    items = await daemon.store.acall(load_silences)
+    items = await model.store.acall(load_silences)
     return json_response([s.view(now) for s in sorted(items, key=lambda s: -s.created_at)])
 
 
@@ -250,40 +251,38 @@ def _check_regexes(matchers: list[dict[str, Any]]) -> None:
 
 async def silences_create(request: web.Request) -> web.Response:
     require_token(request)
-    daemon = request.app[DAEMON]
+    model = request.app[READ]()
     req = _validated(openapi.SilenceRequest, await read_body(request), "silence")
     matchers = req.matcher_list()
     now = time.time()
     try:  # well formed, but maybe not possible: 422
         starts, ends = _silence_times(req, now)
         _check_regexes(matchers)
-        silence = await daemon.store.acall(add_silence, matchers, starts, ends, req.createdBy, req.comment, now)
+        silence = await model.store.acall(add_silence, matchers, starts, ends, req.createdBy, req.comment, now)
     except ValueError as exc:
         raise web.HTTPUnprocessableEntity(text=f"bad silence: {exc}") from None
-    if daemon.alerting is not None:
-        await daemon.alerting.silences_changed()
+    await model.alerting.silences_changed()
     return json_response(silence.view(time.time()), 201)
 
 
 async def silences_expire(request: web.Request) -> web.Response:
     require_token(request)
-    daemon = request.app[DAEMON]
-    if not await daemon.store.acall(expire_silence, request.match_info["id"], time.time()):
+    model = request.app[READ]()
+    if not await model.store.acall(expire_silence, request.match_info["id"], time.time()):
         raise web.HTTPNotFound(text="no such active silence")
-    if daemon.alerting is not None:
-        await daemon.alerting.silences_changed()
+    await model.alerting.silences_changed()
     return json_response({"expired": request.match_info["id"]})
 
 
 async def reload(request: web.Request) -> web.Response:
     require_token(request)
-    ok = await request.app[DAEMON].reload()
+    ok = await request.app[READ]().reload()
     return json_response({"reloaded": ok}, 200 if ok else 422)
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    daemon = request.app[DAEMON]
-    return json_response(openapi.document(daemon.settings, [s.name for s in daemon.ingest_sources()]))
+    model = request.app[READ]()
+    return json_response(openapi.document(model.settings, [s.name for s in model.push_sources()]))
 
 
 # -- who may read ------------------------------------------------------------------------------
@@ -317,7 +316,7 @@ async def read_access(request: web.Request, handler: Any) -> web.StreamResponse:
     """Reads (``/metrics``, ``/api/v1`` reads, the board, and any unknown path) need credentials when
     configured; /healthz and /readyz never do, and the write endpoints check their own token."""
     if request.path not in OPEN_PATHS and request.match_info.handler not in WRITE_HANDLERS:
-        settings = request.app[DAEMON].settings
+        settings = request.app[READ]().settings
         if not may_read(settings, request.headers.get(hdrs.AUTHORIZATION)):
             raise web.HTTPUnauthorized(text="credentials are required to read", headers=read_challenge(settings))
     return await handler(request)
@@ -349,9 +348,10 @@ def server_tls(settings: Settings) -> ssl.SSLContext | None:
     return tls_context(settings.tls_cert, settings.tls_key)
 
 
-def make_app(daemon: Daemon) -> web.Application:
+def make_app(read: Callable[[], ReadModel]) -> web.Application:
+    """The HTTP surface over ``read()``, the current read model."""
     app = web.Application(middlewares=[json_errors, read_access], client_max_size=MAX_BODY)
-    app[DAEMON] = daemon
+    app[READ] = read
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -110,6 +110,6 @@ def rows_read_families(sources: dict[str, Any]) -> Iterator[Metric]:
         "gridwatch_source_rows_read", "Rows read from the source by incremental checks", labels=["source", "table"]
     )
     for name, source in sorted(sources.items()):
-        for table, n in sorted(getattr(source, "rows_read", {}).items()):
+        for table, n in sorted(source.rows_read.items()):
             family.add_metric([name, table], n)
     yield family
