@@ -6,17 +6,28 @@ Implement a hook with ``@gridwatch.hookimpl`` on a module-level function of the 
 
 from __future__ import annotations
 
-from datetime import date
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
     from gridwatch.api import Check, Notifier, Source
-    from gridwatch.process.daemon import Daemon
+    from gridwatch.settings import Settings
 
 hookspec = pluggy.HookspecMarker("gridwatch")
 hookimpl = pluggy.HookimplMarker("gridwatch")
+
+
+class Running(Protocol):
+    """What ``startup`` and ``shutdown`` are given: the running daemon, as far as a plugin may
+    rely on it."""
+
+    config_path: Path
+    settings: Settings
+    clock: Callable[[], datetime]
 
 
 @hookspec
@@ -47,10 +58,10 @@ def daily_lights(db: Any, grid_id: str, since: date) -> list[tuple[date, str]] |
 
 
 @hookspec
-def startup(daemon: Daemon) -> None:
+def startup(daemon: Running) -> None:
     """Called once the daemon has loaded its config and is about to start its checks."""
 
 
 @hookspec
-def shutdown(daemon: Daemon) -> None:
+def shutdown(daemon: Running) -> None:
     """Called when the daemon stops, after the last check has finished."""
