@@ -8,14 +8,11 @@ clear. The core names no check's metric: each check explains its own samples.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-
 from gridwatch.api import Grid, Reason
-from gridwatch.web.exposition import Family, gauge
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 LEVEL = {GREEN: 0, YELLOW: 1, RED: 2}
@@ -96,42 +93,3 @@ def compute(
         shown = sorted(found.get(gid, []), key=lambda r: -LEVEL[r.light])
         out.append(GridLight(grid, shown))
     return out
-
-
-def families(lights: list[GridLight]) -> list[Family]:
-    """``gridwatch_grid_info`` (names, for dashboards to join) and ``gridwatch_grid_light``."""
-    return [
-        gauge(
-            "gridwatch_grid_info",
-            "Grid names; join on the grid label",
-            (
-                (
-                    {
-                        "grid": gl.grid.grid_id,
-                        "name": gl.grid.name,
-                        "community": gl.grid.community,
-                        "street": gl.grid.street,
-                    },
-                    1,
-                )
-                for gl in lights
-            ),
-        ),
-        gauge(
-            "gridwatch_grid_light",
-            "The grid's light: 0 green, 1 yellow, 2 red",
-            (({"grid": gl.grid.grid_id}, LEVEL[gl.light]) for gl in lights),
-        ),
-    ]
-
-
-def calendar_families(cal: Any) -> Iterator[Metric]:
-    """Years evaluated without holiday data (weekends and overrides only): update the library."""
-    fam = GaugeMetricFamily(
-        "gridwatch_calendar_year_missing",
-        "1 for a year the holiday calendar has no data for (weekends only)",
-        labels=["year"],
-    )
-    for year in sorted(cal.missing_years):
-        fam.add_metric([str(year)], 1)
-    yield fam

@@ -20,7 +20,6 @@ from gridwatch.alerting.service import Alerting
 from gridwatch.api import Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
 from gridwatch.pipeline.grids import EMPTY
-from gridwatch.pipeline.light import calendar_families
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import BuildError, Outcome, Runner, Runtime, assemble
 from gridwatch.pipeline.scheduler import Scheduler
@@ -32,6 +31,7 @@ from gridwatch.web.app import make_app, server_options, server_tls
 from gridwatch.web.readmodel import ReadModel
 from gridwatch.web.selfmetrics import (
     GridwatchCollector,
+    calendar_families,
     loop_lag_families,
     registry,
     rows_read_families,

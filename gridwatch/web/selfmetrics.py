@@ -113,3 +113,15 @@ def rows_read_families(sources: dict[str, Any]) -> Iterator[Metric]:
         for table, n in sorted(source.rows_read.items()):
             family.add_metric([name, table], n)
     yield family
+
+
+def calendar_families(cal: Any) -> Iterator[Metric]:
+    """Years evaluated without holiday data (weekends and overrides only): update the library."""
+    fam = GaugeMetricFamily(
+        "gridwatch_calendar_year_missing",
+        "1 for a year the holiday calendar has no data for (weekends only)",
+        labels=["year"],
+    )
+    for year in sorted(cal.missing_years):
+        fam.add_metric([str(year)], 1)
+    yield fam

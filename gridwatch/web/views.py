@@ -22,7 +22,7 @@ from gridwatch.pipeline import light
 from gridwatch.pipeline.light import GridLight
 from gridwatch.pipeline.results import CheckState, explain
 from gridwatch.rules import Rule
-from gridwatch.web.exposition import Family, SampleText, join
+from gridwatch.web.exposition import Family, SampleText, gauge, join
 from gridwatch.web.memo import Memo
 
 log = logging.getLogger("gridwatch.web.views")
@@ -88,7 +88,7 @@ class Pages:
             lights,
             {gl.grid.grid_id: gl for gl in lights},
             json_bytes([gl.as_dict() for gl in lights]),
-            light.families(lights),
+            families(lights),
         )
 
     # -- /metrics ------------------------------------------------------------------------------
@@ -124,3 +124,30 @@ class Pages:
         await self.lights.get()
         await self._samples.get()
         return await self._bodies[openmetrics].get()
+
+
+def families(lights: list[GridLight]) -> list[Family]:
+    """``gridwatch_grid_info`` (names, for dashboards to join) and ``gridwatch_grid_light``."""
+    return [
+        gauge(
+            "gridwatch_grid_info",
+            "Grid names; join on the grid label",
+            (
+                (
+                    {
+                        "grid": gl.grid.grid_id,
+                        "name": gl.grid.name,
+                        "community": gl.grid.community,
+                        "street": gl.grid.street,
+                    },
+                    1,
+                )
+                for gl in lights
+            ),
+        ),
+        gauge(
+            "gridwatch_grid_light",
+            "The grid's light: 0 green, 1 yellow, 2 red",
+            (({"grid": gl.grid.grid_id}, light.LEVEL[gl.light]) for gl in lights),
+        ),
+    ]
