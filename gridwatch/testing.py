@@ -163,8 +163,11 @@ class CheckResult:
         rules: Mapping[str, Any] | None = None,
         grids: Mapping[str, Any] | None = None,
         directory: Path | None = None,
+        reasons: list[Any] | None = None,
     ):
         self.samples = samples
+        self.reasons = reasons or []
+        """the light reasons the check gives for these samples (:class:`gridwatch.api.Reason`)"""
         self.rejected = rejected
         self.error = error
         self.rules = dict(rules or {})
@@ -360,8 +363,15 @@ def run_check(
             grids = runtime.registry.cached() if runtime.registry is not None else {}
             if runtime.registry is not None and not grids:
                 grids = runtime.load_grids(now, Results())
+            reasons = list(runtime.runners[check_type].check.reasons(outcome.samples))
             return CheckResult(
-                outcome.samples, rejected, outcome.error, rules=settings.rules, grids=grids, directory=tmp_path
+                outcome.samples,
+                rejected,
+                outcome.error,
+                rules=settings.rules,
+                grids=grids,
+                directory=tmp_path,
+                reasons=reasons,
             )
         finally:
             runtime.close()

@@ -130,6 +130,9 @@ def test_the_scaffolded_check_works_as_a_loose_module(tmp_path, gridwatch_check,
     result.assert_value("gridwatch_elderly_calls_subjects", 0, grid="G2")
     result.assert_absent("gridwatch_elderly_calls_done_ratio", grid="G2")
     assert gridwatch_alerts(result) == [("ElderlyCallsOverdue", "warning", {"grid": "G1"})]
+    # its light reason: G1 has 2 overdue (p2, p3) → yellow; G2 none
+    assert [(r.grid, r.light, r.code) for r in result.reasons] == [("G1", "yellow", "elderly_calls_overdue")]
+    assert result.reasons[0].text.endswith("：2 个对象超期未跟进")
 
 
 def _clean_env(venv: Path) -> dict[str, str]:
@@ -226,6 +229,11 @@ def test_new_plugin_installs_passes_its_tests_and_runs_in_the_daemon(tmp_path, r
         assert daemon.metric("gridwatch_elderly_calls_overdue", grid="G1") == 1
         assert daemon.metric("gridwatch_elderly_calls_overdue", grid="G2") == 0
         assert daemon.metric("gridwatch_elderly_calls_subjects", grid="G1") == 2
+        # the plugin's own light reason: G1 has 1 overdue subject → yellow, said in its words
+        lights = {g["grid"]: g for g in daemon.json("/api/v1/grids")}
+        assert (lights["G1"]["light"], lights["G2"]["light"]) == ("yellow", "green")
+        assert [d["code"] for d in lights["G1"]["details"]] == ["elderly_calls_overdue"]
+        assert lights["G1"]["reasons"][0].endswith("：1 个对象超期未跟进")
         [check] = daemon.json("/api/v1/status")["checks"]
         assert (check["name"], check["type"], check["ok"]) == ("phoned_weekly", "elderly_calls", True)
         assert daemon.stop() == 0

@@ -183,12 +183,12 @@ warns when a grid has anyone overdue and is critical above 5.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from gridwatch import hookimpl
-from gridwatch.api import Check, Options, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Options, Reason, RunContext, Sample
 from gridwatch.durations import Duration
 from gridwatch.rows import clean
 
@@ -242,6 +242,13 @@ class __CLASS__(Check):
             yield Sample(OVERDUE, labels, overdue[grid])
             if subjects[grid]:
                 yield Sample(DONE_RATIO, labels, (subjects[grid] - overdue[grid]) / subjects[grid])
+
+    def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
+        # why a grid is not green, in words the command centre reads (its light and the board)
+        for s in samples:
+            if s.metric == OVERDUE and s.value > 0:
+                text = f"{TITLE}：{s.value:.0f} 个对象超期未跟进"
+                yield Reason(s.labels["grid"], YELLOW, "__NAME___overdue", text, OVERDUE)
 
 
 @hookimpl
