@@ -183,6 +183,7 @@ def test_the_dashboard_parses_and_every_panel_queries_prometheus():
         "gridwatch_incidents_on_time_closure_ratio",
         "gridwatch_incidents_rework_ratio",
         "gridwatch_incidents_extension_ratio",
+        "gridwatch_incidents_escalated",
         "gridwatch_report_daily_status",
         "gridwatch_check_runs_total",
         "gridwatch_check_duration_seconds",
@@ -190,6 +191,46 @@ def test_the_dashboard_parses_and_every_panel_queries_prometheus():
         "gridwatch_notification_queue_length",
     ):
         assert metric in exprs, f"no panel shows {metric}"
+
+
+LEVELS = {"超期": "overdue", "二次通报": "re_reported", "挂牌督办": "supervised"}  # DOMAIN.md §2, escalation
+
+
+def test_the_escalation_panels_count_each_level_in_the_grids_and_streets_selected():
+    panels = {p["title"]: p for p in dashboard()["panels"]}
+    for title in ("督办分级", "督办事件（按级别）"):
+        targets = {t["legendFormat"]: t["expr"] for t in panels[title]["targets"]}
+        assert set(targets) == set(LEVELS), title
+        for name, level in LEVELS.items():
+            # one number per level: every grid's cases summed, the grids of $street/$community only
+            assert targets[name].startswith(
+                f'sum(max by (grid, level) (gridwatch_incidents_escalated{{level="{level}"}})'
+            )
+            assert " and on (grid) max by (grid, name, community, street) (gridwatch_grid_info{" in targets[name]
+    table = panels["各街道督办事件"]
+    columns = table["transformations"][-1]["options"]["renameByName"]
+    for t in table["targets"]:
+        level = LEVELS[columns[f"Value #{t['refId']}"]]
+        assert t["format"] == "table" and t["instant"]
+        assert t["expr"].startswith(
+            f'sum by (street) (max by (grid, level) (gridwatch_incidents_escalated{{level="{level}"}})'
+        )
+        assert (
+            "* on (grid) group_left (street) max by (grid, name, community, street) (gridwatch_grid_info{" in t["expr"]
+        )
+    assert sorted(columns[f"Value #{t['refId']}"] for t in table["targets"]) == sorted(LEVELS)
+    # the panels sit in the incidents row, above the reports row
+    rows = sorted((p["gridPos"]["y"], p["title"]) for p in dashboard()["panels"] if p["type"] == "row")
+    incidents = next(y for y, t in rows if t == "事件处置")
+    reports = next(y for y, t in rows if t == "信息报送")
+    for title in ("督办分级", "督办事件（按级别）", "各街道督办事件"):
+        assert incidents < panels[title]["gridPos"]["y"] < reports, title
+
+
+def test_no_two_panels_overlap():
+    boxes = [p["gridPos"] for p in dashboard()["panels"]]
+    cells = [(x, y) for b in boxes for x in range(b["x"], b["x"] + b["w"]) for y in range(b["y"], b["y"] + b["h"])]
+    assert len(cells) == len(set(cells))
 
 
 def test_the_dashboard_variables_and_the_provisioned_data_source():

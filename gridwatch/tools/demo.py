@@ -7,6 +7,14 @@ each, so the board shows green, yellow and red lights. Which grids those are dep
 the number of grids (never on the seed): `special_grids` lists them, so tests and demos can
 rely on them.
 
+The standard schema's optional pieces are written too, so every rule that reads them has data:
+``grids.since`` (most grids in service long before the history starts, a few for ten days,
+one since earlier this month: nothing of theirs is dated before it), ``patrols.role`` (the
+grid worker's patrols as NULL, empty or ``worker``; supervisors every six days, grid heads now
+and then) and ``household_categories`` (second registers of key households, and a few
+households whose only category is there). A few periodic reports carry no ``period``, and one
+grid skipped an older monthly report but sent the next one.
+
 Everything is drawn from `random.Random` instances seeded from ``seed`` (never the global
 generator), so the same ``(grids, seed, now, days)`` gives the same rows. Times are wall-clock
 local time in the configured timezone, written as ``YYYY-MM-DD HH:MM:SS`` without an offset.
@@ -18,7 +26,7 @@ import math
 import os
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -26,22 +34,34 @@ from zoneinfo import ZoneInfo
 
 from gridwatch.schema import STANDARD_SCHEMA
 
-__all__ = ["ROLES", "SCHEMA", "generate", "special_grids"]
+__all__ = ["OPTIONAL", "ROLES", "SCHEMA", "generate", "special_grids"]
 
-SCHEMA = STANDARD_SCHEMA  # table → column names, in order
+#: The standard schema's optional columns and table, as the city writes them (after the
+#: required columns of their table).
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "grids": ("since",),
+    "patrols": ("role",),
+    "household_categories": ("household_id", "category"),
+}
+SCHEMA: dict[str, tuple[str, ...]] = {  # table → column names, in order
+    **{table: cols + OPTIONAL.get(table, ()) for table, cols in STANDARD_SCHEMA.items()},
+    "household_categories": OPTIONAL["household_categories"],
+}
 
 _DDL = """
 CREATE TABLE grids (
     grid_id TEXT PRIMARY KEY, name TEXT NOT NULL, community TEXT NOT NULL,
-    street TEXT NOT NULL, zone TEXT
+    street TEXT NOT NULL, zone TEXT, since TEXT
 );
 CREATE TABLE households (household_id TEXT PRIMARY KEY, grid_id TEXT NOT NULL, category TEXT);
+CREATE TABLE household_categories (household_id TEXT NOT NULL, category TEXT NOT NULL);
 CREATE TABLE visits (
     visit_id TEXT NOT NULL, household_id TEXT NOT NULL, grid_id TEXT NOT NULL,
     worker_id TEXT, visited_at TEXT NOT NULL
 );
 CREATE TABLE patrols (
-    patrol_id TEXT NOT NULL, grid_id TEXT NOT NULL, worker_id TEXT, patrolled_at TEXT NOT NULL
+    patrol_id TEXT NOT NULL, grid_id TEXT NOT NULL, worker_id TEXT, patrolled_at TEXT NOT NULL,
+    role TEXT
 );
 CREATE TABLE incidents (
     incident_id TEXT PRIMARY KEY, grid_id TEXT NOT NULL, category TEXT, severity TEXT NOT NULL,
@@ -61,6 +81,7 @@ _INDEXES = """
 CREATE UNIQUE INDEX visits_id ON visits (visit_id);
 CREATE UNIQUE INDEX patrols_id ON patrols (patrol_id);
 CREATE INDEX households_grid ON households (grid_id);
+CREATE INDEX household_categories_household ON household_categories (household_id);
 CREATE INDEX visits_grid_time ON visits (grid_id, visited_at);
 CREATE INDEX visits_household_time ON visits (household_id, visited_at);
 CREATE INDEX patrols_grid_time ON patrols (grid_id, patrolled_at);
@@ -78,7 +99,11 @@ ROLES: dict[str, str] = {
     "patrol_missed": "red-zone grid whose patrols stopped 2 h before now today: yellow",
     "no_patrol_yesterday": "no patrol yesterday nor today: yellow",
     "silent": "no daily report for the last 3-5 days, today included: yellow after cutoff",
-    "incidents_overdue": "1-2 open cases past their deadline (one may be at stage resolved)",
+    "incidents_overdue": "open cases past their deadline, one at each escalation level the grid's "
+    "place in this role gives: every grid one overdue by 1-2 days (超期); the 2nd, 3rd, 5th… one "
+    "by 8-13 days (二次通报, possibly at stage resolved); the 1st, 3rd, 4th… one by 15-20 days "
+    "(挂牌督办: red)",
+    "supervisor_overdue": "no supervisor patrol for the last 8-18 days: yellow",
 }
 
 _STREET_WORDS = (  # noqa: SIM905
@@ -118,6 +143,16 @@ _TIERS = (("community", 50), ("subdistrict", 25), ("department", 18), ("special"
 _TIER_DAYS = {"community": 1, "subdistrict": 2, "department": 3}
 _SPECIAL_WORKDAYS = 5
 _ZONE_SECONDS = {"red": 3600, "yellow": 7200, "blue": 14400}
+_SECOND_REGISTER = {
+    "elderly_alone": "disabled",
+    "disabled": "elderly_alone",
+    "floating": "pregnant",
+    "pregnant": "floating",
+    "community_correction": "floating",
+}
+_DUE_AFTER = frozenset({"monthly", "quarterly", "annual"})  # report kinds due after their period
+_WORKER = "<worker>"  # a patrol by the grid's own worker; written as one of _WORKER_ROLES
+_WORKER_ROLES = (None, None, None, None, None, None, "worker", "worker", "worker", "")
 
 _DAY = 86400
 _WORK_START = 7 * 3600 + 15 * 60  # 07:15
@@ -140,7 +175,10 @@ class _Grid:
     head: str
     supervisor: str
     roles: set[str] = field(default_factory=set)
+    rank: dict[str, int] = field(default_factory=dict)  # role → place among the role's grids
     households: list[tuple[str, str | None, int | None]] = field(default_factory=list)
+    since: str | None = None  # grids.since
+    start: int = 0  # the first day of history in service: no row of the grid is dated earlier
 
 
 def _role_counts(grids: int) -> dict[str, int]:
@@ -153,7 +191,8 @@ def _role_counts(grids: int) -> dict[str, int]:
         "patrol_missed": max(1, grids // 100),
         "no_patrol_yesterday": max(1, grids // 100),
         "silent": max(2, round(grids / 20)),
-        "incidents_overdue": max(1, round(grids * 0.05)),
+        "incidents_overdue": max(2, round(grids * 0.08)),
+        "supervisor_overdue": max(1, grids // 30),
     }
 
 
@@ -194,8 +233,8 @@ def special_grids(grids: int = 60) -> dict[str, tuple[str, ...]]:
     ``zone_blue`` and ``national_day`` (grids with special-tier cases reported on the last
     working day before 1 October, when the history window includes it).
 
-    Depends only on ``grids``. With very few grids roles share grids; from about ten grids
-    on every role has grids of its own, and all other grids are green."""
+    Depends only on ``grids``. With very few grids roles share grids; from eleven grids on
+    every role has grids of its own, and all other grids are green."""
     roles, zones, national_day = _assign(grids)
     out = {role: tuple(_gid(i, grids) for i in idx) for role, idx in roles.items()}
     for zone in ("red", "yellow", "blue"):
@@ -248,9 +287,31 @@ def _layout(grids: int) -> list[_Grid]:
             )
         )
     for role, idx in roles.items():
-        for i in idx:
+        for j, i in enumerate(idx):
             out[i].roles.add(role)
+            out[i].rank[role] = j
     return out
+
+
+#: Roles whose data needs history before a recent ``since``: a grid that came into service
+#: lately is never dealt one of them.
+_NEEDS_HISTORY = frozenset({"major_open", "incidents_overdue", "supervisor_overdue"})
+
+
+def _starts(grids: int) -> tuple[list[int], int | None]:
+    """The grids that came into service lately (ten days before today) and the one that began
+    this month; role-free grids first. A function of the number of grids only."""
+    roles, _, national_day = _assign(grids)
+    held = {i for role in _NEEDS_HISTORY for i in roles[role]} | set(national_day)
+    busy = {i for idx in roles.values() for i in idx}
+    rr = random.Random(grids * 1_000_003 + 11)
+    order = [i for i in range(grids) if i not in held]
+    rr.shuffle(order)
+    order.sort(key=lambda i: i in busy)
+    recent_n = max(1, round(grids / 30))
+    recent = sorted(order[:recent_n])
+    month = order[recent_n] if len(order) > recent_n else None
+    return recent, month
 
 
 # --------------------------------------------------------------------------- the city
@@ -272,6 +333,7 @@ class _City:
         self.daystr = [d + " " for d in self.dates]
         self.tod = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
         self.grids = _layout(grids)
+        self._since()
         self._workdays: dict[int, bool] = {}
         self._households()
 
@@ -283,6 +345,26 @@ class _City:
 
     def day_index(self, d: date) -> int:
         return (d - self.base).days
+
+    def _since(self) -> None:
+        """``grids.since``: years ago for most grids, NULL for every tenth (the checks then count
+        from the earliest row), ten days ago for the recent grids, and after the 1st of this
+        month (today on the 1st itself) for one."""
+        recent, month = _starts(len(self.grids))
+        today = self.today
+        first = today.replace(day=1)
+        for g in self.grids:
+            if g.idx in recent:
+                since: date | None = today - timedelta(days=10)
+            elif g.idx == month:
+                since = min(today, first + timedelta(days=max(1, (today.day - 1) // 2)))
+            elif g.idx % 10 == 9:
+                since = None
+            else:
+                since = (self.base - timedelta(days=365 + g.idx * 97 % 1461)).replace(day=1)
+            if since is not None:
+                g.since = since.isoformat()
+                g.start = max(0, self.day_index(since))
 
     # ---------------------------------------------------------------- calendar
 
@@ -354,9 +436,25 @@ class _City:
             for hid, cat, _ in g.households:
                 yield (hid, gid, cat)
 
+    def household_category_rows(self) -> Iterator[tuple]:
+        """Second registers: about one key household in seven is on another register too (the
+        main category repeated or not, as platforms differ), and about one ordinary household in
+        a hundred is on a register only here, one visited on cadence, so that no grid gains an
+        overdue key household from this table."""
+        r = self.rng("household_categories").random
+        for g in self.grids:
+            for hid, cat, last in g.households:
+                if cat:
+                    if r() < 0.15:
+                        if r() < 0.5:
+                            yield (hid, cat)
+                        yield (hid, _SECOND_REGISTER[cat])
+                elif last is None and r() < 0.01:
+                    yield (hid, "disabled" if r() < 0.6 else "elderly_alone")
+
     def grid_rows(self) -> Iterator[tuple]:
         for g in self.grids:
-            yield (g.gid, g.name, g.community, g.street, g.zone)
+            yield (g.gid, g.name, g.community, g.street, g.zone, g.since)
 
     # ---------------------------------------------------------------- visits
 
@@ -368,6 +466,11 @@ class _City:
         n = 0
         for g in self.grids:
             gid, worker, head = g.gid, g.worker, g.head
+            if g.start:
+                for hid, stamp in self._first_visits(g, r):
+                    n += 1
+                    yield (f"V{n:08d}", hid, gid, worker if r() >= 0.08 else head, stamp)
+                continue
             for hid, _, last in g.households:
                 # on cadence: the last visit falls within one gap of today
                 d = T - int(r() * min(20 + int(r() * 10), T + 1)) if last is None else last
@@ -384,41 +487,65 @@ class _City:
                     n += 1
                     yield (f"V{n:08d}", hid, gid, worker if r() >= 0.08 else head, stamp)
 
+    def _first_visits(self, g: _Grid, r: Callable[[], float]) -> Iterator[tuple[str, str]]:
+        """A grid new in service: its worker calls on every household in the first week, then
+        about monthly; lapsed households are not reached (their old visits predate the grid)."""
+        daystr, tod, now_s, T, start = self.daystr, self.tod, self.now_s, self.T, g.start
+        for hid, _, last in g.households:
+            if last is not None:
+                continue
+            d = start + int(r() * min(7, T - start + 1))
+            while d <= T:
+                sec = 30600 + int(r() * 37800)  # 08:30–19:00
+                if d * _DAY + sec > now_s:  # later today: make it yesterday
+                    d -= 1
+                    if d < start:
+                        break
+                yield hid, daystr[d] + tod[sec]
+                d += 20 + int(r() * 10)
+
     # ---------------------------------------------------------------- patrols
 
     def patrol_rows(self) -> Iterator[tuple]:
         """Unzoned grids once or twice a day; zoned grids through working hours at 60–95 % of
-        their zone's interval; a supervisor weekly."""
+        their zone's interval; the street's supervisor every sixth day (never more than 7 × 24 h
+        apart, whatever the hour: weekly at a drifting hour would leave gaps just over a week),
+        except in the supervisor-overdue grids; the grid head on about one day in 25. The
+        worker's role is written NULL, ``worker`` or empty, as platforms do."""
         r = self.rng("patrols").random
         ts, now_s, T = self.ts, self.now_s, self.T
         n = 0
         for g in self.grids:
-            gid, worker, sup = g.gid, g.worker, g.supervisor
+            gid, worker, sup, head = g.gid, g.worker, g.supervisor, g.head
             no_yesterday = "no_patrol_yesterday" in g.roles
             missed = "patrol_missed" in g.roles
+            # the supervisor stopped coming 8-12 days before today (so last came 8-18 days ago)
+            sup_until = T - 8 - g.idx % 5 if "supervisor_overdue" in g.roles else T
             interval = _ZONE_SECONDS.get(g.zone or "")
-            for d in range(self.D):
+            for d in range(g.start, self.D):
                 if no_yesterday and d >= T - 1:
                     continue
                 day0 = d * _DAY
                 stop = now_s - 7200 if missed and d == T else now_s
-                times: list[tuple[int, str]] = []
+                times: list[tuple[int, str, str | None]] = []
                 if interval:
                     t = _WORK_START + int(r() * interval * 0.9)
                     while t <= _WORK_END:
-                        times.append((day0 + t, worker))
+                        times.append((day0 + t, worker, _WORKER))
                         t += int(interval * (0.6 + 0.35 * r()))
                 else:
-                    times.append((day0 + 28800 + int(r() * 36000), worker))  # 08:00–18:00
+                    times.append((day0 + 28800 + int(r() * 36000), worker, _WORKER))  # 08:00–18:00
                     if r() < 0.2:
-                        times.append((day0 + 28800 + int(r() * 36000), worker))
-                if (d + g.idx) % 7 == 0:  # the street's supervisor, 09:00–17:00
-                    times.append((day0 + 32400 + int(r() * 28800), sup))
-                times.sort()
-                for s, who in times:
+                        times.append((day0 + 28800 + int(r() * 36000), worker, _WORKER))
+                if (d + g.idx) % 6 == 0 and d <= sup_until:  # 09:00–17:00
+                    times.append((day0 + 32400 + int(r() * 28800), sup, "supervisor"))
+                if r() < 0.04:  # 08:00–18:00
+                    times.append((day0 + 28800 + int(r() * 36000), head, "head"))
+                times.sort(key=lambda t: t[0])
+                for s, who, role in times:
                     if s <= stop:
                         n += 1
-                        yield (f"P{n:08d}", gid, who, ts(s))
+                        yield (f"P{n:08d}", gid, who, ts(s), _WORKER_ROLES[n % 10] if role is _WORKER else role)
 
     # ---------------------------------------------------------------- incidents
 
@@ -458,7 +585,7 @@ class _City:
 
         for g in self.grids:
             gid = g.gid
-            for d in range(self.D):
+            for d in range(g.start, self.D):
                 count = (rand() < 0.1) + (rand() < 0.01)
                 for _ in range(count):
                     rep = d * _DAY + 25200 + int(rand() * 50400)  # 07:00–21:00
@@ -495,15 +622,23 @@ class _City:
                 acc, dis = rep + 600, rep + 2400
                 yield row(gid, "major_dispute", "major", "special", [rep, acc, dis, None, None], 0, 0)
             if "incidents_overdue" in g.roles:
-                for k in range(1 + g.idx % 2):
-                    age = int(_DAY * (4 + 6 * rand())) if k == 0 else int(_DAY * (8 + 4 * rand()))
-                    rep = max(0, now_s - age)
-                    tier = "department" if k == 0 else "community"
+                j = g.rank["incidents_overdue"]
+                # (tier, its limit in days, extended, overdue by at least this many days)
+                cases = [("department", 3, 0, 1)]  # 超期, by 1-2 days
+                if j % 3 in (1, 2):
+                    cases.append(("community", 1, 0, 8))  # 二次通报, by 8-13 days
+                if j % 3 in (0, 2):
+                    cases.append(("subdistrict", 2, j % 3 == 2, 15))  # 挂牌督办, by 15-20 days
+                for tier, days, extended, late in cases:
+                    span = 1 if late == 1 else 5
+                    limit = days * (2 if extended else 1)
+                    rep = max(0, now_s - int(_DAY * (limit + late + span * rand())))
                     acc = rep + 900
                     dis = acc + 3600
-                    res = dis + _DAY if k == 1 and dis + _DAY <= now_s else None
+                    resolved = late == 8 and j % 2 == 1 and dis + _DAY <= now_s  # awaits verification
+                    res = dis + _DAY if resolved else None
                     cat = r.choice(_NORMAL_CATEGORIES)
-                    yield row(gid, cat, "normal", tier, [rep, acc, dis, res, None], 0, 0)
+                    yield row(gid, cat, "normal", tier, [rep, acc, dis, res, None], 0, int(extended))
         # Special cases reported on the last working day before National Day: five working
         # days run past the holiday, closed on the 2nd-4th working day after it.
         _, _, national_day = _assign(len(self.grids))
@@ -540,7 +675,7 @@ class _City:
             gid = g.gid
             silent_days = 3 + g.idx % 3 if "silent" in g.roles else 0
             flagged = "flagged_today" in g.roles
-            for d in range(self.D):
+            for d in range(g.start, self.D):
                 if d > T - silent_days:
                     continue
                 if d < T and rand() < 0.01:  # a forgotten day in the past
@@ -559,34 +694,33 @@ class _City:
                 yield (rid(), gid, "daily", dates[d], ts(s), flag)
         yield from self._periodic(r, rid)
 
-    def _periodic(self, r: random.Random, rid) -> Iterator[tuple]:
+    def _periodic(self, r: random.Random, rid: Callable[[], str]) -> Iterator[tuple]:
         """Weekly, twice-weekly, monthly, quarterly and annual reports for some grids: on time
-        as a rule, a few late, none missing once due."""
+        as a rule, a few late, none missing once due, with two exceptions the rule book names.
+        One grid never sent an older month's report (the month before the last one due) but
+        sent the next. One report in eight is written without a period (NULL or empty),
+        only where the period it most plausibly reports on is the one it was filed for. A grid
+        new in service reports only periods that end on or after its first day."""
         rand = r.random
-        plans: list[tuple[str, str, date, date, date]] = []  # kind, period, first, last, late
+        # kind, period, the period's last day, first day to file, due day, last day when late
+        plans: list[tuple[str, str, date, date, date, date]] = []
         first, today = self.base - timedelta(days=120), self.today
         d = first
         while d <= today:
             if d.weekday() == 4:  # Friday: the weekly form, due that day
                 y, w, _ = d.isocalendar()
-                plans.append(("weekly", f"{y}-W{w:02d}", d - timedelta(days=1), d, d + timedelta(3)))
+                plans.append(("weekly", f"{y}-W{w:02d}", d + timedelta(2), d - timedelta(1), d, d + timedelta(3)))
             if d.weekday() in (1, 4):  # Tuesday and Friday, by the cutoff
-                plans.append(("twice_weekly", d.isoformat(), d, d, d))
+                plans.append(("twice_weekly", d.isoformat(), d, d, d, d))
             if d.day == 1:  # the previous month, due by the 5th
                 prev = d - timedelta(days=1)
-                plans.append(("monthly", f"{prev:%Y-%m}", d, d + timedelta(4), d + timedelta(8)))
+                plans.append(("monthly", f"{prev:%Y-%m}", prev, d, d + timedelta(4), d + timedelta(8)))
                 if d.month in (1, 4, 7, 10):
                     q = f"{prev.year}-Q{(prev.month - 1) // 3 + 1}"
-                    plans.append(("quarterly", q, d, d + timedelta(14), d + timedelta(19)))
+                    plans.append(("quarterly", q, prev, d, d + timedelta(14), d + timedelta(19)))
                 if d.month == 1:
                     plans.append(
-                        (
-                            "annual",
-                            str(prev.year),
-                            d + timedelta(9),
-                            d + timedelta(30),
-                            d + timedelta(33),
-                        )
+                        ("annual", str(prev.year), prev, d + timedelta(9), d + timedelta(30), d + timedelta(33))
                     )
             d += timedelta(days=1)
         share = {
@@ -597,9 +731,22 @@ class _City:
             "annual": 0.2,
         }
         kinds = {g.gid: {k for k, p in share.items() if rand() < p} for g in self.grids}
+        # the grid with a gap: the first one in service all along that files monthly reports
+        old = [g for g in self.grids if g.start == 0 and (g.since is None or g.since < first.isoformat())]
+        gap = next((g for g in old if "monthly" in kinds[g.gid]), old[0] if old else None)
+        monthly_due = [p for k, p, _, _, due, _ in plans if k == "monthly" and due < today]
+        skipped = (gap.gid, monthly_due[-2]) if gap is not None and len(monthly_due) >= 2 else None
+        if skipped:
+            kinds[skipped[0]].add("monthly")
+        for g in self.grids:  # the grids new in service send the monthly reports they owe
+            if g.start:
+                kinds[g.gid].add("monthly")
+        blank = 0
         for g in self.grids:
-            for kind, period, start, due, late_by in plans:
-                if kind not in kinds[g.gid]:
+            since = self.base + timedelta(days=g.start)
+            sent: dict[str, int] = {}  # kind → when its latest period's report came (seconds)
+            for kind, period, ends, start, due, late_by in plans:
+                if kind not in kinds[g.gid] or (g.start and ends < since) or (g.gid, period) == skipped:
                     continue
                 late = rand() < 0.04
                 if kind == "twice_weekly":
@@ -612,8 +759,25 @@ class _City:
                 s = self.day_index(day) * _DAY + sec
                 if late and s > self.now_s:  # never leave a report overdue: file it on time
                     s = self.day_index(due) * _DAY + min(sec, _CUTOFF - 1800)
-                if 0 <= s <= self.now_s:
-                    yield (rid(), g.gid, kind, period, self.ts(s), None)
+                if g.start and s < g.start * _DAY:  # owed from before the grid began: filed on its first day
+                    s = g.start * _DAY + sec
+                if not 0 <= s <= self.now_s:
+                    sent.pop(kind, None)
+                    continue
+                written: str | None = period
+                # Without a period, a monthly, quarterly or annual report is the last period
+                # ended when it came, which is its own. A weekly or twice-weekly one is the
+                # previous period if that has no report yet: blank it only after that came.
+                if (
+                    not g.start
+                    and not (g is gap and kind == "monthly")
+                    and (kind in _DUE_AFTER or sent.get(kind, s) < s)
+                ):
+                    blank += 1
+                    if blank % 16 in (1, 9):
+                        written = None if blank % 16 == 1 else ""
+                sent[kind] = s
+                yield (rid(), g.gid, kind, written, self.ts(s), None)
 
 
 # --------------------------------------------------------------------------- writing
@@ -673,6 +837,7 @@ def _write(file: Path, city: _City) -> dict[str, int]:
         sources = {
             "grids": city.grid_rows(),
             "households": city.household_rows(),
+            "household_categories": city.household_category_rows(),
             "visits": city.visit_rows(),
             "patrols": city.patrol_rows(),
             "incidents": city.incident_rows(),
