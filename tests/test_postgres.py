@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from gridwatch.schema import STANDARD_SCHEMA, create_sql
+from gridwatch.schema import INTEGER_COLUMNS
 from gridwatch.tools import demo
 
 pytestmark = pytest.mark.component
@@ -21,13 +21,19 @@ CHECKS = "".join(
 
 
 def load_into_postgres(sqlite_path, dsn) -> None:
-    """Copy every standard table, with real TIMESTAMP and INTEGER columns on the PostgreSQL side."""
+    """Copy every table the demo city writes (the optional ones too), with real TIMESTAMP, DATE and
+    INTEGER columns on the PostgreSQL side."""
     import psycopg
+
+    def kind(col: str) -> str:
+        if col in INTEGER_COLUMNS:
+            return "INTEGER"
+        return "TIMESTAMP" if col.endswith("_at") else "DATE" if col == "since" else "TEXT"
 
     src = sqlite3.connect(sqlite_path)
     with psycopg.connect(dsn) as pg, pg.cursor() as cur:
-        for table, cols in STANDARD_SCHEMA.items():
-            cur.execute(create_sql(table, timestamp_type="TIMESTAMP"))
+        for table, cols in demo.SCHEMA.items():
+            cur.execute(f"CREATE TABLE {table} ({', '.join(f'{c} {kind(c)}' for c in cols)})")
             rows = src.execute(f"SELECT {', '.join(cols)} FROM {table}").fetchall()
             with cur.copy(f"COPY {table} ({', '.join(cols)}) FROM STDIN") as copy:
                 for row in rows:
