@@ -212,7 +212,13 @@ class Latest:
     """What :meth:`Source.read_latest` aggregates, and the rules a row must surely pass to be
     aggregated rather than handed on: ``id`` neither NULL nor empty, ``grid`` a text value in
     ``grids``, ``column`` text of the form ``YYYY-MM-DD HH:MM:SS`` (a valid date and time)
-    between ``since`` and ``until`` (naive local times, both included), ``by`` not NULL."""
+    between ``since`` and ``until`` (naive local times, both included), ``by`` not NULL.
+
+    The optional fields ask for more, only of a source that lists them in
+    :attr:`Source.latest_fields`: ``split`` groups by the pair (``by``, ``split``) — a group's key
+    is then that pair, NULL a ``split`` value of its own — as when a grid's patrols are told
+    apart by who made them; ``earliest`` appends each group's least ``column`` as text, for a
+    check that must know where the table's history starts."""
 
     by: str
     column: str
@@ -221,6 +227,8 @@ class Latest:
     grids: Sequence[str]
     since: datetime
     until: datetime
+    split: str | None = None
+    earliest: bool = False
 
 
 class Source:
@@ -231,6 +239,10 @@ class Source:
 
     type: ClassVar[str]
     Options: ClassVar[type[Options]] = TableOptions
+    latest_fields: ClassVar[frozenset[str]] = frozenset()
+    """The optional fields of :class:`Latest` (``split``, ``earliest``) that :meth:`read_latest`
+    honours: a read that needs another is not asked of the source, its rows are read instead (a
+    source written before a field existed would ignore it and fold wrongly)."""
 
     def __init__(self, name: str, options: Options, env: Environment) -> None:
         self.name = name
@@ -274,7 +286,9 @@ class Source:
         ``want.by`` value, the greatest ``want.column`` as text and the row count — for every
         key none of whose rows breaks a rule of ``want``; ``odd`` every row (as
         :meth:`read_since` gives it) of the other keys, and of a NULL key. None: the source
-        cannot aggregate, and the caller reads the rows (the default)."""
+        cannot aggregate, and the caller reads the rows (the default). With ``want.split`` the
+        key is the pair ``(by, split)`` (a key whose rows all pass is still one ``by`` value);
+        with ``want.earliest`` each group ends with its least ``want.column`` as text."""
         return None
 
     def read_keys(

@@ -59,31 +59,62 @@ class Feed:
         self.cursor = cursor  # only once every row was taken: a failed run reads them again
 
     def latest(
-        self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any]
+        self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any], split: str | None = None
     ) -> Iterator[tuple[Any, datetime, int]]:
         """What :meth:`rows` would give (timestamp ``column`` required, grids checked against
         ``grids``), folded: ``(by value, latest column, rows)`` per ``by`` value, possibly
         several times for one value. On a full read the source aggregates where it can vouch
         for every row of a value (:meth:`Source.read_latest`): a year of visits arrives as one
-        line per household instead of one per visit. Every row counts as read."""
+        line per household instead of one per visit. Every row counts as read. With ``split``
+        the key is the pair ``(by value, split value)``: a grid's patrols told apart by role."""
+        return self._fold(ctx, by, column, grids, split, earliest=False)
+
+    def spans(
+        self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any], split: str | None = None
+    ) -> Iterator[tuple[Any, datetime, int, datetime]]:
+        """:meth:`latest` with each fold's earliest ``column`` last: ``(key, latest, rows,
+        earliest)``, for a check that must know where the table's history starts (DOMAIN.md §5)."""
+        return self._fold(ctx, by, column, grids, split, earliest=True)
+
+    def _fold(
+        self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any], split: str | None, earliest: bool
+    ) -> Iterator[Any]:
         rules: dict[str, Any] = {"timestamps": (column,), "required": (column,), "grids": grids}
         plan = None
         # folding pays on a full read; the few rows appended since a cursor are read as they are
         since = _fixed_offset_since(ctx.now, ctx.tz) if self.cursor is None else None
-        if self.id_column is not None and not self.mutable and not self._dedupe() and since is not None:
+        asks = {name for name, on in (("split", split), ("earliest", earliest)) if on}
+        if (
+            self.id_column is not None
+            and not self.mutable
+            and not self._dedupe()
+            and since is not None
+            and asks <= self.source.latest_fields
+        ):
             until = ctx.now.astimezone(ctx.tz).replace(tzinfo=None)
-            want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until)
+            want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until, split, earliest)
             plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
+        rows = self.rows(ctx, **rules) if plan is None else self._fresh(ctx, plan[1], rules)
+        for row in rows:
+            key = row.get(by) if split is None else (row.get(by), row.get(split))
+            at = row[column]
+            yield (key, at, 1, at) if earliest else (key, at, 1)
         if plan is None:
-            for row in self.rows(ctx, **rules):
-                yield row.get(by), row[column], 1
             return
-        groups, odd, cursor = plan
-        for row in self._fresh(ctx, odd, rules):
-            yield row.get(by), row[column], 1
-        self.source.rows_read[self.table] += sum(n for _, _, n in groups)  # the source read them all
-        for key, text, n in groups:
-            yield key, datetime.fromisoformat(text).replace(tzinfo=ctx.tz), n
+        groups, _, cursor = plan
+        self.source.rows_read[self.table] += sum(g[2] for g in groups)  # the source read them all
+        tz = ctx.tz
+        if earliest:
+            for key, text, n, first in groups:
+                yield (
+                    key,
+                    datetime.fromisoformat(text).replace(tzinfo=tz),
+                    n,
+                    datetime.fromisoformat(first).replace(tzinfo=tz),
+                )
+        else:
+            for key, text, n in groups:
+                yield key, datetime.fromisoformat(text).replace(tzinfo=tz), n
         self.cursor = cursor
 
     def _dedupe(self) -> bool:

@@ -257,23 +257,29 @@ def write_standard_db(
 ) -> Path:
     """A SQLite file in the standard schema holding ``tables`` (absent columns are NULL).
 
-    A table outside the standard schema (a plugin's own, e.g. ``hydrants``) is created too, with
-    the columns ``schema`` gives it or else those its rows use, in order of appearance.
+    An optional column of the standard schema (``patrols.role``) is created only when a row of
+    its table names it, or ``schema`` lists it; an optional table (``household_categories``) only
+    when ``tables`` has it. A table outside the standard schema (a plugin's own, e.g.
+    ``hydrants``) is created too, with the columns ``schema`` gives it or else those its rows use,
+    in order of appearance.
     """
     import sqlite3
 
-    from gridwatch.schema import STANDARD_SCHEMA, create_sql
+    from gridwatch.schema import OPTIONAL_COLUMNS, OPTIONAL_TABLES, STANDARD_SCHEMA, create_sql
 
     own = {t: tuple(c) for t, c in (schema or {}).items() if t not in STANDARD_SCHEMA}
     for table, rows in tables.items():
         if table not in STANDARD_SCHEMA and table not in own:
-            cols = list(dict.fromkeys(c for r in rows for c in r))
+            cols = list(OPTIONAL_TABLES.get(table, ())) or list(dict.fromkeys(c for r in rows for c in r))
             assert cols, f"table {table!r} has no rows to take its columns from: give them with schema="
             own[table] = tuple(cols)
     with sqlite3.connect(path) as db:
-        for table, cols in STANDARD_SCHEMA.items():
-            db.execute(create_sql(table))
+        for table, standard in STANDARD_SCHEMA.items():
             rows = tables.get(table, [])
+            named = set((schema or {}).get(table, ())).union(*rows)
+            optional = tuple(c for c in OPTIONAL_COLUMNS.get(table, ()) if c in named)
+            db.execute(create_sql(table, optional=optional))
+            cols = (*standard, *optional)
             for row in rows:
                 unknown = set(row) - set(cols)
                 assert not unknown, f"{table} has no column(s) {sorted(unknown)}"

@@ -1,6 +1,7 @@
 """The ``visits`` check: household visit coverage and overdue key households (DOMAIN.md §1).
 
-Reads ``households`` and ``visits`` in the standard schema. Per registered grid it yields:
+Reads ``households`` and ``visits`` in the standard schema, and the optional
+``household_categories`` where the source has it. Per registered grid it yields:
 
 - ``gridwatch_grid_households{grid}`` — registered households (0 included);
 - ``gridwatch_visit_coverage_ratio{grid}`` — households visited in [now − window, now]
@@ -9,6 +10,15 @@ Reads ``households`` and ``visits`` in the standard schema. Per registered grid 
 - ``gridwatch_visit_key_households_overdue{grid,category}`` — key households (category
   neither NULL nor empty) whose last visit is older than the category's interval, or
   never visited; one sample (possibly 0) per grid and category that has key households.
+
+A person can be on several registers at once (an elderly person living alone who is also
+disabled). A household's categories are the one in ``households.category`` and those
+``household_categories(household_id, category)`` adds; NULL, empty or blank is no category, and
+a category named twice (twice in the table, or in both places) is one. Each category's cadence
+applies on its own: the household counts in the overdue figure of every category it is overdue
+in, and once in the households, coverage and unvisited figures. A ``household_categories`` row
+whose household is NULL or not in ``households`` is rejected as ``unknown_household`` (and
+counts once its household registers, like a visit). Without the table nothing changes.
 
 A visit belongs to its household, so it counts for the grid the household is registered
 in, even when the visit row names another (known) grid: the household register is the
@@ -27,7 +37,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from sys import intern
 from typing import Any
 
@@ -40,6 +50,7 @@ DAY = 86400.0
 NEVER = -math.inf  # the last visit of a household never visited
 UNKNOWN_HOUSEHOLD = "unknown_household"
 HOUSEHOLD_COLUMNS = ("household_id", "grid_id", "category")
+CATEGORY_COLUMNS = ("household_id", "category")
 VISIT_COLUMNS = ("visit_id", "household_id", "grid_id", "visited_at")
 
 HOUSEHOLDS = "gridwatch_grid_households"
@@ -56,6 +67,10 @@ CATEGORY_ZH = {
     "left_behind_child": "留守儿童",
 }
 """Display names of the standard key-household categories, for light reasons."""
+
+
+Categories = str | tuple[str, ...] | None
+"""A household's key categories: None, one name, or several (sorted, each once)."""
 
 
 class VisitsCheck(Check):
@@ -77,45 +92,70 @@ class VisitsCheck(Check):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        assert self.source is not None
-        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
-        self.household_feed = self.tracker.feed(self.source, "households", HOUSEHOLD_COLUMNS, "household_id")
-        self.visit_feed = self.tracker.feed(self.source, "visits", VISIT_COLUMNS, "visit_id")
+        self.registers: bool | None = None  # whether the source has household_categories
         self._reset()
 
+    def _follow(self, registers: bool) -> None:
+        """Follow the tables, ``household_categories`` too when the source has it: a table that
+        appears or goes is read again from scratch with the others."""
+        assert self.source is not None
+        self.registers = registers
+        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.household_feed = self.tracker.feed(self.source, "households", HOUSEHOLD_COLUMNS, "household_id")
+        self.category_feed = (
+            self.tracker.feed(self.source, "household_categories", CATEGORY_COLUMNS, None) if registers else None
+        )
+        self.visit_feed = self.tracker.feed(self.source, "visits", VISIT_COLUMNS, "visit_id")
+
     def _reset(self) -> None:
-        # household -> (grid, category or None, last visit in epoch seconds or NEVER): a city's
-        # households are kept between runs, in one dict, their grid and category strings shared
-        self.households: dict[str, tuple[str, str | None, float]] = {}
+        # household -> (grid, categories, last visit in epoch seconds or NEVER): a city's
+        # households are kept between runs, in one dict, their grid and category strings shared;
+        # the categories are None, one name, or a tuple of names for a household on several registers
+        self.households: dict[str, tuple[str, Categories, float]] = {}
         self.orphans: dict[str, float] = {}  # an unregistered household -> its last visit, kept in case it registers
+        self.unplaced: dict[str, Categories] = {}  # an unregistered household -> categories added to it
         # the last visits (NEVER included) of each grid's households, and of each grid's key
         # households by category, sorted: a run counts the visited and the overdue by bisection,
         # per grid, instead of looking at every household of the city
         self.by_grid: dict[str, list[float]] = {}
         self.by_key: dict[tuple[str, str], list[float]] = {}
 
-    def _place(self, hid: str, grid: str, category: str | None, seen: float) -> None:
-        """Household ``hid`` is now in ``grid`` and ``category`` with its last visit at ``seen``."""
+    def _place(self, hid: str, grid: str, categories: Categories, seen: float) -> None:
+        """Household ``hid`` is now in ``grid`` and ``categories`` with its last visit at ``seen``."""
         before = self.households.get(hid)
         if before is not None:
             _remove(self.by_grid, before[0], before[2])
-            if before[1] is not None:
-                _remove(self.by_key, (before[0], before[1]), before[2])
-        self.households[hid] = (grid, category, seen)  # (an existing key keeps its string)
+            for category in _each(before[1]):
+                _remove(self.by_key, (before[0], category), before[2])
+        self.households[hid] = (grid, categories, seen)  # (an existing key keeps its string)
         bisect.insort(self.by_grid.setdefault(grid, []), seen)
-        if category is not None:
+        for category in _each(categories):
             bisect.insort(self.by_key.setdefault((grid, category), []), seen)
 
     def _update(self, ctx: RunContext, grids: dict[str, Grid]) -> None:
         src = self.visit_feed.source.name
-        households, orphans = self.households, self.orphans
+        households, orphans, unplaced = self.households, self.orphans, self.unplaced
         for row in self.household_feed.rows(ctx, grids=grids):
             hid = str(row["household_id"])
-            category = str(row["category"] or "").strip() or None  # "" is no category
+            categories = _joined(_category(row["category"]), _each(unplaced.pop(hid, None)))
             before = households.get(hid)
             # with the visits read before it registered
             seen = max(NEVER if before is None else before[2], orphans.pop(hid, NEVER))
-            self._place(hid, intern(row["grid_id"]), category and intern(category), seen)
+            self._place(hid, intern(row["grid_id"]), categories, seen)
+        if self.category_feed is not None:
+            for row in self.category_feed.rows(ctx, grid_column=None):
+                raw, category = row["household_id"], _category(row["category"])
+                hid = "" if raw is None else str(raw)
+                where = households.get(hid)
+                if where is None:
+                    why = "household_id is NULL" if raw is None else "household_id not in households"
+                    ctx.reject(src, UNKNOWN_HOUSEHOLD, why)
+                    if raw is not None:  # kept in case it registers
+                        unplaced[hid] = _joined(unplaced.get(hid), (category,))
+                    continue
+                categories = _joined(where[1], (category,))
+                if categories != where[1]:
+                    self._place(hid, where[0], categories, where[2])
         for raw, at, n in self.visit_feed.latest(ctx, "household_id", "visited_at", grids):
             hid = "" if raw is None else str(raw)
             ts = at.timestamp()
@@ -132,6 +172,10 @@ class VisitsCheck(Check):
     def run(self, ctx: RunContext) -> Iterator[Sample]:
         opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
         grids = ctx.registry()
+        assert self.source is not None
+        registers = self.source.has("household_categories", "category", deadline=ctx.deadline)
+        if registers != self.registers:
+            self._follow(registers)
         self.tracker.refresh(ctx, grids, self._reset, lambda full: self._update(ctx, grids))
         now = ctx.now.timestamp()
         window_start = now - opts.window
@@ -158,6 +202,26 @@ class VisitsCheck(Check):
                 cat = s.labels.get("category", "")
                 text = f"重点人群（{CATEGORY_ZH.get(cat, cat)}）超期未走访 {int(s.value)} 户"
                 yield Reason(s.labels["grid"], YELLOW, "key_households_overdue", text, KEY_OVERDUE)
+
+
+def _category(value: Any) -> str | None:
+    """A category as read: NULL, empty and blank are no category; names are shared."""
+    text = str(value or "").strip()
+    return intern(text) if text else None
+
+
+def _each(categories: Categories) -> tuple[str, ...]:
+    return () if categories is None else (categories,) if isinstance(categories, str) else categories
+
+
+def _joined(categories: Categories, more: Iterable[str | None]) -> Categories:
+    """``categories`` with ``more`` added, each once; unchanged (the same object) if nothing is new."""
+    have = _each(categories)
+    new = {c for c in more if c is not None and c not in have}
+    if not new:
+        return categories
+    every = tuple(sorted({*have, *new}))
+    return every[0] if len(every) == 1 else every
 
 
 def _remove(lists: dict[Any, list[float]], key: Any, value: float) -> None:

@@ -9,7 +9,10 @@ interval (red 1h, yellow 2h, blue 4h). 2026-03-10 is a Tuesday, 2026-03-08 a Sun
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from pydantic import ValidationError
 
 from gridwatch.plugins import PluginHost
 from gridwatch.pytest_plugin import CheckRunner
-from gridwatch.testing import CheckResult
+from gridwatch.testing import CheckResult, write_standard_db
 
 GRIDS = [
     {
@@ -213,8 +216,7 @@ def test_labels_carry_only_the_grid(gridwatch_check: CheckRunner) -> None:
 def test_default_rule_references_produced_metric(gridwatch_check: CheckRunner) -> None:
     host = PluginHost.default(entry_points=False)
     assert host.check_type("patrols") is patrols.PatrolsCheck
-    (rule,) = patrols.default_rules()
-    assert rule["alert"] == "PatrolOverdue"
+    rule = next(r for r in patrols.default_rules() if r["alert"] == "PatrolOverdue")
     assert rule["above"] == {"warning": 0}
     result = run(gridwatch_check, [], "2026-03-10 09:30:00")
     assert rule["metric"] in {s.metric for s in result.samples}
@@ -222,3 +224,229 @@ def test_default_rule_references_produced_metric(gridwatch_check: CheckRunner) -
     labels = {"grid": "R", "grid_name": "红区网格", "community": "东湖社区", "street": "城关街道"}
     for key in ("summary", "description"):
         assert rule[key].format(**labels, value=1)
+
+
+# -- who patrolled (DOMAIN.md §1): only the grid's own workers keep the cadence; a supervisor
+# must come every 7 × 24 h, counted from the later of the last supervisor patrol and the grid's
+# start (§5: ``grids.since``, else the earliest row of the patrols table) --------------------
+
+SUP_LAST = "gridwatch_patrol_supervisor_last_timestamp_seconds"
+SUP_OVERDUE = "gridwatch_patrol_supervisor_overdue"
+
+
+def by(pid: str, grid: str, at: str, role: str | None) -> dict[str, Any]:
+    return {**patrol(pid, grid, at), "role": role}
+
+
+def local(at: str) -> float:
+    """Epoch seconds of a local (UTC+8) wall-clock time."""
+    return datetime.fromisoformat(at + "+08:00").timestamp()
+
+
+@pytest.fixture(params=["rows", "folded"])
+def patrols_run(request: pytest.FixtureRequest, gridwatch_check: CheckRunner, tmp_path: Path) -> Any:
+    """Runs the check on rows read one by one (the test kit's table has no unique index), or
+    folded by SQLite per grid and role (a unique index on patrol_id lets it vouch for them)."""
+    count = iter(range(1000))
+
+    def go(
+        rows: list[dict[str, Any]],
+        now: str,
+        grids: list[dict[str, Any]] = GRIDS,
+        schema: dict[str, list[str]] | None = None,
+        **options: Any,
+    ) -> CheckResult:
+        tables = {"grids": grids, "patrols": rows}
+        if request.param == "rows":
+            result = gridwatch_check("patrols", tables, now=now, options=options, schema=schema)
+        else:
+            db = write_standard_db(tmp_path / f"folded{next(count)}.db", tables, schema)
+            with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+                conn.execute("CREATE UNIQUE INDEX patrols_id ON patrols (patrol_id)")
+            source = f'type = "sqlite"\npath = "{db}"'
+            result = gridwatch_check("patrols", {}, now=now, options=options, source=source)
+        assert result.error is None, result.error
+        return result
+
+    return go
+
+
+@pytest.mark.parametrize(
+    ("role", "expected"),
+    [
+        ("supervisor", 1),  # 督导员: not the grid's own worker, the daily rule is not met
+        ("head", 1),  # 网格长: neither
+        (" Supervisor ", 1),  # case and spaces are forgiven: still a supervisor
+        ("HEAD", 1),
+        ("worker", 0),  # the grid worker: patrolled inside the last passed hours
+        (" Worker", 0),
+        (None, 0),  # NULL is the grid worker
+        ("", 0),  # so is empty
+        ("  ", 0),  # and blank
+    ],
+)
+def test_only_the_grids_own_workers_keep_the_daily_rule(patrols_run: Any, role: str | None, expected: int) -> None:
+    # now 12:00: the last passed hours are yesterday's [03-09 07:15, 20:15]; the one patrol,
+    # at 03-09 10:00, is inside them — if the grid's own worker made it
+    result = patrols_run([by("p1", "U", "2026-03-09 10:00:00", role)], "2026-03-10 12:00:00")
+    result.assert_value("gridwatch_patrol_overdue", expected, grid="U")
+    if expected:  # nobody of the grid patrolled: no last patrol either
+        result.assert_absent("gridwatch_patrol_last_timestamp_seconds", grid="U")
+    assert result.rejected == {}
+
+
+def test_a_supervisor_patrol_does_not_reset_the_zone_cadence(patrols_run: Any) -> None:
+    rows = [
+        by("p1", "R", "2026-03-10 09:00:00", "worker"),
+        by("p2", "R", "2026-03-10 10:00:00", "supervisor"),
+        by("p3", "R", "2026-03-10 10:00:00", "head"),
+    ]
+    result = patrols_run(rows, "2026-03-10 10:00:01")
+    # red zone: 1h 1s since the worker's 09:00 > 1h (counting the 10:00 patrols it would be 1s)
+    result.assert_value("gridwatch_patrol_overdue", 1, grid="R")
+    result.assert_value("gridwatch_patrol_last_timestamp_seconds", local("2026-03-10 09:00:00"), grid="R")
+    result.assert_value(SUP_LAST, local("2026-03-10 10:00:00"), grid="R")  # the head's patrol is not one
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-03-10 12:00:00", 0),  # exactly 7 × 24 h since 03-03 12:00: not more
+        ("2026-03-10 12:00:01", 1),  # 7d 1s > 7d
+    ],
+)
+def test_supervisor_overdue_after_seven_days(patrols_run: Any, now: str, expected: int) -> None:
+    # the supervisor's patrol is also the table's earliest row, so it is the later of the two
+    result = patrols_run([by("p1", "U", "2026-03-03 12:00:00", "supervisor")], now)
+    result.assert_value(SUP_OVERDUE, expected, grid="U")
+    result.assert_value(SUP_LAST, local("2026-03-03 12:00:00"), grid="U")
+
+
+def test_the_supervisor_interval_is_an_option(patrols_run: Any) -> None:
+    result = patrols_run([by("p1", "U", "2026-03-07 11:59:59", "supervisor")], "2026-03-10 12:00:00")
+    result.assert_value(SUP_OVERDUE, 0, grid="U")  # 3d 1s: well inside the default 7d
+    result = patrols_run(
+        [by("p1", "U", "2026-03-07 11:59:59", "supervisor")], "2026-03-10 12:00:00", supervisor_interval="3d"
+    )
+    result.assert_value(SUP_OVERDUE, 1, grid="U")  # 3d 1s > 3d
+
+
+SINCE_GRIDS = [{**g, "since": None} for g in GRIDS]
+
+
+@pytest.mark.parametrize(
+    ("since", "supervisor", "expected"),
+    [
+        # now 03-10 12:00; the grid's start is 00:00 of its "since" day
+        ("2026-03-07", None, 0),  # in service 3d 12h: not 7 days yet
+        ("2026-03-02", None, 1),  # 8d 12h > 7d
+        ("2026-03-03", None, 1),  # 7d 12h > 7d
+        ("2026-03-02", "2026-03-04 09:00:00", 0),  # the later is the patrol: 6d 3h
+        ("2026-03-07", "2026-02-01 09:00:00", 0),  # a patrol before the start: the start is later
+        ("2026-03-10", None, 0),  # came into service today
+    ],
+)
+def test_supervisor_duty_counts_from_the_grids_start(
+    patrols_run: Any, since: str, supervisor: str | None, expected: int
+) -> None:
+    grids = [{**g, "since": since if g["grid_id"] == "U" else None} for g in GRIDS]
+    # a worker's patrol on 01-05 is the table's earliest row: "since" wins over it
+    rows = [by("p1", "B", "2026-01-05 09:00:00", "worker")]
+    if supervisor:
+        rows.append(by("p2", "U", supervisor, "supervisor"))
+    result = patrols_run(rows, "2026-03-10 12:00:00", grids=grids)
+    result.assert_value(SUP_OVERDUE, expected, grid="U")
+    result.assert_value(SUP_OVERDUE, 1, grid="R")  # no "since": from 01-05, 64 days
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-03-12 08:00:00", 0),  # exactly 7 × 24 h since the earliest row, 03-05 08:00
+        ("2026-03-12 08:00:01", 1),  # 7d 1s
+    ],
+)
+def test_without_since_the_duty_counts_from_the_tables_earliest_row(patrols_run: Any, now: str, expected: int):
+    rows = [
+        by("p1", "U", "2026-03-05 08:00:00", None),  # the earliest good row, of another grid
+        by("p2", "R", "2026-03-09 08:00:00", "head"),
+        by("p3", "B", "2026-02-01 08:00:00", "visitor"),  # earlier, but a bad row: not the start
+        by("p4", "Y", "2026-02-01 08:00:00x", "worker"),  # so is a bad timestamp
+    ]
+    result = patrols_run(rows, now)
+    assert result.by_grid(SUP_OVERDUE) == {"R": expected, "Y": expected, "B": expected, "U": expected}
+    assert result.by_grid(SUP_LAST) == {}  # no supervisor has patrolled
+    assert result.rejected == {("data", "bad_role"): 1, ("data", "bad_timestamp"): 1}
+
+
+def test_an_empty_table_owes_no_supervisor_patrol(patrols_run: Any) -> None:
+    # no "since" and no row: the platform's history has not started, nothing is overdue yet
+    schema = {"patrols": ["role"]}  # the table has the role column, and no row
+    result = patrols_run([], "2026-03-10 12:00:00", grids=SINCE_GRIDS, schema=schema)
+    result.assert_value(SUP_OVERDUE, 0, grid="U")
+    result.assert_value("gridwatch_patrol_overdue", 1, grid="U")  # the daily rule as before
+
+
+def test_an_unknown_role_is_a_bad_row(patrols_run: Any) -> None:
+    rows = [
+        by("p1", "U", "2026-03-10 09:00:00", "督导员"),  # a code value the rule book does not know
+        by("p2", "U", "2026-03-10 09:30:00", "visitor"),
+        by("p3", "R", "2026-03-10 09:30:00", "worker"),
+    ]
+    result = patrols_run(rows, "2026-03-10 10:00:00")
+    assert result.rejected == {("data", "bad_role"): 2}
+    # left out of every figure: U was never patrolled
+    result.assert_value("gridwatch_patrol_overdue", 1, grid="U")
+    result.assert_absent("gridwatch_patrol_last_timestamp_seconds", grid="U")
+    result.assert_absent(SUP_LAST, grid="U")
+
+
+def test_without_a_role_column_nothing_changes(patrols_run: Any, gridwatch_check: CheckRunner) -> None:
+    rows = [patrol("p1", "U", "2026-03-10 09:00:00"), patrol("p2", "R", "2026-03-01 09:00:00")]
+    result = patrols_run(rows, "2026-03-10 09:30:00")
+    # every patrol is the grid worker's, and nobody can tell a supervisor's: no supervisor series
+    assert {s.metric for s in result.samples} == {"gridwatch_patrol_overdue", "gridwatch_patrol_last_timestamp_seconds"}
+    # R's last patrol 03-01 is older than yesterday's hours; Y and B never patrolled
+    assert result.by_grid("gridwatch_patrol_overdue") == {"R": 1, "Y": 1, "B": 1, "U": 0}
+    # the same rows with an all-NULL role column: the same worker figures, plus supervisor ones
+    with_role = patrols_run([{**r, "role": None} for r in rows], "2026-03-10 09:30:00")
+    assert worker_series(with_role) == worker_series(result)
+    assert with_role.by_grid(SUP_OVERDUE) == {"R": 1, "Y": 1, "B": 1, "U": 1}  # 9d since 03-01 09:00
+
+
+def worker_series(result: CheckResult) -> list[tuple[Any, float]]:
+    return sorted((s.key(), s.value) for s in result.samples if s.metric not in (SUP_LAST, SUP_OVERDUE))
+
+
+def test_supervisor_series_carry_only_the_grid(patrols_run: Any) -> None:
+    result = patrols_run([by("P-1", "R", "2026-03-10 09:00:00", "supervisor")], "2026-03-10 09:30:00")
+    assert any(s.metric == SUP_LAST for s in result.samples)
+    assert all(set(s.labels) == {"grid"} for s in result.samples)
+
+
+def test_supervisor_overdue_warns_and_turns_the_grid_yellow(gridwatch_check: CheckRunner) -> None:
+    rows = [by("p1", "R", "2026-03-01 09:00:00", "supervisor"), by("p2", "U", "2026-03-09 09:00:00", "supervisor")]
+    result = run(gridwatch_check, rows, "2026-03-10 09:30:00")
+    # R: 9d 30m since its supervisor's patrol > 7d; U: 1d 30m
+    assert result.by_grid(SUP_OVERDUE) == {"R": 1, "Y": 1, "B": 1, "U": 0}  # Y, B: from 03-01 09:00 too
+    fired = [a for a in result.alerts() if a.alert == "SupervisorPatrolOverdue"]
+    assert sorted((a.labels["grid"], a.severity) for a in fired) == [
+        ("B", "warning"),
+        ("R", "warning"),
+        ("Y", "warning"),
+    ]
+    red = next(a for a in fired if a.labels["grid"] == "R")
+    for text in (red.summary, red.description):
+        assert "督导员" in text and "红区网格" in text
+        assert not any(word in text for word in ("supervisor", "worker", "W-7", "p1"))
+    check = object.__new__(patrols.PatrolsCheck)  # reasons depend on the samples alone
+    reasons = [r for r in check.reasons(result.samples) if r.metric == SUP_OVERDUE]
+    assert sorted(r.grid for r in reasons) == ["B", "R", "Y"]
+    assert {(r.light, r.code) for r in reasons} == {("yellow", "supervisor_patrol_overdue")}
+    assert all("督导员" in r.text and "supervisor" not in r.text for r in reasons)
+
+
+def test_the_supervisor_interval_must_be_positive() -> None:
+    with pytest.raises(ValidationError):
+        patrols.PatrolsCheck.Options(supervisor_interval="0s")
+    assert patrols.PatrolsCheck.Options().supervisor_interval == 7 * 24 * 3600  # the rule book's 7 days

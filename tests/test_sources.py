@@ -95,6 +95,75 @@ def test_sqlite_folds_the_rows_it_can_vouch_for_and_hands_on_every_row_of_the_ot
     assert groups == [("h1", "2026-11-20 11:00:00", 1)] and list(odd) == []
 
 
+def test_sqlite_folds_by_a_split_column_and_gives_each_folds_earliest(env, tmp_path):
+    """read_latest with split and earliest: one (key pair, latest, rows, earliest) line per grid and
+    role, NULL a role of its own; a grid with a row it cannot vouch for is handed on whole."""
+    cols = ("patrol_id", "grid_id", "patrolled_at", "role")
+    rows = [
+        ("p1", "g1", "2026-11-20 09:00:00", None),
+        ("p2", "g1", "2026-11-18 10:00:00", None),
+        ("p3", "g1", "2026-11-19 08:00:00", "supervisor"),
+        ("p4", "g1", "2026-11-20 07:00:00", "supervisor"),
+        ("p5", "g1", "2026-11-17 07:00:00", "Supervisor"),  # another value: another fold
+        ("p6", "g2", "2026-11-20 08:00:00", "head"),
+        ("p7", "g2", "2026-11-20 8:00", None),  # not canonical: all of g2 is handed on
+    ]
+    db = write_standard_db(tmp_path / "city.db", {"patrols": [dict(zip(cols, r, strict=True)) for r in rows]})
+    source = SqliteSource("city", SqliteSource.Options(path=str(db)), env)
+    assert {"split", "earliest"} <= source.latest_fields
+    want = Latest(
+        "grid_id", "patrolled_at", "patrol_id", "grid_id", ["g1", "g2"],
+        datetime(2020, 1, 1), datetime(2026, 11, 20, 12, 0, 0), split="role", earliest=True,
+    )  # fmt: skip
+    groups, odd, _ = source.read_latest("patrols", cols, None, want, deadline=soon())
+    assert sorted(groups, key=repr) == sorted(
+        [
+            (("g1", None), "2026-11-20 09:00:00", 2, "2026-11-18 10:00:00"),  # p1, p2
+            (("g1", "supervisor"), "2026-11-20 07:00:00", 2, "2026-11-19 08:00:00"),  # p3, p4
+            (("g1", "Supervisor"), "2026-11-17 07:00:00", 1, "2026-11-17 07:00:00"),  # p5
+        ],
+        key=repr,
+    )
+    assert [r["patrol_id"] for r in odd] == ["p6", "p7"]
+
+
+def test_a_source_that_does_not_honour_split_is_not_asked_to_fold_by_it(tmp_path):
+    """A source written before ``Latest.split`` existed would fold by grid alone: the feed reads
+    its rows instead, and tells the roles apart itself."""
+    from gridwatch.api import RunContext, Source
+    from gridwatch.feeds import Feed
+
+    asked: list[Latest] = []
+
+    class Old(Source):
+        type = "old"
+
+        def read_since(self, table, columns, after=None, *, deadline=float("inf")):
+            rows = [
+                {"patrol_id": "p1", "grid_id": "g1", "patrolled_at": "2026-11-20 09:00:00", "role": "head"},
+                {"patrol_id": "p2", "grid_id": "g1", "patrolled_at": "2026-11-20 08:00:00", "role": None},
+            ]
+            return rows, None
+
+        def read_latest(self, table, columns, after, want, *, deadline=float("inf")):
+            asked.append(want)
+            return [("g1", "2026-11-20 09:00:00", 2)], [], None
+
+        def unique(self, table, column):
+            return True
+
+    env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path)
+    feed = Feed(
+        Old("old", Old.Options(), env), "patrols", ("patrol_id", "grid_id", "patrolled_at", "role"), "patrol_id"
+    )
+    ctx = RunContext(now=datetime(2026, 11, 20, 12, tzinfo=TZ), tz=TZ)
+    got = [(key, at.hour, n) for key, at, n in feed.latest(ctx, "grid_id", "patrolled_at", {"g1": 1}, split="role")]
+    assert got == [(("g1", "head"), 9, 1), (("g1", None), 8, 1)]  # row by row, as read
+    assert asked == []
+    # without split it folds as before
+    assert [k for k, _, _ in feed.latest(ctx, "grid_id", "patrolled_at", {"g1": 1})] == ["g1"] and len(asked) == 1
+
+
 # --------------------------------------------------------------------------- sql: SQLite
 
 

@@ -231,3 +231,125 @@ def test_default_rules_reference_produced_metrics(gridwatch_check: CheckRunner) 
         assert rule["metric"] in produced and rule["metric"] in visits.VisitsCheck.metrics
         for key in ("summary", "description"):
             assert rule[key].format(**labels, category="社区矫正", value=0.85)
+
+
+# -- several registers (DOMAIN.md §1): household_categories adds categories to the one in
+# households.category; each category's cadence applies on its own, the household counts once --
+
+KEY_OVERDUE = "gridwatch_visit_key_households_overdue"
+
+
+def registers(*pairs: tuple[str | None, str | None]) -> list[dict[str, Any]]:
+    return [{"household_id": h, "category": c} for h, c in pairs]
+
+
+def test_a_household_on_two_registers_is_overdue_in_both_and_counted_once(gridwatch_check: CheckRunner) -> None:
+    result = run(
+        gridwatch_check,
+        {
+            "households": [*households("G1", "k1", category="elderly_alone"), *households("G1", "h2")],
+            "household_categories": registers(
+                ("k1", "disabled"),  # an elderly person living alone who is also disabled
+                ("k1", "disabled"),  # listed twice: once
+                ("k1", "elderly_alone"),  # the register households.category already names: once
+            ),
+            "visits": [
+                visit("v1", "k1", "G1", "2026-02-28 12:00:00"),  # 31d old: > 30d, and before the window
+                visit("v2", "h2", "G1", "2026-03-30 12:00:00"),
+            ],
+        },
+    )
+    assert result.series(KEY_OVERDUE) == {
+        (("category", "disabled"), ("grid", "G1")): 1,  # k1
+        (("category", "elderly_alone"), ("grid", "G1")): 1,  # k1 again, on its own register
+    }
+    # but one household: G1 has k1 and h2, and only h2 was visited in the window
+    result.assert_value("gridwatch_grid_households", 2, grid="G1")
+    result.assert_value(COVERAGE, 1 / 2, grid="G1")
+    result.assert_value("gridwatch_visit_unvisited_households", 1, grid="G1")
+    assert result.rejected == {}
+
+
+def test_each_register_keeps_its_own_cadence(gridwatch_check: CheckRunner) -> None:
+    result = run(
+        gridwatch_check,
+        {
+            "households": households("G1", "k1", category="elderly_alone"),
+            "household_categories": registers(("k1", "disabled")),
+            "visits": [visit("v1", "k1", "G1", "2026-02-28 12:00:00")],  # 31d old
+        },
+        key_intervals={"disabled": "60d"},
+    )
+    result.assert_value(KEY_OVERDUE, 1, grid="G1", category="elderly_alone")  # 31d > 30d
+    result.assert_value(KEY_OVERDUE, 0, grid="G1", category="disabled")  # 31d ≤ 60d
+
+
+def test_registers_follow_the_households_grid_and_need_no_households_category(gridwatch_check: CheckRunner) -> None:
+    result = run(
+        gridwatch_check,
+        {
+            "households": [*households("G1", "h1"), *households("G2", "h2")],  # category NULL
+            "household_categories": registers(
+                ("h1", "pregnant"),
+                ("h2", "floating"),
+                ("h2", ""),  # an empty category is no key category
+                ("h2", None),  # neither is NULL
+                ("h2", "  "),  # nor blank
+            ),
+            "visits": [visit("v1", "h2", "G2", "2026-03-30 12:00:00")],  # 1d old
+        },
+    )
+    assert result.series(KEY_OVERDUE) == {
+        (("category", "pregnant"), ("grid", "G1")): 1,  # h1, never visited
+        (("category", "floating"), ("grid", "G2")): 0,  # h2, on time
+    }
+    assert result.by_grid("gridwatch_grid_households") == {"G1": 1, "G2": 1}
+    assert result.rejected == {}
+
+
+def test_a_register_row_of_an_unknown_household_is_a_bad_row(gridwatch_check: CheckRunner) -> None:
+    result = run(
+        gridwatch_check,
+        {
+            "households": [*households("G1", "h1"), *households("G9", "hx")],  # hx: unknown_grid
+            "household_categories": registers(
+                ("h1", "disabled"),
+                ("nobody", "disabled"),  # not in households
+                (None, "disabled"),  # no household
+                ("hx", "disabled"),  # a household rejected above
+            ),
+            "visits": [],
+        },
+    )
+    assert result.rejected == {("data", "unknown_grid"): 1, ("data", "unknown_household"): 3}
+    assert result.series(KEY_OVERDUE) == {(("category", "disabled"), ("grid", "G1")): 1}  # h1 only
+
+
+def test_an_empty_register_table_changes_nothing(gridwatch_check: CheckRunner) -> None:
+    tables = {
+        "households": [*households("G1", "k1", category="elderly_alone"), *households("G2", "h2")],
+        "visits": [visit("v1", "k1", "G1", "2026-03-20 12:00:00")],
+    }
+    without = run(gridwatch_check, tables)
+    with_empty = run(gridwatch_check, {**tables, "household_categories": []})
+    assert sorted((s.key(), s.value) for s in with_empty.samples) == sorted((s.key(), s.value) for s in without.samples)
+    # k1 visited 11d ago: on time; G2's one household unvisited
+    result = without
+    result.assert_value(KEY_OVERDUE, 0, grid="G1", category="elderly_alone")
+    result.assert_value(COVERAGE, 0, grid="G2")
+
+
+def test_a_reason_per_register_in_words(gridwatch_check: CheckRunner) -> None:
+    result = run(
+        gridwatch_check,
+        {
+            "households": households("G1", "HH-1", category="elderly_alone"),
+            "household_categories": registers(("HH-1", "disabled")),
+            "visits": [],
+        },
+    )
+    check = object.__new__(visits.VisitsCheck)  # reasons depend on the samples alone
+    texts = sorted(r.text for r in check.reasons(result.samples))
+    assert texts == ["重点人群（残疾人）超期未走访 1 户", "重点人群（独居老人）超期未走访 1 户"]
+    for s in result.samples:
+        assert set(s.labels) <= {"grid", "category"} and "HH-1" not in s.labels.values()

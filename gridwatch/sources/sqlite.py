@@ -28,6 +28,7 @@ class SqliteSource(Source):
     """Opens the file read-only per query, so a replaced file is picked up and never written."""
 
     type = "sqlite"
+    latest_fields = frozenset({"split", "earliest"})
 
     class Options(TableOptions):
         path: str
@@ -71,7 +72,7 @@ class SqliteSource(Source):
 
     def read_latest(
         self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
-    ) -> tuple[list[tuple[Any, str, int]], Iterator[dict[str, Any]], Any] | None:
+    ) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], Any] | None:
         """Three queries in one snapshot: the keys with a row SQLite cannot vouch for, the
         others' latest value and count (GROUP BY, which an index on (by, column) answers
         without reading the table), and the suspect keys' rows."""
@@ -80,8 +81,11 @@ class SqliteSource(Source):
         if span is None:
             conn.close()
             return None
-        c = {k: _quote(v) for k, v in self.column_map(table, [want.by, want.column, want.id, want.grid]).items()}
+        named = [want.by, want.column, want.id, want.grid, *([want.split] if want.split else [])]
+        c = {k: _quote(v) for k, v in self.column_map(table, named).items()}
         by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
+        keys = f"{by}, {c[want.split]}" if want.split else by
+        least = f", min({col})" if want.earliest else ""
         t = _quote(self.table_name(table))
         params = {
             **span[0],
@@ -109,10 +113,12 @@ class SqliteSource(Source):
                 return None
             params["odd"] = json.dumps(odd)
             groups = conn.execute(
-                f"SELECT {by}, max({col}), count(*) FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
-                f" AND {by} NOT IN (SELECT value FROM json_each(:odd)) GROUP BY {by}",
+                f"SELECT {keys}, max({col}), count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
+                f" AND {by} NOT IN (SELECT value FROM json_each(:odd)) GROUP BY {keys}",
                 params,
             ).fetchall()
+            if want.split:
+                groups = [((g[0], g[1]), *g[2:]) for g in groups]
         except sqlite3.OperationalError as exc:
             conn.close()
             raise _translated(exc) from None
