@@ -22,7 +22,10 @@ How the rule book's patrol rule is read (times are local, in the configured time
   when it has had no patrol since the start of the most recent passed window — today's
   once now > today's work_end, else yesterday's — i.e. last patrol < that window's start.
   Before work_start this is yesterday's window: "before 07:15 the previous day's rule".
-  A grid never patrolled is overdue.
+  A grid never patrolled is overdue. A grid with ``grids.since`` owes no window of a day before
+  it (a grid that came into service today is overdue only once today's window has passed, or its
+  zone's interval since today's work_start). Without ``since`` the daily and zone rules count
+  from any time, as they did before the column existed: a grid never patrolled is overdue.
 - **Zone rule, zoned grids.** Inside today's window (start ≤ now ≤ end) a red/yellow/blue
   grid is also overdue when now − max(last patrol, today's work_start) exceeds its zone's
   interval, strictly: a red grid patrolled at 09:00 is on time at 10:00:00 and overdue at
@@ -170,10 +173,12 @@ class PatrolsCheck(Check):
             seen = last.get(grid_id)
             if seen is not None:
                 yield Sample(LAST, labels, seen)
-            overdue = seen is None or seen < daily_deadline
-            if not overdue and working and grid.zone in intervals:
-                assert seen is not None
-                overdue = now - max(seen, start_today) > intervals[grid.zone]
+            if grid.since is not None and grid.since > passed:  # the passed window was before its start
+                overdue = False
+            else:
+                overdue = seen is None or seen < daily_deadline
+            if not overdue and working and grid.zone in intervals and (grid.since is None or grid.since <= today):
+                overdue = now - max(seen or -math.inf, start_today) > intervals[grid.zone]
             yield Sample(OVERDUE, labels, 1.0 if overdue else 0.0)
             if not self.has_role:
                 continue

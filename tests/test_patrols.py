@@ -335,6 +335,29 @@ SINCE_GRIDS = [{**g, "since": None} for g in GRIDS]
 
 
 @pytest.mark.parametrize(
+    ("grid", "since", "now", "expected"),
+    [
+        # U (no zone), never patrolled, in service from "since" (DOMAIN.md §5: nothing owed before it)
+        ("U", "2026-03-10", "2026-03-10 12:00:00", 0),  # started today: yesterday's hours owed nothing
+        ("U", "2026-03-10", "2026-03-10 20:15:00", 0),  # today's hours not passed yet (end included)
+        ("U", "2026-03-10", "2026-03-10 20:15:01", 1),  # today's hours passed without a patrol
+        ("U", "2026-03-09", "2026-03-10 12:00:00", 1),  # yesterday was a day of service: missed
+        ("U", "2026-03-11", "2026-03-11 06:00:00", 0),  # before 07:15 the passed hours are 03-10's
+        # R (red, 1 h), never patrolled, started today: owed from today's 07:15
+        ("R", "2026-03-10", "2026-03-10 08:15:00", 0),  # 1 h since 07:15: on time
+        ("R", "2026-03-10", "2026-03-10 08:15:01", 1),  # 1 h 1 s > 1 h
+        ("R", "2026-03-11", "2026-03-10 12:00:00", 0),  # not in service yet: owes nothing today
+    ],
+)
+def test_the_daily_and_zone_rules_count_from_the_grids_start(
+    patrols_run: Any, grid: str, since: str, now: str, expected: int
+) -> None:
+    grids = [{**g, "since": since if g["grid_id"] == grid else None} for g in GRIDS]
+    result = patrols_run([by("p1", "B", "2026-03-01 09:00:00", "worker")], now, grids=grids)
+    result.assert_value("gridwatch_patrol_overdue", expected, grid=grid)
+
+
+@pytest.mark.parametrize(
     ("since", "supervisor", "expected"),
     [
         # now 03-10 12:00; the grid's start is 00:00 of its "since" day
