@@ -174,6 +174,9 @@ class AlertingSection(_Strict):
 
 class Root(_Strict):
     timezone: str = "Asia/Shanghai"
+    future_tolerance: Duration = Field(300.0, ge=0)
+    """how far past the wall clock a timestamp may lie before it is a bad row: clocks disagree a
+    little; beyond this the source's clock is wrong (a time merely after ``--now`` is left out)"""
     alerting: AlertingSection = AlertingSection()
     notifiers: dict[str, dict[str, Any]] = {}
     rules: list[dict[str, Any]] = []
@@ -250,6 +253,7 @@ class Settings:
     shard_by: str = "hash"
     holidays: list[date] = field(default_factory=list)
     workdays: list[date] = field(default_factory=list)
+    future_tolerance: float = 300.0
     notifiers: dict[str, NotifierSpec] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
     alerting: AlertingSection = field(default_factory=AlertingSection)
@@ -493,6 +497,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         shard_by=root.grids.shard_by,
         holidays=list(root.calendar.holidays),
         workdays=list(root.calendar.workdays),
+        future_tolerance=root.future_tolerance,
         notifiers=notifiers,
         rules=rules,
         alerting=root.alerting,

@@ -10,6 +10,7 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -95,9 +96,16 @@ class RegistryUnavailable(SourceUnavailable):
 
 
 class Runtime:
-    def __init__(self, settings: Settings, host: PluginHost, loop: asyncio.AbstractEventLoop | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        host: PluginHost,
+        loop: asyncio.AbstractEventLoop | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.settings = settings
         self.host = host
+        self.clock = clock  # the wall clock the runs see (RunContext.clock): injectable for tests
         self.env = Environment(
             base_dir=settings.base_dir,
             tz=settings.timezone,
@@ -247,6 +255,8 @@ class Runtime:
             deadline=deadline,
             extras=self.extras,
             calendar=self.calendar,
+            clock=self.clock,
+            future_tolerance=self.settings.future_tolerance,
         )
         if self.registry is not None:
             registry = self.registry
