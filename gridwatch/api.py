@@ -143,6 +143,11 @@ class RunContext:
     """A :class:`gridwatch.store.PluginState` for tables a check keeps between runs."""
     calendar: Any = None
     """The :class:`gridwatch.calendar.WorkCalendar` with the operator's overrides."""
+    clock: Callable[[], float] = time.time
+    """The wall clock (epoch seconds), injectable for tests. Figures are as of ``now``; the clock
+    only tells a replay (``now`` in the past) from a timestamp that is wrong (DOMAIN.md §5)."""
+    future_tolerance: float = 300.0
+    """How far past the clock a timestamp may lie before it is a bad row (``future_tolerance``)."""
 
     def registry(self) -> GridSet:
         """The grids this instance watches; a CheckError when no ``[grids] source`` is set."""

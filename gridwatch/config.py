@@ -169,6 +169,9 @@ class CalendarSection(_Strict):
 
 class Root(_Strict):
     timezone: str = "Asia/Shanghai"
+    future_tolerance: Duration = Field(300.0, ge=0)
+    """how far past the wall clock a timestamp may lie before it is a bad row: clocks disagree a
+    little; beyond this the source's clock is wrong (a time merely after ``--now`` is left out)"""
     alerting: AlertingSection = AlertingSection()
     notifiers: dict[str, dict[str, Any]] = {}
     rules: list[dict[str, Any]] = []
@@ -423,6 +426,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         shard_by=root.grids.shard_by,
         holidays=list(root.calendar.holidays),
         workdays=list(root.calendar.workdays),
+        future_tolerance=root.future_tolerance,
         notifiers=notifiers,
         rules=rules,
         alerting=root.alerting,

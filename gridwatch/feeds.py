@@ -26,7 +26,11 @@ class Feed:
 
     A ``mutable`` table's rows may change after they were appended (an incident gets
     closed): the check re-reads the rows it keeps with :meth:`current`, and the feed keeps
-    the keys of the rows it turned away, which an edit may yet make good.
+    the keys of the rows it turned away, which an edit (or time: a case reported after now)
+    may yet make good. A row read with a stage after now read as NULL (a case closed after now)
+    reads differently once that time has come: it is cleaned again at every read until then.
+    An immutable table's rows wait in :attr:`later` while their time is to come; give such a
+    table no optional timestamps (a table whose rows gain times is mutable).
     """
 
     def __init__(
@@ -37,6 +41,7 @@ class Feed:
         self.cursor: Any = None
         self.seen: set[Any] = set()  # ids met so far, unless the source guarantees them unique
         self.later: list[dict[str, Any]] = []  # rows dated after "now": they count once their time comes
+        self.masked: set[Any] = set()  # keys of a mutable table's rows handed on with a stage after "now"
         self.refused: set[Any] = set()  # keys of a mutable table's rows turned away
         self.repeats: set[Any] = set()  # keys of a mutable table's rows that repeat an id
         self.appended: set[Any] = set()  # keys of a mutable table's rows read by the latest rows()
@@ -49,7 +54,7 @@ class Feed:
 
     def reset(self) -> None:
         self.cursor, self.seen, self.later, self.refused, self.repeats = None, set(), [], set(), set()
-        self.handed, self.unchanged = {}, set()
+        self.handed, self.unchanged, self.masked = {}, set(), set()
 
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
@@ -137,6 +142,7 @@ class Feed:
                 seen=self.seen,
                 unique=not dedupe,
                 later=later,
+                masked=self.masked if self.mutable else None,
                 **rules,
             )
             yield from self._taken(good)
@@ -152,9 +158,11 @@ class Feed:
         A row of ``keys`` read as it was handed on before is not handed on again: its key is in
         :attr:`unchanged` afterwards, and the check keeps what it made of it. (It would be
         cleaned the same: its times were all past then, and time only moves on, or the tracker
-        starts from scratch.) "As it was" compares a 64-bit hash of the row's values, not the
-        values (a year of incidents would cost tens of megabytes); two versions of a row
-        hashing alike is a chance of one in 2**64, and the resync re-reads everything anyway."""
+        starts from scratch. A row handed on with a time after now read as NULL is not kept
+        so: it is cleaned again, until that time has come.) "As it was" compares a 64-bit hash
+        of the row's values, not the values (a year of incidents would cost tens of megabytes);
+        two versions of a row hashing alike is a chance of one in 2**64, and the resync re-reads
+        everything anyway."""
         done = self.appended | self.repeats
         kept = set(keys)
         wanted, self.refused = {*kept, *self.refused}, set()
@@ -183,7 +191,8 @@ class Feed:
 
         # a missing id is refused again; repeats were settled when the row was first read
         rows = self._watch(fresh(), first=False)
-        yield from self._taken(clean(ctx, self.source.name, rows, id_column=self.id_column, unique=True, **rules))
+        good = clean(ctx, self.source.name, rows, id_column=self.id_column, unique=True, masked=self.masked, **rules)
+        yield from self._taken(good)
 
     def refuse(self, row: Mapping[str, Any]) -> None:
         """The check turned this row away after cleaning: keep it in sight, an edit may mend it."""
@@ -211,7 +220,10 @@ class Feed:
                 key = row.get(ROW_KEY)
                 self.refused.discard(key)
                 raw = self._raw.pop(key, None)
-                if key is not None and raw is not None:
+                if key in self.masked:  # a stage still to come: this reading holds until then only
+                    self.masked.discard(key)
+                    self.handed.pop(key, None)
+                elif key is not None and raw is not None:
                     self.handed[key] = raw
             yield row
         self._raw.clear()  # the rows clean() turned away

@@ -76,11 +76,14 @@ class CheckRunner:
         source: str | None = None,
         plugin_dirs: Sequence[str | Path] = (),
         schema: Mapping[str, Sequence[str]] | None = None,
+        clock: str | datetime | None = None,
     ) -> CheckResult:
         """Run ``check_type`` once on ``tables`` ({table: [row dict]}) and return what it did.
 
-        ``now`` defaults to the ``gridwatch_now`` fixture; ``options`` are the check's options as
-        in ``[[checks]]``; ``config`` is extra TOML (a ``[calendar]`` table, ``[[rules]]``...);
+        ``now`` defaults to the ``gridwatch_now`` fixture; ``clock`` is the wall clock the run
+        sees (default: ``now``; a later one replays ``now`` as ``gridwatch once --now`` does);
+        ``options`` are the check's options as in ``[[checks]]``; ``config`` is extra TOML at the
+        top level (``future_tolerance``, a ``[calendar]`` table, ``[[rules]]``...);
         ``source`` replaces the body of the ``[sources.data]`` table; ``plugin_dirs`` adds
         directories (relative to the test file) to ``gridwatch_plugin_dirs``; ``schema`` gives the
         columns of a table of the plugin's own that has no rows. The check's source is named
@@ -101,6 +104,7 @@ class CheckRunner:
             source=source,
             plugin_dirs=[*self.plugin_dirs, *(self._test_dir / d for d in plugin_dirs)],
             schema=schema,
+            clock=clock,
         )
 
 
@@ -112,7 +116,7 @@ def gridwatch_check(
     gridwatch_plugin_dirs: Sequence[str | Path],
 ) -> CheckRunner:
     """``gridwatch_check(check_type, tables, *, now=None, options=None, config="",
-    timezone="Asia/Shanghai", source=None, plugin_dirs=(), schema=None) -> CheckResult``."""
+    timezone="Asia/Shanghai", source=None, plugin_dirs=(), schema=None, clock=None) -> CheckResult``."""
     return CheckRunner(tmp_path / "gridwatch-checks", request.path.parent, gridwatch_now, gridwatch_plugin_dirs)
 
 

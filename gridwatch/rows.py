@@ -1,17 +1,24 @@
 """Turning raw source rows into trustworthy ones: the rule book's bad-row rules in one place.
 
 A row whose timestamp does not parse, whose grid is NULL or unknown, whose id repeats, or
-whose timestamp lies after the evaluation time is counted by reason and left out of every
-figure. Checks call :func:`clean` and never see such a row.
+whose timestamp lies after the wall clock by more than the tolerance (a clock that is wrong) is
+counted by reason and left out of every figure. Checks call :func:`clean` and never see such a
+row.
+
+Figures are as of ``now`` (DOMAIN.md §5), which may lie before the wall clock (``gridwatch once
+--now`` replaying a past day): what is dated after ``now`` had not happened yet. A row whose
+required timestamp lies after ``now`` (a visit, a report, the report of a case) is left out, not
+rejected; an optional one (the stages of a case: accepted, resolved, closed) reads as NULL, so the
+case is taken at the stage it had reached then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
-from gridwatch.api import GridSet, RunContext
+from gridwatch.api import ROW_KEY, GridSet, RunContext
 
 # reasons, as they appear in gridwatch_source_rows_rejected_total{reason}
 BAD_TIMESTAMP = "bad_timestamp"
@@ -54,6 +61,7 @@ def clean(
     seen: set[Any] | None = None,
     unique: bool = False,
     later: list[dict[str, Any]] | None = None,
+    masked: set[Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield rows with ``timestamps`` parsed to aware datetimes; reject and count the rest.
 
@@ -62,11 +70,15 @@ def clean(
     (:func:`gridwatch.pipeline.results.shape`), never a name, number or identifier.
     ``seen`` carries the ids met in earlier reads; ``unique`` says the source guarantees
     them unique, so none are remembered (millions of ids cost memory);
-    ``later`` receives the rows dated after now, unchanged, so they can count once their
-    time has come; their id is not taken until then.
+    ``later`` receives the rows left out for a required timestamp after now (and those rejected
+    for one after the clock), unchanged, so they can count once their time has come; their id is
+    not taken until then. ``masked`` receives the :data:`~gridwatch.api.ROW_KEY` of each row
+    handed on with an optional timestamp read as NULL for lying after now: read again later, the
+    same row reads differently.
     """
     fresh: set[Any] = set() if seen is None else seen
     now = ctx.now
+    limit = datetime.fromtimestamp(ctx.clock() + ctx.future_tolerance, UTC)  # later: a wrong clock
     elsewhere = grids.elsewhere if isinstance(grids, GridSet) else frozenset()  # another shard's: not ours
     for raw in rows:
         row = dict(raw)
@@ -90,26 +102,36 @@ def clean(
                 if g not in elsewhere:
                     ctx.reject(source, UNKNOWN_GRID, f"{grid_column}={g}")
                 continue
-        ok = True
+        bad = waits = hidden = False
         for col in timestamps:
             try:
                 ts = parse_ts(row.get(col), ctx.tz)
             except (ValueError, TypeError):
                 ctx.reject(source, BAD_TIMESTAMP, f"{col}={str(row.get(col))[:40]!r}")
-                ok = False
+                bad = True
                 break
             if ts is None and col in required:
                 ctx.reject(source, BAD_TIMESTAMP, f"{col} is NULL")
-                ok = False
+                bad = True
                 break
-            if ts is not None and ts > now:
-                ctx.reject(source, FUTURE_TIMESTAMP, f"{col} after the evaluation time")
-                if later is not None:
-                    later.append(dict(raw))
-                    if id_column is not None:
-                        fresh.discard(row[id_column])
-                ok = False
+            if ts is not None and ts > limit:  # a clock that is wrong, not a future: a bad row
+                ctx.reject(source, FUTURE_TIMESTAMP, f"{col} after the clock")
+                waits = True  # (it may yet count, should the clock catch up)
                 break
+            if ts is not None and ts > now:  # it had not happened yet at now
+                if col in required:
+                    waits = True  # the row's fact itself: left out until its time
+                else:
+                    hidden, ts = True, None  # a later stage: not reached yet
             row[col] = ts
-        if ok:
-            yield row
+        if bad:
+            continue
+        if waits:
+            if later is not None:
+                later.append(dict(raw))
+                if id_column is not None:
+                    fresh.discard(row[id_column])
+            continue
+        if hidden and masked is not None:
+            masked.add(row.get(ROW_KEY))
+        yield row

@@ -72,6 +72,7 @@ class Settings:
     shard_by: str = "hash"
     holidays: list[date] = field(default_factory=list)
     workdays: list[date] = field(default_factory=list)
+    future_tolerance: float = 300.0
     notifiers: dict[str, NotifierSpec] = field(default_factory=dict)
     rules: dict[str, Rule] = field(default_factory=dict)
     alerting: AlertingSection = field(default_factory=AlertingSection)

@@ -318,11 +318,16 @@ def run_check(
     source: str | None = None,
     plugin_dirs: Sequence[str | Path] = (),
     schema: Mapping[str, Sequence[str]] | None = None,
+    clock: str | Any | None = None,
 ) -> CheckResult:
     """Run one check type once against inline rows in the standard schema, as of ``now``.
 
     ``now`` is ISO 8601 (local time in ``timezone`` without an offset) or an aware datetime.
-    ``config`` is extra TOML appended to the generated file (e.g. a ``[calendar]`` table).
+    ``clock`` is the wall clock the run sees, in the same forms: by default ``now`` itself (a run
+    at that moment); a later one replays ``now`` the way ``gridwatch once --now`` does, where only
+    a time past the clock (by more than ``future_tolerance``) is a bad row.
+    ``config`` is extra TOML at the top of the generated file (a top-level key, a ``[calendar]``
+    table, ``[[rules]]``).
     ``source`` replaces the body of ``[sources.data]`` (default: a SQLite file holding
     ``tables``), to run the check through another source type.
     ``plugin_dirs`` are directories of loose plugin modules to load (``[plugins] dirs``);
@@ -345,24 +350,30 @@ def run_check(
 
     path = tmp_path / "gridwatch.toml"
     path.write_text(
-        f'timezone = "{timezone}"\n[state]\npath = "state.db"\n[grids]\nsource = "data"\n{plugins}'
+        f'timezone = "{timezone}"\n{config}\n[state]\npath = "state.db"\n[grids]\nsource = "data"\n{plugins}'
         f"[sources.data]\n{source_body}\n"
-        f'{config}\n[[checks]]\nname = "{check_type}"\ntype = "{check_type}"\n'
+        f'[[checks]]\nname = "{check_type}"\ntype = "{check_type}"\n'
         f'source = "data"\n{opts}',
         encoding="utf-8",
     )
     tomllib.loads(path.read_text(encoding="utf-8"))  # a bad option value fails here, clearly
     settings, host = config_mod.load(path)
-    if isinstance(now, str):
+
+    def aware(value: str | Any) -> Any:
         from zoneinfo import ZoneInfo
 
-        now = datetime.fromisoformat(now)
-        now = now.replace(tzinfo=ZoneInfo(timezone)) if now.tzinfo is None else now
+        if not isinstance(value, str):
+            return value
+        at = datetime.fromisoformat(value)
+        return at.replace(tzinfo=ZoneInfo(timezone)) if at.tzinfo is None else at
+
+    now = aware(now)
+    wall = aware(now if clock is None else clock).timestamp()
 
     async def go() -> CheckResult:
         store = Store(settings.state_path)
         store.open()
-        runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
+        runtime, results = assemble(settings, host, store, asyncio.get_running_loop(), clock=lambda: wall)
         try:
             outcome = await runtime.run(runtime.runners[check_type], now, results)
             rejected = dict(results.rejected)

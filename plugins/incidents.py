@@ -5,6 +5,20 @@ four KPIs that digital city-management centres publish (closure, on-time closure
 extension). Deadlines come from :mod:`gridwatch.calendar`, so working-day limits follow the
 statutory schedule and the operator's ``[calendar]`` overrides.
 
+Escalation (督办): an item still unresolved a week later is reported again, and after the second
+report a leader supervises it in person. Precisely, an open case past its deadline (extended or
+not) is on exactly one level: past it by up to ``re_report_after`` (7 days) it is ``overdue``
+(超期, a warning); by more than that ``re_reported`` (二次通报, a warning naming the street); by
+more than ``supervise_after`` (14 days) ``supervised`` (挂牌督办, critical: the grid turns red).
+A closed case never escalates. ``gridwatch_incidents_escalated{grid,level}`` counts each level
+for every grid (0 included), so a rule can route each level to its own receiver;
+``gridwatch_incidents_max_overdue_seconds{grid,level}`` says how far past its deadline the
+longest-overdue case of a level is, which the light's reason quotes in whole days.
+
+As of a time (DOMAIN.md §5): figures are as of ``now``. A case reported after it does not exist
+yet, and one accepted, dispatched, resolved or closed after it is taken at the stage it had then
+(:func:`gridwatch.rows.clean` reads those times as NULL).
+
 ``gridwatch_incidents_open`` carries only the (severity, stage) combinations that have at
 least one open case: eight mostly-zero series per grid would bloat ``/metrics``, and a series
 that disappears when its last case closes resolves its alert all the same.
@@ -14,12 +28,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
@@ -42,6 +56,10 @@ CLOSURE = "gridwatch_incidents_closure_ratio"
 ON_TIME = "gridwatch_incidents_on_time_closure_ratio"
 REWORK = "gridwatch_incidents_rework_ratio"
 EXTENSION = "gridwatch_incidents_extension_ratio"
+ESCALATED = "gridwatch_incidents_escalated"
+MAX_OVERDUE = "gridwatch_incidents_max_overdue_seconds"
+LEVELS = ("overdue", "re_reported", "supervised")  # the escalation ladder, bottom up
+DAY = 86400.0
 
 
 @dataclass(slots=True)
@@ -64,6 +82,8 @@ class _Tally:
 
     overdue: int = 0
     oldest: datetime | None = None
+    escalated: Counter[str] = field(default_factory=Counter)  # level -> open cases on it
+    max_overdue: dict[str, float] = field(default_factory=dict)  # level -> seconds past the deadline
     due: int = 0
     due_closed: int = 0
     due_on_time: int = 0
@@ -107,6 +127,10 @@ class IncidentsCheck(Check):
         ON_TIME: "Due incidents closed by their deadline / due incidents (按期结案率).",
         REWORK: "Incidents closed in the window that were reopened / closed incidents (返工率).",
         EXTENSION: "Due incidents with an approved extension / due incidents (延期率).",
+        ESCALATED: "Open incidents past their deadline by escalation level: overdue (超期), "
+        "re_reported (二次通报), supervised (挂牌督办); every level for every grid.",
+        MAX_OVERDUE: "Seconds the longest-overdue open incident of a level is past its deadline "
+        "(only levels with incidents).",
     }
 
     class Options(IncrementalOptions):
@@ -116,6 +140,10 @@ class IncidentsCheck(Check):
         """The KPI window, [now − window, now]."""
         major_severity: str = "major"
         """The source's spelling of a major case; it is published as severity="major"."""
+        re_report_after: Duration = parse_duration("7d")
+        """An open case past its deadline by more than this is reported again (二次通报)."""
+        supervise_after: Duration = parse_duration("14d")
+        """An open case past its deadline by more than this is supervised by a leader (挂牌督办)."""
 
         @field_validator("limits")
         @classmethod
@@ -143,6 +171,13 @@ class IncidentsCheck(Check):
             if v <= 0:
                 raise ValueError("the window must be longer than zero")
             return v
+
+        @model_validator(mode="after")
+        def _ladder(self) -> IncidentsCheck.Options:
+            # a ladder whose steps do not climb would put a case on two levels, or skip one
+            if not 0 < self.re_report_after < self.supervise_after:
+                raise ValueError("escalation steps must climb: 0 < re_report_after < supervise_after")
+            return self
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -210,14 +245,19 @@ class IncidentsCheck(Check):
             t = tallies[c.grid]
             if c.closed is None:
                 open_cases[(c.grid, c.severity, c.stage)] += 1
-                t.overdue += c.deadline < now_s  # closing exactly at the deadline is on time
                 t.oldest = c.reported if t.oldest is None else min(t.oldest, c.reported)
+                late = now_s - c.deadline  # closing exactly at the deadline is on time
+                if late > 0:
+                    t.overdue += 1
+                    level = LEVELS[(late > opts.re_report_after) + (late > opts.supervise_after)]
+                    t.escalated[level] += 1
+                    t.max_overdue[level] = max(t.max_overdue.get(level, 0.0), late)
             if start <= c.deadline <= now_s:
                 t.due += 1
                 t.due_closed += c.closed is not None
                 t.due_on_time += c.closed is not None and c.closed <= c.deadline
                 t.due_extended += c.extended
-            if c.closed is not None and start <= c.closed:  # clean() refused closed_at > now
+            if c.closed is not None and start <= c.closed:  # clean() read closed_at > now as NULL
                 t.closed += 1
                 t.closed_reworked += c.reopened > 0
 
@@ -227,6 +267,10 @@ class IncidentsCheck(Check):
             t = tallies.get(grid) or _Tally()
             label = {"grid": grid}
             yield Sample(OVERDUE, label, t.overdue)
+            for level in LEVELS:
+                yield Sample(ESCALATED, {"grid": grid, "level": level}, t.escalated[level])
+            for level, late in t.max_overdue.items():
+                yield Sample(MAX_OVERDUE, {"grid": grid, "level": level}, late)
             if t.oldest is not None:
                 yield Sample(OLDEST, label, (now - t.oldest).total_seconds())
             # a ratio with nothing to divide by is not reported at all
@@ -238,15 +282,21 @@ class IncidentsCheck(Check):
                 yield Sample(REWORK, label, t.closed_reworked / t.closed)
 
     def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
+        longest = {(s.labels["grid"], s.labels["level"]): s.value for s in samples if s.metric == MAX_OVERDUE}
         for s in samples:
             if s.value <= 0:
                 continue
+            grid, n = s.labels.get("grid", ""), int(s.value)
             if s.metric == OPEN and s.labels.get("severity") == "major":
-                yield Reason(s.labels["grid"], RED, "major_incident_open", f"重大案件未结 {int(s.value)} 件", OPEN)
+                yield Reason(grid, RED, "major_incident_open", f"重大案件未结 {n} 件", OPEN)
             elif s.metric == OVERDUE:
-                yield Reason(
-                    s.labels["grid"], YELLOW, "incidents_overdue", f"超期未办结案件 {int(s.value)} 件", OVERDUE
-                )
+                yield Reason(grid, YELLOW, "incidents_overdue", f"超期未办结案件 {n} 件", OVERDUE)
+            elif s.metric == ESCALATED and s.labels.get("level") == "re_reported":
+                yield Reason(grid, YELLOW, "incidents_re_reported", f"二次通报案件 {n} 件", ESCALATED)
+            elif s.metric == ESCALATED and s.labels.get("level") == "supervised":
+                days = int(longest.get((grid, "supervised"), 0.0) // DAY)  # whole days, rounded down
+                text = f"挂牌督办案件 {n} 件，超期 {days} 天"
+                yield Reason(grid, RED, "incidents_supervised", text, ESCALATED)
 
 
 @hookimpl
@@ -256,7 +306,8 @@ def register_check_types() -> list[type[Check]]:
 
 @hookimpl
 def default_rules() -> list[dict[str, Any]]:
-    # Severities mirror the grid's light: an open major case is red, an overdue case yellow.
+    # Severities mirror the grid's light: an open major case is red, an overdue case yellow; of
+    # the escalation levels 二次通报 is a warning, 挂牌督办 critical (IncidentsOverdue covers 超期).
     return [
         {
             "alert": "MajorIncidentOpen",
@@ -276,6 +327,26 @@ def default_rules() -> list[dict[str, Any]]:
             "summary": "{grid_name}有{value:.0f}件事件超过限时办结期限",
             "description": "{street}{community}{grid_name}：未结案事件已超过所属层级的办结时限"
             "（延期的按延长后的期限），请督促办理。",
+        },
+        {
+            "alert": "IncidentsReReported",
+            "metric": ESCALATED,
+            "match": {"level": "re_reported"},
+            "above": {"warning": 0},
+            "for": "0s",
+            "summary": "二次通报：{street}{grid_name}有{value:.0f}件事件超期未办结",
+            "description": "{street}{community}{grid_name}：事件超过办结期限后久未办结，已达二次通报时限，"
+            "予以二次通报，请{street}督促办理。",
+        },
+        {
+            "alert": "IncidentsSupervised",
+            "metric": ESCALATED,
+            "match": {"level": "supervised"},
+            "above": {"critical": 0},
+            "for": "0s",
+            "summary": "挂牌督办：{grid_name}有{value:.0f}件事件严重超期未办结",
+            "description": "{street}{community}{grid_name}：事件超期已达挂牌督办时限，由领导挂牌督办，"
+            "网格亮红灯，须跟踪督办至结案。",
         },
         {
             "alert": "OnTimeClosureLow",

@@ -173,10 +173,8 @@ class PatrolsCheck(Check):
             seen = last.get(grid_id)
             if seen is not None:
                 yield Sample(LAST, labels, seen)
-            if grid.since is not None and grid.since > passed:  # the passed window was before its start
-                overdue = False
-            else:
-                overdue = seen is None or seen < daily_deadline
+            in_service = grid.since is None or grid.since <= passed  # the passed window was a day of service
+            overdue = in_service and (seen is None or seen < daily_deadline)
             if not overdue and working and grid.zone in intervals and (grid.since is None or grid.since <= today):
                 overdue = now - max(seen or -math.inf, start_today) > intervals[grid.zone]
             yield Sample(OVERDUE, labels, 1.0 if overdue else 0.0)

@@ -60,7 +60,7 @@ def test_bad_rows_in_sqlite_are_counted_and_the_rest_evaluated(tmp_path):
         {"patrol_id": "P1", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-11-21 09:00:00"},
         {"patrol_id": "P2", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-13-01 09:00:00"},
         {"patrol_id": "P3", "grid_id": None, "worker_id": "W1", "patrolled_at": "2026-11-21 10:00:00"},
-        {"patrol_id": "P4", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-11-21 12:00:01"},
+        {"patrol_id": "P4", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-11-21 13:00:01"},
         {"patrol_id": "P1", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-11-21 11:00:00"},
     ]
     r = run_check("patrols", {"grids": grids, "patrols": patrols}, now=NOW, tmp_path=tmp_path)

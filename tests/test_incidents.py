@@ -6,6 +6,7 @@ import string
 from typing import Any
 
 import pytest
+from gridwatch.light import compute
 from gridwatch_plugins import incidents
 
 from gridwatch.config import ConfigErrors
@@ -27,6 +28,8 @@ ON_TIME = "gridwatch_incidents_on_time_closure_ratio"
 REWORK = "gridwatch_incidents_rework_ratio"
 EXTENSION = "gridwatch_incidents_extension_ratio"
 RATIOS = (CLOSURE, ON_TIME, REWORK, EXTENSION)
+ESCALATED = "gridwatch_incidents_escalated"
+MAX_OVERDUE = "gridwatch_incidents_max_overdue_seconds"
 
 
 def case(incident_id: str, grid: str, reported: str, **kw: Any) -> dict[str, Any]:
@@ -205,14 +208,20 @@ def test_kpis_over_the_window(gridwatch_check):
 def test_grid_without_cases_has_no_ratio_samples(gridwatch_check):
     r = run(KPI_CASES, KPI_NOW, gridwatch_check)
     g2 = [s for s in r.samples if s.labels.get("grid") == "G2"]
-    assert [(s.metric, s.value) for s in g2] == [(OVERDUE, 0)]
+    # the overdue total and the three escalation levels are published for every grid, 0 included
+    assert [(s.metric, s.value) for s in g2] == [(OVERDUE, 0), *[(ESCALATED, 0)] * 3]
 
 
 def test_low_on_time_ratio_fires_a_warning(gridwatch_check, gridwatch_alerts):
     r = run(KPI_CASES, KPI_NOW, gridwatch_check)
     hits = {(h.alert, h.labels["grid"]): h.severity for h in gridwatch_alerts(r, incidents.default_rules(), GRIDS)}
-    # G1: on-time 2/4 = 0.5 < 0.90; open K3 is past its deadline 10-21 08:00 (K5 is due 11-01)
-    assert hits == {("OnTimeClosureLow", "G1"): "warning", ("IncidentsOverdue", "G1"): "warning"}
+    # G1: on-time 2/4 = 0.5 < 0.90; open K3 is past its deadline 10-21 08:00 (K5 is due 11-01),
+    # by 10 d 4 h at 10-31 12:00: more than 7 days, so it is also reported again (二次通报)
+    assert hits == {
+        ("OnTimeClosureLow", "G1"): "warning",
+        ("IncidentsOverdue", "G1"): "warning",
+        ("IncidentsReReported", "G1"): "warning",
+    }
 
 
 def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(gridwatch_check):
@@ -250,14 +259,14 @@ def test_labels_carry_no_ids(gridwatch_check):
     r = run(cases, KPI_NOW, gridwatch_check)
     ids = {c["incident_id"] for c in cases}
     for s in r.samples:
-        assert set(s.labels) <= {"grid", "severity", "stage"}, s
+        assert set(s.labels) <= {"grid", "severity", "stage", "level"}, s
         assert not ids & set(s.labels.values()), s
-    assert {s.metric for s in r.samples} == {OPEN, OVERDUE, OLDEST, *RATIOS}
+    assert {s.metric for s in r.samples} == {OPEN, OVERDUE, OLDEST, *RATIOS, ESCALATED, MAX_OVERDUE}
 
 
 def test_default_rules_are_valid_and_use_metrics_the_check_produces():
     produced = incidents.IncidentsCheck.metrics
-    labels = {OPEN: {"grid", "severity", "stage"}}
+    labels = {OPEN: {"grid", "severity", "stage"}, ESCALATED: {"grid", "level"}}
     for raw in incidents.default_rules():
         rule = Rule.model_validate(raw)
         assert rule.metric in produced
@@ -266,3 +275,225 @@ def test_default_rules_are_valid_and_use_metrics_the_check_produces():
         for template in (rule.summary, rule.description):
             fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
             assert fields <= known | {"grid_name", "community", "street", "value"}, template
+
+
+# -- escalation (督办, DOMAIN.md §2) -------------------------------------------------------------
+
+LEVELS = ("overdue", "re_reported", "supervised")
+DAY = 86400
+
+# A community case reported 2026-10-01 08:00 has 1 day: its deadline D is 2026-10-02 08:00.
+LADDER = [case("L", "G1", "2026-10-01 08:00", accepted_at="2026-10-01 09:00")]
+
+
+def levels(r: CheckResult, grid: str) -> dict[str, float | None]:
+    return {level: r.value(ESCALATED, grid=grid, level=level) for level in LEVELS}
+
+
+def ladder(overdue: int = 0, re_reported: int = 0, supervised: int = 0) -> dict[str, int]:
+    return {"overdue": overdue, "re_reported": re_reported, "supervised": supervised}
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        ("2026-10-02 08:00:00", ladder()),  # at D: not past it
+        ("2026-10-02 08:01:00", ladder(overdue=1)),  # D + 1 min
+        ("2026-10-09 08:00:00", ladder(overdue=1)),  # D + 7 d exactly: "up to 7 days"
+        ("2026-10-09 08:00:01", ladder(re_reported=1)),  # D + 7 d 1 s: more than 7 days
+        ("2026-10-16 08:00:00", ladder(re_reported=1)),  # D + 14 d exactly
+        ("2026-10-16 08:00:01", ladder(supervised=1)),  # D + 14 d 1 s: more than 14 days
+        ("2026-11-30 08:00:00", ladder(supervised=1)),  # D + 59 d: stays supervised until closed
+    ],
+)
+def test_an_open_case_climbs_the_ladder(gridwatch_check, now, expected):
+    r = run(LADDER, now, gridwatch_check)
+    assert levels(r, "G1") == expected
+    # every level of every grid is published, 0 included; the total stays the overdue count
+    assert levels(r, "G2") == ladder() == levels(r, "G3")
+    assert r.value(OVERDUE, grid="G1") == sum(expected.values())
+
+
+def test_closed_cases_never_escalate(gridwatch_check):
+    # due 10-02 08:00, closed 20 days late on 10-22: closed, so nowhere on the ladder on 11-30
+    cases = [{**LADDER[0], "closed_at": "2026-10-22 08:00"}]
+    r = run(cases, "2026-11-30 08:00", gridwatch_check)
+    assert levels(r, "G1") == ladder()
+    r.assert_absent(MAX_OVERDUE)
+
+
+def test_an_extended_case_is_judged_against_its_extended_deadline(gridwatch_check):
+    # now 10-09 08:00:01. Not extended: D = 10-02 08:00, past it by 7 d 1 s -> re_reported.
+    # Extended: 2 days, D = 10-03 08:00, past it by 6 d 1 s -> only overdue.
+    plain = run(LADDER, "2026-10-09 08:00:01", gridwatch_check)
+    extended = run([{**LADDER[0], "extended": 1}], "2026-10-09 08:00:01", gridwatch_check)
+    assert levels(plain, "G1") == ladder(re_reported=1)
+    assert levels(extended, "G1") == ladder(overdue=1)
+
+
+def test_the_steps_are_options(gridwatch_check):
+    # steps 1d and 3d: D + 2 d is past the first step, D + 3 d 1 s past the second
+    opts = {"re_report_after": "1d", "supervise_after": "3d"}
+    assert levels(run(LADDER, "2026-10-04 08:00", gridwatch_check, options=opts), "G1") == ladder(re_reported=1)
+    assert levels(run(LADDER, "2026-10-05 08:00:01", gridwatch_check, options=opts), "G1") == ladder(supervised=1)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"re_report_after": "14d", "supervise_after": "7d"},  # the steps must climb
+        {"re_report_after": "7d", "supervise_after": "7d"},
+        {"re_report_after": "0s"},
+    ],
+)
+def test_escalation_steps_that_do_not_climb_are_config_errors(gridwatch_check, options):
+    with pytest.raises(ConfigErrors):
+        gridwatch_check("incidents", {"grids": GRIDS}, now="2026-10-01", options=options)
+
+
+# now 2026-11-20 12:00 (30-day window from 10-21 12:00, nothing closed):
+# G1: S1 due 11-03 08:00 -> past by 17 d 4 h (supervised); S2 due 11-04 06:00 -> 16 d 6 h
+#     (supervised); R1 due 11-10 08:00 -> 10 d 4 h (re_reported); O1 due 11-19 12:00 -> 1 d
+#     (overdue); N1 due 11-21 08:00 -> not yet.
+# G2: R2 subdistrict (2 d) due 11-12 09:00 -> 8 d 3 h (re_reported).
+# Due in the window and not closed: G1 4 (S1, S2, R1, O1), G2 1: on time 0 / 4 and 0 / 1.
+ESC_NOW = "2026-11-20 12:00"
+ESC_CASES = [
+    case("S1", "G1", "2026-11-02 08:00"),
+    case("S2", "G1", "2026-11-03 06:00", dispatched_at="2026-11-03 07:00"),
+    case("R1", "G1", "2026-11-09 08:00"),
+    case("O1", "G1", "2026-11-18 12:00"),
+    case("N1", "G1", "2026-11-20 08:00"),
+    case("R2", "G2", "2026-11-10 09:00", tier="subdistrict"),
+]
+
+
+def test_cases_counted_per_level_with_the_longest_overdue(gridwatch_check):
+    r = run(ESC_CASES, ESC_NOW, gridwatch_check)
+    assert levels(r, "G1") == ladder(overdue=1, re_reported=1, supervised=2)
+    assert levels(r, "G2") == ladder(re_reported=1)
+    assert r.by_grid(OVERDUE) == {"G1": 4, "G2": 1, "G3": 0}  # the total: 1 + 1 + 2, and 1
+    # the longest overdue per level, only where the level has cases
+    assert r.series(MAX_OVERDUE) == {
+        (("grid", "G1"), ("level", "supervised")): 17 * DAY + 4 * 3600,  # S1
+        (("grid", "G1"), ("level", "re_reported")): 10 * DAY + 4 * 3600,  # R1
+        (("grid", "G1"), ("level", "overdue")): 1 * DAY,  # O1
+        (("grid", "G2"), ("level", "re_reported")): 8 * DAY + 3 * 3600,  # R2
+    }
+
+
+def lights(r: CheckResult) -> dict[str, tuple[str, list[str]]]:
+    """Each grid's light and reasons as ``gridwatch once`` shows them: the check's reasons for its
+    samples, and the default rules' alerts (none has a ``for``, so each is firing)."""
+    check = object.__new__(incidents.IncidentsCheck)  # reasons depend on the samples alone
+    alerts = [
+        {"alert": h.alert, "labels": h.labels, "state": "firing", "severity": h.severity, "summary": h.summary}
+        for h in r.alerts()
+    ]
+    rule_metrics = {name: rule.metric for name, rule in r.rules.items()}
+    return {
+        gl.grid.grid_id: (gl.light, gl.as_dict()["reasons"])
+        for gl in compute(r.grids, check.reasons(r.samples), alerts, rule_metrics)
+    }
+
+
+def test_supervised_turns_the_grid_red_and_says_why(gridwatch_check):
+    r = run(ESC_CASES, ESC_NOW, gridwatch_check)
+    got = lights(r)
+    # G1: 2 supervised cases, the longest past its deadline by 17 d 4 h: 17 whole days; the
+    # on-time closure of 0 / 4 is below 0.90, the one reason an alert adds
+    assert got["G1"][0] == "red"
+    assert sorted(got["G1"][1]) == sorted(
+        ["挂牌督办案件 2 件，超期 17 天", "二次通报案件 1 件", "超期未办结案件 4 件", "一网格按期结案率0.0%，低于90%"]
+    )
+    assert got["G2"] == ("yellow", ["超期未办结案件 1 件", "二次通报案件 1 件", "二网格按期结案率0.0%，低于90%"])
+    assert got["G3"] == ("green", [])
+
+
+def test_each_level_fires_its_own_default_rule_with_the_level_as_a_label(gridwatch_check, gridwatch_alerts):
+    r = run(ESC_CASES, ESC_NOW, gridwatch_check)
+    hits = gridwatch_alerts(r, rules=incidents.default_rules(), grids=GRIDS)
+    got = {(h.alert, h.labels["grid"], h.labels.get("level")): h.severity for h in hits}
+    assert got == {
+        ("OnTimeClosureLow", "G1", None): "warning",  # 0 / 4 on time
+        ("OnTimeClosureLow", "G2", None): "warning",  # 0 / 1
+        ("IncidentsOverdue", "G1", None): "warning",
+        ("IncidentsOverdue", "G2", None): "warning",
+        ("IncidentsReReported", "G1", "re_reported"): "warning",
+        ("IncidentsReReported", "G2", "re_reported"): "warning",
+        ("IncidentsSupervised", "G1", "supervised"): "critical",
+    }
+    by = {(h.alert, h.labels["grid"]): h for h in hits}
+    # 二次通报 names the street; no code value shows in any text
+    re_reported = by[("IncidentsReReported", "G2")]
+    assert "城关街道" in re_reported.summary + re_reported.description
+    assert "二次通报" in re_reported.summary
+    assert "挂牌督办" in by[("IncidentsSupervised", "G1")].summary
+    for h in hits:
+        text = h.summary + h.description
+        assert not any(code in text for code in (*LEVELS, "major", "normal", "community")), text
+
+
+# -- as of a time (DOMAIN.md §5) -------------------------------------------------------------------
+
+# A major case reported 2026-11-08 09:00 (community, 1 day: due 11-09 09:00), accepted 11-08 10:00,
+# resolved 11-11 16:00, closed 11-12 15:00. Replayed as of 11-10 12:00 with the clock at 11-13.
+MAJOR = [
+    case(
+        "M",
+        "G1",
+        "2026-11-08 09:00",
+        severity="major",
+        accepted_at="2026-11-08 10:00",
+        resolved_at="2026-11-11 16:00",
+        closed_at="2026-11-12 15:00",
+    )
+]
+
+
+def test_a_case_closed_later_was_open_at_its_stage_then(gridwatch_check):
+    r = run(MAJOR, "2026-11-10 12:00", gridwatch_check, clock="2026-11-13 09:00")
+    assert not r.rejected  # resolved_at and closed_at lie after now, not after the clock
+    # open at its stage then: accepted (resolved on 11-11 was still to come)
+    assert r.series(OPEN) == {(("grid", "G1"), ("severity", "major"), ("stage", "accepted")): 1}
+    # past its deadline 11-09 09:00 by 1 d 3 h: overdue, the first level
+    assert levels(r, "G1") == ladder(overdue=1)
+    assert lights(r)["G1"][0] == "red"
+    assert "重大案件未结 1 件" in lights(r)["G1"][1]
+    # after 11-12 15:00 it is closed: nothing open, on time? due 11-09 09:00, closed 11-12: late
+    later = run(MAJOR, "2026-11-13 09:00", gridwatch_check)
+    later.assert_absent(OPEN)
+    later.assert_value(ON_TIME, 0, grid="G1")
+
+
+def test_a_case_reported_later_does_not_exist_yet(gridwatch_check):
+    r = run(MAJOR, "2026-11-08 08:00", gridwatch_check, clock="2026-11-13 09:00")
+    assert not r.rejected
+    r.assert_absent(OPEN)
+    assert r.by_grid(OVERDUE) == {"G1": 0, "G2": 0, "G3": 0}
+
+
+def test_a_time_past_the_wall_clock_by_more_than_the_tolerance_is_a_bad_row(gridwatch_check):
+    # the clock reads now (the kit's default); closed_at 1 h after it: a wrong clock, a bad row
+    cases = [case("F", "G1", "2026-10-09 06:00", closed_at="2026-10-10 13:00")]
+    r = run(cases, "2026-10-10 12:00", gridwatch_check)
+    assert r.rejected == {("data", "future_timestamp"): 1}
+    r.assert_absent(OPEN)
+
+
+def test_a_time_just_past_the_wall_clock_inside_the_tolerance_is_left_out(gridwatch_check):
+    # closed_at 1 min after the clock (and after now): inside the 5-minute tolerance, so the
+    # case is still open at now, not rejected; due 10-10 06:00, so it is overdue
+    cases = [case("F", "G1", "2026-10-09 06:00", closed_at="2026-10-10 12:01")]
+    r = run(cases, "2026-10-10 12:00", gridwatch_check)
+    assert not r.rejected
+    assert r.series(OPEN) == {(("grid", "G1"), ("severity", "normal"), ("stage", "reported")): 1}
+    assert levels(r, "G1") == ladder(overdue=1)
+
+
+def test_the_tolerance_is_a_top_level_option(gridwatch_check):
+    # closed_at 1 h after the clock, with a tolerance of 2 h: left out, the case open
+    cases = [case("F", "G1", "2026-10-09 06:00", closed_at="2026-10-10 13:00")]
+    r = run(cases, "2026-10-10 12:00", gridwatch_check, config='future_tolerance = "2h"')
+    assert not r.rejected
+    r.assert_value(OVERDUE, 1, grid="G1")

@@ -7,7 +7,10 @@ rule book names (bad and future timestamps, unknown grids and households, missin
 mixed timestamp formats) — and incidents move on: accepted, dispatched, resolved, closed,
 extended, reopened. Most cities also keep the optional pieces of the schema: who patrolled
 (``patrols.role``, bad values too) and the households' further registers
-(``household_categories``). The samples must be the same at every step.
+(``household_categories``). Some rows are dated after the step's instant: within the clock's
+tolerance, or beyond it, or (the clock running ahead of the evaluation time, as in a replay) merely
+after it; a case closed after the instant becomes closed at a later step with no edit to its row.
+The samples must be the same at every step.
 """
 
 from __future__ import annotations
@@ -94,9 +97,12 @@ class City:
             return at.strftime("%Y-%m-%dT%H:%M:%S")
         return at.strftime("%Y-%m-%d %H:%M:%S")
 
-    def _when(self, now: datetime, back: timedelta) -> datetime:
-        """A moment in [now − back, now], or now and then a little after now."""
-        if self.rnd.random() < 0.05:
+    def _when(self, now: datetime, back: timedelta, ahead: float = 0.05) -> datetime:
+        """A moment in [now − back, now], or now and then (``ahead``) after now: a few minutes
+        (inside the clock's tolerance) or up to two days."""
+        if self.rnd.random() < ahead:
+            if self.rnd.random() < 0.5:
+                return now + timedelta(seconds=self.rnd.randint(1, 299))
             return now + timedelta(minutes=self.rnd.randint(1, 3000))
         return now - timedelta(seconds=self.rnd.uniform(0, back.total_seconds()))
 
@@ -147,7 +153,7 @@ class City:
             flag = rnd.choice([None, None, None, "ok", "petition", "weird"])
             self._insert("reports", {**row, "submitted_at": self._stamp(at), "flag": flag})
         for _ in range(rnd.randint(0, 6)):
-            at = self._when(now, back)
+            at = self._when(now, back, ahead=0.15)
             row = {
                 "incident_id": self._id("I"),
                 "grid_id": self._grid(),
@@ -166,7 +172,7 @@ class City:
         for rowid, accepted, dispatched, resolved, closed in rows.fetchall():
             if rnd.random() > 0.3:
                 continue
-            stamp = self._stamp(self._when(now, timedelta(hours=6)))
+            stamp = self._stamp(self._when(now, timedelta(hours=6), ahead=0.25))
             if closed is not None:
                 if rnd.random() < 0.2:
                     self.db.execute(
@@ -206,7 +212,9 @@ def test_incremental_runs_equal_full_recomputation(tmp_path: Path, seed: int) ->
     rnd = random.Random(seed)
     city = City(tmp_path / "city.db", rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3)
     settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
-    kept = Runtime(settings, host)
+    # the wall clock: at the evaluation time (a daemon), or ahead of it (a replay)
+    lag = [timedelta(0), timedelta(hours=1), timedelta(days=2)][seed % 3]
+    kept = Runtime(settings, host, clock=lambda: (now + lag).timestamp())
     kept.state = kept_state = Store(settings.state_path)
     kept_state.open()
     now = START
@@ -214,7 +222,7 @@ def test_incremental_runs_equal_full_recomputation(tmp_path: Path, seed: int) ->
     try:
         for step in range(12):
             full_settings, _ = config.load(_config(tmp_path, f"full{step}", resync="0s"), host)
-            full = Runtime(full_settings, host)
+            full = Runtime(full_settings, host, clock=lambda at=now: (at + lag).timestamp())
             full.state = full_state = Store(full_settings.state_path)
             full_state.open()
             try:

@@ -168,7 +168,7 @@ def test_bad_rows_are_counted_and_left_out(gridwatch_check: CheckRunner) -> None
         patrol("p3", None, "2026-03-10 11:00:00"),  # null_grid
         patrol("p4", "R", "10 o'clock"),  # bad_timestamp
         patrol("p5", "R", None),  # bad_timestamp (NULL)
-        patrol("p6", "R", "2026-03-10 12:00:01"),  # future_timestamp
+        patrol("p6", "R", "2026-03-10 13:00:01"),  # future_timestamp: 1 h past the clock (now)
     ]
     result = run(gridwatch_check, rows, "2026-03-10 12:00:00")
     assert result.rejected == {

@@ -170,6 +170,8 @@ CHECK = st.one_of(
             "work_start": st.times(),
             "zone_intervals": st.dictionaries(st.sampled_from(["red", "pink"]), DURATIONS, max_size=2),
             "key_intervals": st.dictionaries(st.text(max_size=4), DURATIONS, max_size=2),
+            "re_report_after": DURATIONS,
+            "supervise_after": DURATIONS,
         }
     ),
     GARBAGE,
@@ -206,6 +208,7 @@ NOTIFIER = section(
 DOCUMENT = section(
     {
         "timezone": st.sampled_from(["Asia/Shanghai", "UTC", "Mars/Olympus", "", "../etc/passwd", "x" * 300, "Asia"]),
+        "future_tolerance": DURATIONS,
         "server": section({"listen": st.sampled_from(["127.0.0.1:9477", "[::1]:80", "localhost", "h:0", "h:99999"])}),
         "state": section({"path": st.sampled_from(["state.db", "~nosuchuser-gw/s.db", ""]), "history": st.integers()}),
         "plugins": section(

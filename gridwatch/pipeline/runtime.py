@@ -10,6 +10,7 @@ import inspect
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -101,9 +102,11 @@ class Runtime:
         host: PluginHost,
         loop: asyncio.AbstractEventLoop | None = None,
         state: Store | None = None,
+        clock: Callable[[], float] = time.time,
     ):
         self.settings = settings
         self.host = host
+        self.clock = clock  # the wall clock the runs see (RunContext.clock): injectable for tests
         self.env = Environment(
             base_dir=settings.base_dir,
             tz=settings.timezone,
@@ -251,6 +254,8 @@ class Runtime:
             deadline=deadline,
             extras=self.extras,
             calendar=self.calendar,
+            clock=self.clock,
+            future_tolerance=self.settings.future_tolerance,
         )
         if self.registry is not None:
             registry = self.registry
@@ -390,11 +395,12 @@ def assemble(
     state: Store | None,
     loop: asyncio.AbstractEventLoop | None = None,
     results: Results | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> tuple[Runtime, Results]:
     """The one way to put a pipeline together: the runtime built from settings and the plugin
     host, on its state database, and the results it reports into (new, or the daemon's after a
     reload: what survives by name is kept)."""
-    runtime = Runtime(settings, host, loop, state)
+    runtime = Runtime(settings, host, loop, state, clock)
     results = results if results is not None else Results()
     results.replace(*runtime.states())
     return runtime, results

@@ -88,7 +88,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         self._background.append(self.loop_lag.start())  # from the start: start-up work blocks the loop too
         await loop.run_in_executor(None, self.store.open)
-        self.runtime, _ = assemble(self.settings, self.host, self.store, loop, self.results)
+        self.runtime, _ = assemble(self.settings, self.host, self.store, loop, self.results, clock=self._wall)
         self._look_around(self.runtime, grids=True)
         self.alerting = self._alerting(self.settings, self.runtime)
         await self.alerting.start(self._rule_inputs)
@@ -146,8 +146,12 @@ class Daemon:
         systemd.notify(f"READY=1\nSTATUS=watching {len(self.results.checks)} check(s)")
         log.info("ready: every check has run once")
 
+    def _wall(self) -> float:
+        """The daemon's clock in epoch seconds: what alerting and the checks' runs take for now."""
+        return self.clock().timestamp()
+
     def _alerting(self, settings: Settings, runtime: Runtime) -> Alerting:
-        return Alerting(settings, self.host, self.store, runtime.env, clock=lambda: self.clock().timestamp())
+        return Alerting(settings, self.host, self.store, runtime.env, clock=self._wall)
 
     def _rule_inputs(self) -> tuple[list[Sample], dict[str, Grid]] | None:
         """Samples and grids for the rules; None until every check has run once, lest the samples
@@ -196,7 +200,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         try:
             settings, _ = config.load(self.config_path, host=self.host)
-            runtime = Runtime(settings, self.host, loop, self.store)
+            runtime = Runtime(settings, self.host, loop, self.store, clock=self._wall)
             alerting = self._alerting(settings, runtime)
         except (ConfigErrors, BuildError) as exc:
             for line in str(exc).splitlines():

@@ -1,9 +1,18 @@
-"""``gridwatch once``: every check run a single time, as of a given instant."""
+"""``gridwatch once``: every check run a single time, as of a given instant.
+
+It shows what a daemon would have shown at that instant (``--now`` replays a past day for an
+audit) and leaves no trace: its state database is a temporary one of its own, never the daemon's
+(whose daily lights and alert history a replay must not overwrite).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
+import time
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from gridwatch.alerting.service import stateless_views
@@ -14,13 +23,22 @@ from gridwatch.plugins import PluginHost
 from gridwatch.store import Store
 
 
-async def run_once(settings: Settings, host: PluginHost, now: datetime, only: list[str] | None) -> dict[str, Any]:
-    store = Store(settings.state_path, settings.history)
+async def run_once(
+    settings: Settings,
+    host: PluginHost,
+    now: datetime,
+    only: list[str] | None,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Run the checks (``only`` these, if given) as of ``now``; ``clock`` is the wall clock."""
+    scratch = tempfile.TemporaryDirectory(prefix="gridwatch-once-")
+    store = Store(Path(scratch.name) / "state.db", settings.history)
     store.open()
     try:
-        runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
+        runtime, results = assemble(settings, host, store, asyncio.get_running_loop(), clock=clock)
     except BaseException:
         store.close()
+        scratch.cleanup()
         raise
     try:
         unknown = sorted(set(only or ()) - set(runtime.runners))
@@ -51,3 +69,4 @@ async def run_once(settings: Settings, host: PluginHost, now: datetime, only: li
     finally:
         runtime.close()
         store.close()
+        scratch.cleanup()
