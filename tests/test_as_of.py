@@ -30,12 +30,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from gridwatch.daemon import Daemon
-from gridwatch.once import run_once
-from gridwatch.results import Results
-from gridwatch.runtime import Runtime
 
 from gridwatch import config
+from gridwatch.pipeline.results import Results
+from gridwatch.pipeline.runtime import Runtime
+from gridwatch.process.daemon import Daemon
+from gridwatch.process.once import run_once
 from gridwatch.testing import free_port, write_standard_db
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -178,15 +178,16 @@ def state_files(cfg: Path) -> dict[str, bytes]:
 async def daemon_at(cfg: Path, at: datetime) -> dict[str, Any]:
     """A daemon whose clock reads ``at``: its samples and lights once every check has run and the
     rules have been evaluated on them (in the shape ``gridwatch once --json`` prints)."""
-    daemon = Daemon(cfg, clock=lambda: at)
+    daemon = Daemon(cfg, *config.load(cfg), clock=lambda: at)
     await daemon.start()
     try:
         for _ in range(600):  # every check has run, and an evaluation has lit the firing alerts
-            if not daemon.not_ready() and daemon.alerting is not None and daemon.alerting.engine.lit:
+            view = daemon.view
+            if view is not None and not view.not_ready() and view.alerting.engine.lit:
                 break
             await asyncio.sleep(0.05)
         else:
-            raise AssertionError(f"the daemon did not settle: waiting for {daemon.not_ready()}")
+            raise AssertionError(f"the daemon did not settle: waiting for {daemon.view and daemon.view.not_ready()}")
         lights = await daemon.pages.lights.get()
         samples = [
             {"check": name, "metric": s.metric, "labels": dict(s.labels), "value": s.value}

@@ -6,10 +6,10 @@ import string
 from typing import Any
 
 import pytest
-from gridwatch.light import compute
 from gridwatch_plugins import incidents
 
 from gridwatch.config import ConfigErrors
+from gridwatch.pipeline.light import compute
 from gridwatch.pytest_plugin import CheckRunner
 from gridwatch.rules import Rule
 from gridwatch.testing import CheckResult
