@@ -189,7 +189,8 @@ class Reason:
     light: Literal["yellow", "red"]
     code: str  # stable, for machines: ``/api/v1/grids`` ``details[].code``
     text: str  # what a person reads, with no code value in it (DOMAIN.md §8)
-    metric: str = ""  # the metric it explains: an alert on the same metric only raises its colour
+    metric: str = ""  # the metric it explains: an alert on the same metric only raises its colour,
+    labels: Mapping[str, str] = field(default_factory=dict)  # ... if the alert has these labels too
 
 
 @dataclass(frozen=True, slots=True)

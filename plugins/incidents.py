@@ -292,11 +292,12 @@ class IncidentsCheck(Check):
             elif s.metric == OVERDUE:
                 yield Reason(grid, YELLOW, "incidents_overdue", f"超期未办结案件 {n} 件", OVERDUE)
             elif s.metric == ESCALATED and s.labels.get("level") == "re_reported":
-                yield Reason(grid, YELLOW, "incidents_re_reported", f"二次通报案件 {n} 件", ESCALATED)
+                text = f"二次通报案件 {n} 件"
+                yield Reason(grid, YELLOW, "incidents_re_reported", text, ESCALATED, {"level": "re_reported"})
             elif s.metric == ESCALATED and s.labels.get("level") == "supervised":
                 days = int(longest.get((grid, "supervised"), 0.0) // DAY)  # whole days, rounded down
                 text = f"挂牌督办案件 {n} 件，超期 {days} 天"
-                yield Reason(grid, RED, "incidents_supervised", text, ESCALATED)
+                yield Reason(grid, RED, "incidents_supervised", text, ESCALATED, {"level": "supervised"})
 
 
 @hookimpl

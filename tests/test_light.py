@@ -107,3 +107,30 @@ def test_firing_alerts_feed_the_light():
     assert (out["G1"].light, out["G1"].as_dict()["reasons"]) == ("red", ["网格第G1网格走访覆盖率75%"])
     assert out["G2"].light == "yellow"
     assert out["G3"].light == "green"  # pending alerts do not colour a grid
+
+
+def test_an_alert_raises_only_the_reasons_it_is_about():
+    """A critical alert on one level of a metric (挂牌督办) leaves the other level's reason (二次通报)
+    as yellow as its samples made it; the grid is red either way."""
+    samples = [
+        s("gridwatch_incidents_escalated", 2, grid="G1", level="re_reported"),
+        s("gridwatch_incidents_escalated", 1, grid="G1", level="supervised"),
+        s("gridwatch_incidents_max_overdue_seconds", 16 * 86400 + 3600, grid="G1", level="supervised"),
+    ]
+    alert = {
+        "alert": "IncidentsSupervised",
+        "labels": {"grid": "G1", "level": "supervised", "street": "东街街道"},
+        "state": "firing",
+        "severity": "critical",
+        "summary": "挂牌督办",
+    }
+    out = compute(GRIDS, reasons(samples), [alert], {"IncidentsSupervised": "gridwatch_incidents_escalated"})
+    by_code = {d["code"]: d for d in out[0].as_dict()["details"]}
+    assert out[0].light == "red"
+    assert by_code["incidents_re_reported"]["light"] == "yellow"
+    assert by_code["incidents_supervised"] == {
+        "light": "red",
+        "code": "incidents_supervised",
+        "text": "挂牌督办案件 1 件，超期 16 天",  # 16 d 1 h, whole days rounded down
+    }
+    assert len(out[0].reasons) == 2  # the alert's own summary is not repeated beside them

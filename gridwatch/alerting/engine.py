@@ -69,9 +69,9 @@ class AlertEngine:
         self.silences: list[Silence] = []
         self.snapshot: list[Alert] = []  # a copy readers on other threads may use freely
         self.tally: dict[tuple[str, str], int] = {}  # (state, severity) -> alerts: every scrape shows it
-        # (grid, alert, severity, summary) of the firing alerts on a grid: what colours the
-        # lights; the same object until one of them changes, so the lights are not recomputed
-        self.lit: tuple[tuple[str, str, str, str], ...] = ()
+        # (grid, alert, severity, summary, labels) of the firing alerts on a grid: what colours
+        # the lights; the same object until one of them changes, so the lights are not recomputed
+        self.lit: tuple[tuple[str, str, str, str, tuple[tuple[str, str], ...]], ...] = ()
         self.unwritten = _Unwritten()  # ahead of the state database until a write succeeds
 
     def adopt(self, other: AlertEngine) -> None:
@@ -91,7 +91,7 @@ class AlertEngine:
         )
         lit = tuple(
             sorted(
-                (a.labels["grid"], a.alert, a.severity, a.summary)
+                (a.labels["grid"], a.alert, a.severity, a.summary, tuple(sorted(a.labels.items())))
                 for a in self.snapshot
                 if a.state == FIRING and "grid" in a.labels
             )

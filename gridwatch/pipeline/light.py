@@ -26,6 +26,11 @@ class Shown:
     code: str
     text: str
     metric: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def explains(self, metric: str | None, labels: Mapping[str, str]) -> bool:
+        """Whether an alert on ``metric`` with ``labels`` is about what this reason says."""
+        return self.metric == metric and all(labels.get(k) == v for k, v in self.labels.items())
 
     def as_dict(self) -> dict[str, str]:
         return {"light": self.light, "code": self.code, "text": self.text}
@@ -68,21 +73,20 @@ def compute(
     colour, without repeating the reason in other words.
     """
     found: dict[str, list[Shown]] = defaultdict(list)
-    said: set[tuple[str, str]] = set()  # (grid, metric) pairs that gave a reason
     for r in reasons:
         if r.grid in grids and r.light in LEVEL:
-            found[r.grid].append(Shown(r.light, r.code, r.text, r.metric))
-            if r.metric:
-                said.add((r.grid, r.metric))
+            found[r.grid].append(Shown(r.light, r.code, r.text, r.metric, r.labels))
     for a in alerts:
         grid = a.get("labels", {}).get("grid")
         if grid not in grids or a.get("state") != "firing" or a.get("severity") not in ("warning", "critical"):
             continue
         light = RED if a["severity"] == "critical" else YELLOW
         metric = (rule_metrics or {}).get(a.get("alert", ""))
-        if (grid, metric) in said:
-            for shown in found[grid]:  # the samples explain it already; the alert may still raise the colour
-                if shown.metric == metric and LEVEL[light] > LEVEL[shown.light]:
+        labels = a.get("labels", {})
+        explained = [shown for shown in found[grid] if metric and shown.explains(metric, labels)]
+        if explained:  # the samples explain it already; the alert may still raise the colour
+            for shown in explained:
+                if LEVEL[light] > LEVEL[shown.light]:
                     shown.light = light
             continue
         text = a.get("summary") or a.get("alert", "")

@@ -52,7 +52,7 @@ class Inputs:
     checks: Callable[[], Sequence[CheckState]]
     grids: Callable[[], dict[str, Grid]]
     rules: Callable[[], Mapping[str, Rule]]
-    lit: Callable[[], tuple[tuple[str, str, str, str], ...]]  # see AlertEngine.lit
+    lit: Callable[[], tuple[tuple[Any, ...], ...]]  # see AlertEngine.lit
 
 
 class Pages:
@@ -76,11 +76,11 @@ class Pages:
 
     @staticmethod
     def _lights(
-        grids: dict[str, Grid], rules: Mapping[str, Rule], lit: tuple[tuple[str, ...], ...], *checks: Any
+        grids: dict[str, Grid], rules: Mapping[str, Rule], lit: tuple[tuple[Any, ...], ...], *checks: Any
     ) -> Lights:
         alerts = [
-            {"labels": {"grid": grid}, "alert": alert, "severity": severity, "summary": summary, "state": "firing"}
-            for grid, alert, severity, summary in lit
+            {"labels": dict(labels), "alert": alert, "severity": severity, "summary": summary, "state": "firing"}
+            for _grid, alert, severity, summary, labels in lit
         ]
         rule_metrics = {name: rule.metric for name, rule in rules.items()}
         lights = light.compute(grids, explain(*checks), alerts, rule_metrics)
