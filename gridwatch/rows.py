@@ -67,7 +67,7 @@ def clean(
     """
     fresh: set[Any] = set() if seen is None else seen
     now = ctx.now
-    elsewhere = getattr(grids, "elsewhere", frozenset())  # another shard's grids: not bad, not ours
+    elsewhere: frozenset[str] = getattr(grids, "elsewhere", frozenset())  # another shard's grids: not bad, not ours
     for raw in rows:
         row = dict(raw)
         if id_column is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample
+from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample, Title
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.feeds import IncrementalOptions, Tracker
@@ -97,7 +97,7 @@ def _flag(value: Any) -> bool | None:
     return None
 
 
-class IncidentsCheck(Check):
+class IncidentsCheck(Check["IncidentsCheck.Options"]):
     type = "incidents"
     metrics = {
         OPEN: "Open incidents by severity and current stage (only combinations with cases).",
@@ -107,6 +107,15 @@ class IncidentsCheck(Check):
         ON_TIME: "Due incidents closed by their deadline / due incidents (按期结案率).",
         REWORK: "Incidents closed in the window that were reopened / closed incidents (返工率).",
         EXTENSION: "Due incidents with an approved extension / due incidents (延期率).",
+    }
+    titles = {
+        OPEN: Title("未结案件", "Open cases", "count"),
+        OVERDUE: Title("超期案件", "Overdue cases", "count"),
+        OLDEST: Title("最久未结案件历时", "Oldest open case", "seconds"),
+        CLOSURE: Title("结案率", "Closure ratio", "ratio"),
+        ON_TIME: Title("按期结案率", "On-time closure ratio", "ratio"),
+        REWORK: Title("返工率", "Rework ratio", "ratio"),
+        EXTENSION: Title("延期率", "Extension ratio", "ratio"),
     }
 
     class Options(IncrementalOptions):

@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from pydantic import model_validator
 
-from gridwatch.api import YELLOW, Check, Grid, Options, Reason, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Grid, Options, Reason, RunContext, Sample, Title
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -47,11 +47,15 @@ class ZoneIntervals(Options):
     blue: Duration = 4 * HOUR
 
 
-class PatrolsCheck(Check):
+class PatrolsCheck(Check["PatrolsCheck.Options"]):
     type = "patrols"
     metrics = {
         LAST: "Unix time of the grid's last patrol.",
         OVERDUE: "1 if the grid's patrol is overdue (daily rule, or its zone's cadence), else 0.",
+    }
+    titles = {
+        LAST: Title("最近巡查", "Last patrol", "timestamp"),
+        OVERDUE: Title("巡查超时", "Patrol overdue", "flag"),
     }
 
     class Options(IncrementalOptions):
@@ -72,7 +76,7 @@ class PatrolsCheck(Check):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None
-        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.tracker = Tracker(self.options.resync)
         self.feed = self.tracker.feed(self.source, "patrols", ("patrol_id", "grid_id", "patrolled_at"), "patrol_id")
         self.last: dict[str, float] = {}  # grid -> epoch seconds of its last patrol
 
@@ -84,7 +88,7 @@ class PatrolsCheck(Check):
                 last[grid] = ts
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: PatrolsCheck.Options = self.options  # type: ignore[assignment]
+        opts = self.options
         grids = ctx.registry()
         self.tracker.refresh(ctx, grids, self.last.clear, lambda full: self._update(ctx, grids))
         last = self.last

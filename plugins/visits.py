@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from sys import intern
 from typing import Any
 
-from gridwatch.api import YELLOW, Check, Grid, Reason, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Grid, Reason, RunContext, Sample, Title
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -58,13 +58,19 @@ CATEGORY_ZH = {
 """Display names of the standard key-household categories, for light reasons."""
 
 
-class VisitsCheck(Check):
+class VisitsCheck(Check["VisitsCheck.Options"]):
     type = "visits"
     metrics = {
         HOUSEHOLDS: "Registered households of the grid.",
         COVERAGE: "Share of the grid's households visited at least once in the window.",
         UNVISITED: "Households of the grid without a visit in the window.",
         KEY_OVERDUE: "Key households of a category whose last visit is older than its interval.",
+    }
+    titles = {
+        HOUSEHOLDS: Title("登记户数", "Registered households", "count"),
+        COVERAGE: Title("走访覆盖率", "Visit coverage", "ratio"),
+        UNVISITED: Title("未走访户数", "Unvisited households", "count"),
+        KEY_OVERDUE: Title("重点人群超期未走访", "Key households overdue", "count"),
     }
 
     class Options(IncrementalOptions):
@@ -78,7 +84,7 @@ class VisitsCheck(Check):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None
-        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.tracker = Tracker(self.options.resync)
         self.household_feed = self.tracker.feed(self.source, "households", HOUSEHOLD_COLUMNS, "household_id")
         self.visit_feed = self.tracker.feed(self.source, "visits", VISIT_COLUMNS, "visit_id")
         self._reset()
@@ -130,7 +136,7 @@ class VisitsCheck(Check):
                 self._place(hid, where[0], where[1], ts)
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
+        opts = self.options
         grids = ctx.registry()
         self.tracker.refresh(ctx, grids, self._reset, lambda full: self._update(ctx, grids))
         now = ctx.now.timestamp()
