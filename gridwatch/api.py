@@ -4,10 +4,15 @@ A plugin subclasses :class:`Source`, :class:`Check` or :class:`Notifier`, declar
 options as a nested pydantic model named ``Options`` and returns the class from the matching
 ``register_*_types`` hook. The core validates every instance's options against that model,
 so third-party types get the same precise config errors as the built-in ones.
+
+The base classes are generic over their options, so ``self.options`` has the plugin's own
+type for a type checker: ``class PatrolsCheck(Check["PatrolsCheck.Options"])`` with a nested
+``Options``, or ``class HydrantsCheck(Check[HydrantsOptions])`` with ``Options = HydrantsOptions``.
 """
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 import time
@@ -16,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Generic, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from gridwatch.durations import Duration
 
@@ -42,6 +48,15 @@ class Options(BaseModel):
     """Base of every options model: unknown keys are errors, so a typo never goes unnoticed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_Options = Options  # the base model, under a name the classes' own ``Options`` attributes do not hide
+
+OptionsT_co = TypeVar("OptionsT_co", bound=Options, default=Options, covariant=True)
+"""The options model of a check or source type: what ``self.options`` is. Covariant, so a
+``Check["PatrolsCheck.Options"]`` is a :class:`Check` wherever the core takes any check."""
+
+_O = TypeVar("_O", bound=Options)  # the options :meth:`Check.produces` takes: those of ``cls``
 
 
 class SourceUnavailable(Exception):
@@ -80,14 +95,14 @@ def validate_sample(obj: object) -> Sample:
     yields tens of thousands a run): a check must not change a dict it has yielded.
     """
     if type(obj) is Sample and obj.metric in _GOOD_METRICS and type(obj.labels) is dict:
-        labels, value = obj.labels, obj.value
+        given, value = obj.labels, obj.value
         if (
             (type(value) is float or type(value) is int)
             and value == value  # not NaN
-            and _GOOD_LABELS.issuperset(labels)
-            and all(type(v) is str and len(v) <= MAX_LABEL_VALUE for v in labels.values())
+            and _GOOD_LABELS.issuperset(given)
+            and all(type(v) is str and len(v) <= MAX_LABEL_VALUE for v in given.values())
         ):
-            return obj if type(value) is float else Sample(obj.metric, labels, float(value))
+            return obj if type(value) is float else Sample(obj.metric, given, float(value))
     if not isinstance(obj, Sample):
         raise CheckError(f"a check yielded {type(obj).__name__}, not a Sample")
     if not isinstance(obj.metric, str) or not METRIC_NAME.match(obj.metric):
@@ -174,7 +189,8 @@ class TableOptions(Options):
     """standard table name -> {standard column -> the source's column}"""
 
 
-YELLOW, RED = "yellow", "red"
+YELLOW: Final = "yellow"
+RED: Final = "red"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +207,32 @@ class Reason:
     text: str  # what a person reads, with no code value in it (DOMAIN.md §8)
     metric: str = ""  # the metric it explains: an alert on the same metric only raises its colour,
     labels: Mapping[str, str] = field(default_factory=dict)  # ... if the alert has these labels too
+
+
+Kind = Literal["number", "count", "ratio", "timestamp", "seconds", "flag", "status"]
+"""How a metric's values read: ``count`` a whole number, ``ratio`` 0–1 (shown as a percentage),
+``timestamp`` Unix seconds (shown as a local time), ``seconds`` a duration, ``flag`` 0/1 (no/yes),
+``status`` a code whose meanings :attr:`Title.values` gives, ``number`` anything else."""
+
+
+@dataclass(frozen=True, slots=True)
+class Title:
+    """What people call a metric, in Chinese and English, and how its values read.
+
+    A check gives one per metric in :attr:`Check.titles`; the status board shows them in a
+    grid's detail, so a plugin's metric reads as well as a bundled one and the core names none.
+    """
+
+    zh: str
+    en: str
+    kind: Kind = "number"
+    values: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    """a ``status`` metric's codes: value -> (中文, English), e.g. ``{0: ("已按时报送", "on time")}``"""
+
+    def value_title(self, value: float) -> dict[str, str] | None:
+        """The name of a ``status`` value in both languages; None for a value without one."""
+        names = self.values.get(int(value)) if math.isfinite(value) and value == int(value) else None
+        return None if names is None else {"zh": names[0], "en": names[1]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,22 +279,22 @@ class Latest:
     earliest: bool = False
 
 
-class Source:
+class Source(Generic[OptionsT_co]):
     """A named, read-only connection to where grid data lives.
 
     Methods are blocking; the core calls them from worker threads, never the event loop.
     """
 
     type: ClassVar[str]
-    Options: ClassVar[type[Options]] = TableOptions
+    Options: ClassVar[builtins.type[_Options]] = TableOptions
     latest_fields: ClassVar[frozenset[str]] = frozenset()
     """The optional fields of :class:`Latest` (``split``, ``earliest``) that :meth:`read_latest`
     honours: a read that needs another is not asked of the source, its rows are read instead (a
     source written before a field existed would ignore it and fold wrongly)."""
 
-    def __init__(self, name: str, options: Options, env: Environment) -> None:
+    def __init__(self, name: str, options: OptionsT_co, env: Environment) -> None:
         self.name = name
-        self.options = options
+        self.options: OptionsT_co = options
         self.env = env
         self.rows_read: Counter[str] = Counter()
         """table -> rows read for checks, aggregated ones included (gridwatch_source_rows_read_total)"""
@@ -285,7 +327,7 @@ class Source:
 
     def read_latest(
         self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
-    ) -> tuple[Iterable[tuple[Any, str, int]], Iterable[dict[str, Any]], Any] | None:
+    ) -> tuple[Iterable[tuple[Any, ...]], Iterable[dict[str, Any]], Any] | None:
         """:meth:`read_since`, aggregated by the source where it can vouch for the rows.
 
         Returns ``(groups, odd, cursor)``: ``groups`` holds ``(key, latest, rows)`` — the
@@ -377,27 +419,32 @@ class Source:
         """Release connections; called on reload and shutdown."""
 
 
-class Check:
+class Check(Generic[OptionsT_co]):
     """A configured instance of a check type: reads a source, yields samples.
 
     ``run`` may be a plain method (run in a worker thread) or ``async def`` (run on the loop).
     """
 
     type: ClassVar[str]
-    Options: ClassVar[type[Options]] = Options
+    Options: ClassVar[builtins.type[_Options]] = _Options
     needs_source: ClassVar[bool] = True
     metrics: ClassVar[dict[str, str]] = {}
     """Help text per metric name this type produces."""
+    titles: ClassVar[dict[str, Title]] = {}
+    """What people call each metric, and how its values read (the status board's grid detail):
+    the core names no check's metric, so a metric without a title is shown by its name."""
 
-    def __init__(self, name: str, options: Options, source: Source | None, env: Environment):
+    def __init__(self, name: str, options: OptionsT_co, source: Source | None, env: Environment):
         self.name = name
-        self.options = options
+        self.options: OptionsT_co = options
         self.source = source
         self.env = env
 
     @classmethod
-    def produces(cls, options: Options) -> set[str]:
-        """Metric names an instance with these options produces (rules are checked against it)."""
+    def produces(cls: builtins.type[Check[_O]], options: _O) -> set[str]:
+        """Metric names an instance with these options produces (rules are checked against it).
+
+        An override may take the type's own options: ``options: ReportsCheck.Options``."""
         return set(cls.metrics)
 
     def metric_help(self) -> dict[str, str]:
@@ -432,7 +479,11 @@ class NotifierOptions(Options):
     timeout: Duration = 10.0
 
 
-class Notifier:
+NotifierOptionsT_co = TypeVar("NotifierOptionsT_co", bound=NotifierOptions, default=NotifierOptions, covariant=True)
+"""The options model of a notifier type: what ``self.options`` is."""
+
+
+class Notifier(Generic[NotifierOptionsT_co]):
     """Delivers alert notifications to a receiver (Alertmanager, a webhook, a chat robot).
 
     The core hands ``send`` a batch of alerts in Alertmanager's shape (``status``, ``labels``
@@ -442,13 +493,13 @@ class Notifier:
     """
 
     type: ClassVar[str]
-    Options: ClassVar[type[Options]] = NotifierOptions
+    Options: ClassVar[builtins.type[NotifierOptions]] = NotifierOptions
     resend_interval: float | None = None
     """If set, firing alerts are re-sent this often (Alertmanager expects it)."""
 
-    def __init__(self, name: str, options: Options, env: Environment) -> None:
+    def __init__(self, name: str, options: NotifierOptionsT_co, env: Environment) -> None:
         self.name = name
-        self.options = options
+        self.options: NotifierOptionsT_co = options
         self.env = env
 
     async def send(self, session: Any, alerts: list[dict[str, Any]]) -> None:

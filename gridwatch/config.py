@@ -13,7 +13,7 @@ import os
 import re
 import ssl
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gridwatch.api import Options
+from gridwatch.api import Check, Notifier, Options, Source
 from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
@@ -349,8 +349,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     errors = list(errors or ())
     root = _validate(Root, data, "", fname, errors)
     # entries are checked even when the top level has errors, so one run reports every problem
-    sources_raw = data.get("sources") if isinstance(data.get("sources"), dict) else {}
-    checks_raw = data.get("checks") if isinstance(data.get("checks"), list) else []
+    sources_raw = _table(data, "sources")
+    checks_raw = _array(data, "checks")
 
     sources: dict[str, SourceSpec] = {}
     for name, entry in sources_raw.items():
@@ -386,7 +386,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     if root is not None and root.grids.source is not None and root.grids.source not in sources_raw:
         errors.append(ConfigError(fname, "grids.source", f"unknown source {root.grids.source!r}"))
     notifiers: dict[str, NotifierSpec] = {}
-    notifiers_raw = data.get("notifiers") if isinstance(data.get("notifiers"), dict) else {}
+    notifiers_raw = _table(data, "notifiers")
     for name, entry in notifiers_raw.items():
         spec = _typed(
             entry,
@@ -441,11 +441,24 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     )
 
 
+def _table(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``data[key]`` when it is a table, else none: entries are checked even when the top level
+    has errors, so one run reports every problem."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _array(data: Mapping[str, Any], key: str) -> list[Any]:
+    """``data[key]`` when it is an array, else an empty one (see :func:`_table`)."""
+    value = data.get(key)
+    return value if isinstance(value, list) else []
+
+
 def _typed(
     entry: Any,
     prefix: str,
     base_model: type[BaseModel],
-    types: dict[str, type],
+    types: Mapping[str, type[Source | Check | Notifier]],
     kind: str,
     fname: str,
     errors: list[ConfigError],
@@ -519,7 +532,7 @@ def _rules(
             if rule.metric in produced:
                 defaults[rule.alert] = dict(entry)
     rules = {name: Rule.model_validate(entry) for name, entry in defaults.items()}
-    raw = data.get("rules") if isinstance(data.get("rules"), list) else []
+    raw = _array(data, "rules")
     for i, entry in enumerate(raw):
         prefix = f"rules[{i}]"
         if not isinstance(entry, dict):

@@ -49,7 +49,7 @@ class Feed:
         # again unchanged is not cleaned again, its key goes to ``unchanged`` instead
         self.handed: dict[Any, int] = {}
         self.unchanged: set[Any] = set()  # keys the latest current() found as they were handed on
-        self._raw: dict[Any, int] = {}
+        self._raw: dict[Any, int | None] = {}
         self.dedupe: bool | None = None
 
     def reset(self) -> None:

@@ -68,8 +68,8 @@ def storage_fault(exc: BaseException) -> bool:
 
 
 def _v1(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")
-    db["check_runs"].create(
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("check_runs").create(
         {
             "id": int,
             "check_name": str,
@@ -80,12 +80,12 @@ def _v1(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["check_runs"].create_index(["check_name", "id"])
+    db.table("check_runs").create_index(["check_name", "id"])
 
 
 def _v2(db: sqlite_utils.Database) -> None:
     """Alerting: alert state, its history, silences and the notification outbox."""
-    db["alerts"].create(
+    db.table("alerts").create(
         {
             "id": str,
             "alert": str,
@@ -103,7 +103,7 @@ def _v2(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["alert_history"].create(
+    db.table("alert_history").create(
         {
             "id": int,
             "alert_id": str,
@@ -117,7 +117,7 @@ def _v2(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["silences"].create(
+    db.table("silences").create(
         {
             "id": str,
             "matchers": str,
@@ -129,7 +129,7 @@ def _v2(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["outbox"].create(
+    db.table("outbox").create(
         {
             "id": int,
             "notifier": str,
@@ -142,7 +142,7 @@ def _v2(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["outbox"].create_index(["notifier", "delivered_at", "next_attempt"])
+    db.table("outbox").create_index(["notifier", "delivered_at", "next_attempt"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]

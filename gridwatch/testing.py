@@ -270,9 +270,9 @@ def write_standard_db(
     own = {t: tuple(c) for t, c in (schema or {}).items() if t not in STANDARD_SCHEMA}
     for table, rows in tables.items():
         if table not in STANDARD_SCHEMA and table not in own:
-            cols = list(OPTIONAL_TABLES.get(table, ())) or list(dict.fromkeys(c for r in rows for c in r))
-            assert cols, f"table {table!r} has no rows to take its columns from: give them with schema="
-            own[table] = tuple(cols)
+            found = list(OPTIONAL_TABLES.get(table, ())) or list(dict.fromkeys(c for r in rows for c in r))
+            assert found, f"table {table!r} has no rows to take its columns from: give them with schema="
+            own[table] = tuple(found)
     with sqlite3.connect(path) as db:
         for table, standard in STANDARD_SCHEMA.items():
             rows = tables.get(table, [])

@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample
+from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample, Title
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.feeds import IncrementalOptions, Tracker
@@ -117,7 +117,7 @@ def _flag(value: Any) -> bool | None:
     return None
 
 
-class IncidentsCheck(Check):
+class IncidentsCheck(Check["IncidentsCheck.Options"]):
     type = "incidents"
     metrics = {
         OPEN: "Open incidents by severity and current stage (only combinations with cases).",
@@ -131,6 +131,15 @@ class IncidentsCheck(Check):
         "re_reported (二次通报), supervised (挂牌督办); every level for every grid.",
         MAX_OVERDUE: "Seconds the longest-overdue open incident of a level is past its deadline "
         "(only levels with incidents).",
+    }
+    titles = {
+        OPEN: Title("未结案件", "Open cases", "count"),
+        OVERDUE: Title("超期案件", "Overdue cases", "count"),
+        OLDEST: Title("最久未结案件历时", "Oldest open case", "seconds"),
+        CLOSURE: Title("结案率", "Closure ratio", "ratio"),
+        ON_TIME: Title("按期结案率", "On-time closure ratio", "ratio"),
+        REWORK: Title("返工率", "Rework ratio", "ratio"),
+        EXTENSION: Title("延期率", "Extension ratio", "ratio"),
     }
 
     class Options(IncrementalOptions):

@@ -48,7 +48,7 @@ from typing import Any, Self
 
 from pydantic import Field, model_validator
 
-from gridwatch.api import YELLOW, Check, Grid, Options, Reason, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Grid, Options, Reason, RunContext, Sample, Title
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -81,13 +81,17 @@ class ZoneIntervals(Options):
     blue: Duration = 4 * HOUR
 
 
-class PatrolsCheck(Check):
+class PatrolsCheck(Check["PatrolsCheck.Options"]):
     type = "patrols"
     metrics = {
         LAST: "Unix time of the grid's last patrol by its own workers.",
         OVERDUE: "1 if the grid's patrol is overdue (daily rule, or its zone's cadence), else 0.",
         SUPERVISOR_LAST: "Unix time of the grid's last patrol by a supervisor (needs patrols.role).",
         SUPERVISOR_OVERDUE: "1 if no supervisor has patrolled the grid within the supervisor interval, else 0.",
+    }
+    titles = {
+        LAST: Title("最近巡查", "Last patrol", "timestamp"),
+        OVERDUE: Title("巡查超时", "Patrol overdue", "flag"),
     }
 
     class Options(IncrementalOptions):
@@ -119,7 +123,7 @@ class PatrolsCheck(Check):
         table to the check, read again from scratch."""
         assert self.source is not None
         self.has_role = role
-        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.tracker = Tracker(self.options.resync)
         columns = (*COLUMNS, "role") if role else COLUMNS
         self.feed = self.tracker.feed(self.source, "patrols", columns, "patrol_id")
 
@@ -149,7 +153,7 @@ class PatrolsCheck(Check):
                 kept[grid] = ts
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: PatrolsCheck.Options = self.options  # type: ignore[assignment]
+        opts = self.options
         assert self.source is not None
         grids = ctx.registry()
         role = self.source.has("patrols", "role", deadline=ctx.deadline)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import RED, YELLOW, Check, Reason, RunContext, Sample
+from gridwatch.api import RED, YELLOW, Check, Reason, RunContext, Sample, Title
 from gridwatch.calendar import (
     REPORT_KINDS,
     due_time,
@@ -104,13 +104,29 @@ def _store_lights(db: Any, rows: list[tuple[str, str, str]]) -> None:
         )
 
 
-class ReportsCheck(Check):
+class ReportsCheck(Check["ReportsCheck.Options"]):
     type = "reports"
     metrics = {
         DAILY: "Today's daily report: 0 ok, 1 pending, 2 missing or late, 3 flagged.",
         OVERDUE: "1 if the latest period of a periodic report is past due with no submission.",
         ON_TIME: "On-time submissions / expected submissions over the window (上报率).",
         DUE_SOON: "1 if the next period of a periodic report is due within the lead time and not yet submitted.",
+    }
+    titles = {
+        DAILY: Title(
+            "今日日报",
+            "Today's daily report",
+            "status",
+            {
+                OK: ("已按时报送", "on time"),
+                PENDING: ("待报送", "pending"),
+                MISSING: ("未按时报送", "missing or late"),
+                FLAGGED: ("涉重大事项", "flags a major matter"),
+            },
+        ),
+        OVERDUE: Title("逾期未报", "Report overdue", "flag"),
+        ON_TIME: Title("上报率", "On-time reporting ratio", "ratio"),
+        DUE_SOON: Title("即将到期", "Report due soon", "flag"),
     }
 
     class Options(IncrementalOptions):
@@ -155,7 +171,7 @@ class ReportsCheck(Check):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None
-        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.tracker = Tracker(self.options.resync)
         self.feed = self.tracker.feed(self.source, TABLE, COLUMNS, "report_id")
         self._reset()
 
@@ -216,6 +232,7 @@ class ReportsCheck(Check):
         """Drop what no figure can look at again: periods due before :meth:`_oldest`, red days
         before the window."""
         opts, tz = self.options, now.tzinfo
+        assert tz is not None  # run() hands an aware local time
         oldest = self._oldest(now)
         gone = {(k, p) for k, p in self.periods if due_time(k, p, tz, opts.cutoff) < oldest[k]}
         if gone:  # (about once a day) only then is every arrival looked at

@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from sys import intern
 from typing import Any
 
-from gridwatch.api import YELLOW, Check, Grid, Reason, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Grid, Reason, RunContext, Sample, Title
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -73,13 +73,19 @@ Categories = str | tuple[str, ...] | None
 """A household's key categories: None, one name, or several (sorted, each once)."""
 
 
-class VisitsCheck(Check):
+class VisitsCheck(Check["VisitsCheck.Options"]):
     type = "visits"
     metrics = {
         HOUSEHOLDS: "Registered households of the grid.",
         COVERAGE: "Share of the grid's households visited at least once in the window.",
         UNVISITED: "Households of the grid without a visit in the window.",
         KEY_OVERDUE: "Key households of a category whose last visit is older than its interval.",
+    }
+    titles = {
+        HOUSEHOLDS: Title("登记户数", "Registered households", "count"),
+        COVERAGE: Title("走访覆盖率", "Visit coverage", "ratio"),
+        UNVISITED: Title("未走访户数", "Unvisited households", "count"),
+        KEY_OVERDUE: Title("重点人群超期未走访", "Key households overdue", "count"),
     }
 
     class Options(IncrementalOptions):
@@ -100,7 +106,7 @@ class VisitsCheck(Check):
         appears or goes is read again from scratch with the others."""
         assert self.source is not None
         self.registers = registers
-        self.tracker = Tracker(self.options.resync)  # type: ignore[attr-defined]
+        self.tracker = Tracker(self.options.resync)
         self.household_feed = self.tracker.feed(self.source, "households", HOUSEHOLD_COLUMNS, "household_id")
         self.category_feed = (
             self.tracker.feed(self.source, "household_categories", CATEGORY_COLUMNS, None) if registers else None
@@ -170,7 +176,7 @@ class VisitsCheck(Check):
                 self._place(hid, where[0], where[1], ts)
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: VisitsCheck.Options = self.options  # type: ignore[assignment]
+        opts = self.options
         grids = ctx.registry()
         assert self.source is not None
         registers = self.source.has("household_categories", "category", deadline=ctx.deadline)

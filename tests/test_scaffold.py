@@ -110,6 +110,22 @@ def test_the_package_is_lint_clean(tmp_path, name):
         assert res.returncode == 0, res.stdout + res.stderr
 
 
+def test_the_check_passes_a_strict_type_check(tmp_path):
+    """``Check[Options]`` types ``self.options`` as the check's own options: no ignores needed."""
+    s = scaffold.create("elderly_calls", tmp_path / "pkg")
+    module = (s.root / "src/gridwatch_elderly_calls/__init__.py").read_text(encoding="utf-8")
+    assert "type: ignore" not in module
+    res = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "src"],
+        cwd=s.root,
+        env={**os.environ, "MYPYPATH": str(REPO)},  # gridwatch as an installed, typed package is
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 def test_the_scaffolded_check_works_as_a_loose_module(tmp_path, gridwatch_check, gridwatch_alerts):
     """The generated check, loaded from a plugin directory: fast feedback without installing."""
     s = scaffold.create("elderly_calls", tmp_path / "pkg")

@@ -25,8 +25,9 @@ log = logging.getLogger("gridwatch.alerting.engine")
 
 
 @dataclass
-class _Unwritten:
-    """What evaluations changed that the state database has not taken yet (a full disk)."""
+class _Changes:
+    """Alert changes the state database has not taken yet: one evaluation's, or several while the
+    disk is full, so they all go in with one transaction once it takes writes again."""
 
     changed: dict[str, Alert] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
@@ -35,6 +36,36 @@ class _Unwritten:
 
     def __bool__(self) -> bool:
         return bool(self.changed or self.deleted or self.history or self.outbox)
+
+    def move(self, a: Alert, to: str, now: float) -> None:
+        """Put an alert in state ``to`` and record the transition: the history keeps every one."""
+        self.history.append(
+            {
+                "alert_id": a.id,
+                "alert": a.alert,
+                "labels": json.dumps(a.labels, ensure_ascii=False),
+                "at": now,
+                "from_state": a.state,
+                "to_state": to,
+                "severity": a.severity,
+                "value": a.value,
+            }
+        )
+        a.state = to
+        self.changed[a.id] = a
+
+    def drop(self, aid: str) -> None:
+        """Delete an alert's row rather than write it: a deletion wins over any change before it."""
+        self.changed.pop(aid, None)
+        self.deleted.add(aid)
+
+    def merge(self, later: _Changes) -> None:
+        """Add a later evaluation's changes, so what the disk refused goes in with them."""
+        for aid in later.deleted:
+            self.drop(aid)
+        self.changed.update(later.changed)
+        self.history += later.history
+        self.outbox += later.outbox
 
 
 @dataclass(frozen=True)
@@ -72,7 +103,7 @@ class AlertEngine:
         # (grid, alert, severity, summary, labels) of the firing alerts on a grid: what colours
         # the lights; the same object until one of them changes, so the lights are not recomputed
         self.lit: tuple[tuple[str, str, str, str, tuple[tuple[str, str], ...]], ...] = ()
-        self.unwritten = _Unwritten()  # ahead of the state database until a write succeeds
+        self.unwritten = _Changes()  # ahead of the state database until a write succeeds
 
     def adopt(self, other: AlertEngine) -> None:
         """Take over another engine's alerts when they are ahead of the state database (a reload
@@ -126,107 +157,85 @@ class AlertEngine:
             self.load(db)
         assert self.alerts is not None
         self.silences = load_silences(db)  # the CLI may have added one
-        changed: dict[str, Alert] = {}
-        history: list[dict[str, Any]] = []
-        outbox: list[dict[str, Any]] = []
-        deleted: set[str] = set()
+        changes = _Changes()
         seen: set[str] = set()
-
-        def move(a: Alert, to: str) -> None:
-            history.append(
-                {
-                    "alert_id": a.id,
-                    "alert": a.alert,
-                    "labels": json.dumps(a.labels, ensure_ascii=False),
-                    "at": now,
-                    "from_state": a.state,
-                    "to_state": to,
-                    "severity": a.severity,
-                    "value": a.value,
-                }
-            )
-            a.state = to
-            changed[a.id] = a
-
         for hit in hits:
             aid = fingerprint(hit.labels)
-            if aid in seen:
-                continue
-            seen.add(aid)
-            a = self.alerts.get(aid)
-            if a is None or a.state == RESOLVED:
-                a = Alert(
-                    aid,
-                    hit.rule.alert,
-                    hit.labels,
-                    "inactive",
-                    hit.severity,
-                    hit.value,
-                    now,
-                    now,
-                    hit.summary,
-                    hit.description,
-                )
-                self.alerts[aid] = a
-                move(a, PENDING)
-            if (a.value, a.severity, a.summary, a.description) != (
-                hit.value,
+            if aid not in seen:  # the first hit of a label set counts
+                seen.add(aid)
+                self._hold(changes, aid, hit, now)
+        for aid, a in list(self.alerts.items()):
+            if aid not in seen:
+                self._release(changes, a, now, rules.get(a.alert))
+        for a in self.alerts.values():
+            self._announce(changes, a, now)
+        self._snap()
+        for h in changes.history:
+            log.info("alert %s %s → %s (%s)", h["alert"], h["from_state"], h["to_state"], h["severity"])
+        self.unwritten.merge(changes)
+        return self._write(db)
+
+    def _hold(self, changes: _Changes, aid: str, hit: Hit, now: float) -> None:
+        """The transition of an alert whose rule holds: it starts pending (again, after a
+        resolution) and fires once it has held for the rule's ``for``."""
+        assert self.alerts is not None
+        a = self.alerts.get(aid)
+        if a is None or a.state == RESOLVED:
+            a = Alert(
+                aid,
+                hit.rule.alert,
+                hit.labels,
+                "inactive",
                 hit.severity,
+                hit.value,
+                now,
+                now,
                 hit.summary,
                 hit.description,
-            ):
-                a.value, a.severity, a.summary, a.description = (
-                    hit.value,
-                    hit.severity,
-                    hit.summary,
-                    hit.description,
-                )
-                changed[aid] = a
-            a.last_true = now
-            changed[aid] = a
-            if a.state == PENDING and now - a.active_since >= hit.rule.for_:
-                a.fired_at = now
-                move(a, FIRING)
+            )
+            self.alerts[aid] = a
+            changes.move(a, PENDING, now)
+        a.value, a.severity, a.summary, a.description = hit.value, hit.severity, hit.summary, hit.description
+        a.last_true = now
+        changes.changed[aid] = a
+        if a.state == PENDING and now - a.active_since >= hit.rule.for_:
+            a.fired_at = now
+            changes.move(a, FIRING, now)
 
-        for aid, a in list(self.alerts.items()):
-            if aid in seen:
-                continue
-            rule = rules.get(a.alert)
-            keep = rule.keep_firing_for if rule is not None and rule.enabled else 0.0
-            if a.state == PENDING:
-                move(a, "inactive")
-                del self.alerts[aid]
-                changed.pop(aid, None)
-                deleted.add(aid)
-            elif a.state == FIRING and now - a.last_true >= keep:
-                a.resolved_at = now
-                move(a, RESOLVED)
-            elif a.state == RESOLVED and now - (a.resolved_at or now) >= self.resolved_retention:
-                del self.alerts[aid]
-                changed.pop(aid, None)
-                deleted.add(aid)
+    def _release(self, changes: _Changes, a: Alert, now: float, rule: Rule | None) -> None:
+        """The transition of an alert whose rule no longer holds: a pending one is forgotten, a
+        firing one resolves after ``keep_firing_for``, a resolved one is dropped after the
+        retention (so the API still shows it for a while)."""
+        assert self.alerts is not None
+        keep = rule.keep_firing_for if rule is not None and rule.enabled else 0.0
+        if a.state == PENDING:
+            changes.move(a, "inactive", now)
+            del self.alerts[a.id]
+            changes.drop(a.id)
+        elif a.state == FIRING and now - a.last_true >= keep:
+            a.resolved_at = now
+            changes.move(a, RESOLVED, now)
+        elif a.state == RESOLVED and now - (a.resolved_at or now) >= self.resolved_retention:
+            del self.alerts[a.id]
+            changes.drop(a.id)
 
-        # what receivers must hear: a firing alert not yet announced at its severity, or a resolution
-        for a in self.alerts.values():
-            if a.state == FIRING and a.notified_severity != a.severity and not self.silenced(a, now):
-                outbox += self._notify(a, now, FIRING)
-                a.notified_severity = a.severity
-                changed[a.id] = a
-            elif a.state == RESOLVED and a.notified_severity is not None:
-                outbox += self._notify(a, now, RESOLVED)
-                a.notified_severity = None
-                changed[a.id] = a
+    def _announce(self, changes: _Changes, a: Alert, now: float) -> None:
+        """Queue what receivers have not heard yet: a firing alert not announced at its current
+        severity (unless silenced), or a resolution of one that was announced."""
+        if a.state == FIRING and a.notified_severity != a.severity and not self.silenced(a, now):
+            changes.outbox += self._notify(a, now, FIRING)
+            a.notified_severity = a.severity
+            changes.changed[a.id] = a
+        elif a.state == RESOLVED and a.notified_severity is not None:
+            changes.outbox += self._notify(a, now, RESOLVED)
+            a.notified_severity = None
+            changes.changed[a.id] = a
 
-        self._snap()
-        for h in history:
-            log.info("alert %s %s → %s (%s)", h["alert"], h["from_state"], h["to_state"], h["severity"])
+    def _write(self, db: sqlite_utils.Database) -> set[str]:
+        """Write every unwritten change in one transaction, so a crash never keeps half an
+        evaluation; returns the notifiers with new rows in the outbox. On failure the changes
+        stay unwritten for the next evaluation and the error propagates."""
         todo = self.unwritten
-        for aid in deleted:
-            todo.changed.pop(aid, None)
-            todo.deleted.add(aid)
-        todo.changed.update(changed)
-        todo.history += history
-        todo.outbox += outbox
         if not todo:
             return set()
         with transaction(db) as conn:
@@ -241,10 +250,11 @@ class AlertEngine:
                     [self.history],
                 )
             insert_rows(conn, "outbox", todo.outbox)
-        self.unwritten = _Unwritten()
+        self.unwritten = _Changes()
         return {r["notifier"] for r in todo.outbox}
 
     def _notify(self, a: Alert, now: float, status: str) -> list[dict[str, Any]]:
+        """The outbox rows of one announcement, one per route that takes the alert at its severity."""
         payload = self.payload(a, now, status)
         severity = a.severity if status == FIRING else (a.notified_severity or a.severity)
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gridwatch.alerting.engine import AlertEngine, Route
 from gridwatch.alerting.outbox import Outbox
-from gridwatch.api import Environment, Grid, Notifier, Sample
+from gridwatch.api import Environment, Grid, Notifier, NotifierOptions, Sample
 from gridwatch.config import Settings
 from gridwatch.pipeline.scheduler import stop_tasks
 from gridwatch.plugins import PluginHost
@@ -46,8 +46,9 @@ class Alerting:
         for name, spec in settings.notifiers.items():
             cls = host.notifier_type(spec.type)
             assert cls is not None
-            self.notifiers[name] = cls(name, spec.options, env)
-            opts: Any = spec.options
+            opts = spec.options
+            assert isinstance(opts, NotifierOptions)  # validated against cls.Options, a NotifierOptions
+            self.notifiers[name] = cls(name, opts, env)
             routes.append(Route(name, opts.min_severity, opts.match))
         a = settings.alerting
         self.engine = AlertEngine(routes, a.resolved_retention, a.history, settings.external_url)

@@ -83,7 +83,7 @@ def add_silence(
         raise ValueError("a silence must end after it starts")
     s = Silence(uuid.uuid4().hex, matchers, starts_at, ends_at, created_by, comment, now)
     with db.conn:
-        db["silences"].insert({**asdict(s), "matchers": json.dumps(matchers, ensure_ascii=False)})
+        db.table("silences").insert({**asdict(s), "matchers": json.dumps(matchers, ensure_ascii=False)})
     return s
 
 

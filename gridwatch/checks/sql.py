@@ -26,19 +26,21 @@ def query_params(ctx: RunContext, extra: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class SqlCheck(Check):
-    type = "sql"
+class SqlOptions(Options):
+    metric: str = Field(pattern=METRIC_NAME.pattern)
+    help: str = ""
+    value: str
+    query: str
+    params: dict[str, str | int | float | bool] = {}
 
-    class Options(Options):
-        metric: str = Field(pattern=METRIC_NAME.pattern)
-        help: str = ""
-        value: str
-        query: str
-        params: dict[str, str | int | float | bool] = {}
+
+class SqlCheck(Check[SqlOptions]):
+    type = "sql"
+    Options = SqlOptions
 
     @classmethod
-    def produces(cls, options: Options) -> set[str]:
-        return {options.metric}  # type: ignore[attr-defined]
+    def produces(cls, options: SqlOptions) -> set[str]:
+        return {options.metric}
 
     def metric_help(self) -> dict[str, str]:
         return {self.options.metric: self.options.help or f"{self.options.metric} (sql check {self.name})"}

@@ -23,7 +23,7 @@ from gridwatch.notifiers.http import DeliveryError, post_json
 log = logging.getLogger("gridwatch.notifiers.alertmanager")
 
 
-class AlertmanagerNotifier(Notifier):
+class AlertmanagerNotifier(Notifier["AlertmanagerNotifier.Options"]):
     type = "alertmanager"
 
     class Options(NotifierOptions):

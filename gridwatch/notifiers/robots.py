@@ -55,7 +55,7 @@ class RobotOptions(NotifierOptions):
     max_per_minute: int = Field(20, ge=0)
 
 
-class WeComNotifier(Notifier):
+class WeComNotifier(Notifier[RobotOptions]):
     type = "wecom"
     Options = RobotOptions
 
@@ -80,7 +80,7 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
     return quote_plus(base64.b64encode(digest))
 
 
-class DingTalkNotifier(Notifier):
+class DingTalkNotifier(Notifier[DingTalkOptions]):
     type = "dingtalk"
     Options = DingTalkOptions
 

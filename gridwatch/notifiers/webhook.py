@@ -52,7 +52,7 @@ def webhook_payload(receiver: str, alerts: list[dict[str, Any]], external_url: s
     }
 
 
-class WebhookNotifier(Notifier):
+class WebhookNotifier(Notifier["WebhookNotifier.Options"]):
     type = "webhook"
 
     class Options(NotifierOptions):

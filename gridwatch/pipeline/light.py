@@ -94,6 +94,5 @@ def compute(
             found[grid].append(Shown(light, f"alert:{a.get('alert')}", text))
     out = []
     for gid, grid in grids.items():
-        shown = sorted(found.get(gid, []), key=lambda r: -LEVEL[r.light])
-        out.append(GridLight(grid, shown))
+        out.append(GridLight(grid, sorted(found.get(gid, []), key=lambda r: -LEVEL[r.light])))
     return out

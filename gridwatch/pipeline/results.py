@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gridwatch.api import Reason, Sample
+from gridwatch.api import Reason, Sample, Title
 
 log = logging.getLogger("gridwatch.pipeline.results")
 
@@ -32,6 +32,8 @@ class CheckState:
     samples: list[Sample] = field(default_factory=list)
     explain: Callable[[Sequence[Sample]], Iterable[Reason]] = lambda samples: ()
     """the check's :meth:`~gridwatch.api.Check.reasons`: light reasons from its samples"""
+    titles: Mapping[str, Title] = field(default_factory=dict)
+    """the check's :attr:`~gridwatch.api.Check.titles`: what people call its metrics"""
     last_run: datetime | None = None  # wall-clock start of the last completed run
     duration: float | None = None
     ok: bool | None = None
@@ -117,10 +119,10 @@ class Results:
                     old.last_success,
                     old.runs,
                 )
-        for name, new in sources.items():
-            old = self.sources.get(name)
-            if old is not None and old.type == new.type:
-                new.up, new.error = old.up, old.error
+        for name, source in sources.items():
+            was = self.sources.get(name)
+            if was is not None and was.type == source.type:
+                source.up, source.error = was.up, was.error
         self.checks, self.sources = checks, sources
 
     def all_samples(self) -> list[Sample]:

@@ -21,6 +21,7 @@ from gridwatch.api import (
     CheckError,
     Environment,
     Grid,
+    GridSet,
     RunContext,
     Sample,
     Source,
@@ -132,13 +133,13 @@ class Runtime:
 
     def _build(self) -> None:
         s = self.settings
-        for name, spec in s.sources.items():
-            cls = self.host.source_type(spec.type)
-            assert cls is not None
+        for name, source_spec in s.sources.items():
+            source_type = self.host.source_type(source_spec.type)
+            assert source_type is not None
             try:
-                self.sources[name] = cls(name, spec.options, self.env)
+                self.sources[name] = source_type(name, source_spec.options, self.env)
             except Exception as exc:
-                raise BuildError(f"source {name!r} ({spec.type}): {exc}") from exc
+                raise BuildError(f"source {name!r} ({source_spec.type}): {exc}") from exc
         for spec in s.checks:
             cls = self.host.check_type(spec.type)
             assert cls is not None
@@ -148,7 +149,9 @@ class Runtime:
                 help_ = check.metric_help()
             except Exception as exc:
                 raise BuildError(f"check {spec.name!r} ({self._by(spec.type)}): {exc}") from exc
-            state = CheckState(spec.name, spec.type, spec.source, spec.interval, help=help_, explain=check.reasons)
+            state = CheckState(
+                spec.name, spec.type, spec.source, spec.interval, help=help_, explain=check.reasons, titles=check.titles
+            )
             self.runners[spec.name] = Runner(spec, check, source, state)
         if s.grids_source:
             select = shard_selector(s.shard, s.shard_by)
@@ -237,7 +240,7 @@ class Runtime:
             return {}
         ctx = self.context(now, time.monotonic() + 30, "grids")
         try:
-            grids = self.registry.load(ctx)
+            grids: dict[str, Grid] = self.registry.load(ctx)
         except Exception as exc:
             log.warning("cannot load the grid registry from %s: %s", self.registry.source.name, exc)
             grids = {}
@@ -260,7 +263,7 @@ class Runtime:
         if self.registry is not None:
             registry = self.registry
 
-            def grids() -> dict[str, Grid]:
+            def grids() -> GridSet:
                 """The registry; when its source is down, a check on another source goes on with
                 the grids last read (the registry's source is reported down), or fails naming it."""
                 name = registry.source.name

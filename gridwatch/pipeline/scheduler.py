@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from gridwatch.pipeline.runtime import Outcome, Runner, Runtime
@@ -59,7 +59,7 @@ class Scheduler:
     def __init__(
         self,
         runtime: Runtime,
-        run: Callable[[Runner, float], Awaitable[Outcome]],  # (runner, when it is due: loop.time())
+        run: Callable[[Runner, float], Coroutine[Any, Any, Outcome]],  # (runner, when it is due: loop.time())
         jitter: bool = True,
     ) -> None:
         self.runtime = runtime

@@ -83,7 +83,7 @@ class _Parsed:
     rejected: Counter[str] = field(default_factory=Counter)
 
 
-class FileSource(RejectCounter, Source):
+class FileSource(RejectCounter, Source["FileSource.Options"]):
     """Shared by ``csv`` and ``jsonl``: file lookup, change detection and the row cache.
 
     Skipped records are counted on every read that leaves them out (like the checks' bad-row
@@ -209,6 +209,8 @@ class CsvSource(FileSource):
 
     class Options(FileSource.Options):
         delimiter: str = Field(",", min_length=1, max_length=1)
+
+    options: CsvSource.Options
 
     def parse(self, data: bytes, deadline: float) -> _ParseResult:
         rejected: Counter[str] = Counter()

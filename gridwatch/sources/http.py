@@ -42,7 +42,7 @@ _Answer = tuple[int, str, bytes]  # status, content type, body
 _closing: set[asyncio.Task[None]] = set()
 
 
-class HttpSource(RejectCounter, Source):
+class HttpSource(RejectCounter, Source["HttpSource.Options"]):
     """Polls a JSON API; ``tables`` maps a standard table to the ``{table}`` part of the URL."""
 
     type = "http"

@@ -67,6 +67,8 @@ class IngestSource(SqliteSource):
                 raise ValueError("set exactly one of token and token_sha256")
             return self
 
+    options: IngestSource.Options
+
     def __init__(self, name: str, options: Options, env: Any) -> None:
         super().__init__(name, options, env)
         path = Path(options.path).expanduser()
@@ -99,7 +101,7 @@ class IngestSource(SqliteSource):
             try:
                 db = self._writer()
                 with db.atomic():
-                    db[table].upsert_all(rows, pk=id_column)
+                    db.table(table).upsert_all(rows, pk=id_column)
             except sqlite3.Error as exc:
                 raise SourceUnavailable(f"cannot store ingested rows: {exc}") from None
         return len(rows)
@@ -149,7 +151,7 @@ class IngestSource(SqliteSource):
                 conn.execute("PRAGMA journal_mode = WAL")
                 db = sqlite_utils.Database(conn)
                 for table, columns in STANDARD_SCHEMA.items():
-                    db[table].create(
+                    db.table(table).create(
                         {c: int if c in INTEGER_COLUMNS else str for c in columns},
                         pk=columns[0],
                         if_not_exists=True,

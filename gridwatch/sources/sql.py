@@ -50,7 +50,7 @@ _MY_TIMEOUT = {3024, 1969}
 _MY_UNAVAILABLE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
 
 
-class SqlSource(Source):
+class SqlSource(Source["SqlSource.Options"]):
     """Reads through SQLAlchemy; identifiers are quoted by the dialect, values always bound."""
 
     type = "sql"

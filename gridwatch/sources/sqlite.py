@@ -24,7 +24,7 @@ _UNAVAILABLE = (
 )
 
 
-class SqliteSource(Source):
+class SqliteSource(Source["SqliteSource.Options"]):
     """Opens the file read-only per query, so a replaced file is picked up and never written."""
 
     type = "sqlite"

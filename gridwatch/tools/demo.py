@@ -573,7 +573,7 @@ class _City:
             cut = False
             for s in times:
                 cut = cut or s is None or s > now_s
-                out.append(None if cut else self.ts(s))
+                out.append(None if cut or s is None else self.ts(s))
             return (f"E{n:07d}", gid, cat, sev, tier, *out, reopened, extended)
 
         def stages(rep: int, close: int) -> list[int | None]:

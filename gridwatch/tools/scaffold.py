@@ -74,6 +74,7 @@ def create(raw_name: str, directory: Path | None = None) -> Scaffold:
         "__DIST__": dist,
         "__MODULE__": module,
         "__CLASS__": "".join(w.capitalize() for w in words) + "Check",
+        "__OPTIONS__": "".join(w.capitalize() for w in words) + "Options",
         "__ALERT__": "".join(w.capitalize() for w in words) + "Overdue",
         "__TITLE__": " ".join(words),
         "__GRIDWATCH_MIN__": ".".join(__version__.split(".")[:2]),
@@ -109,7 +110,7 @@ def next_steps(s: Scaffold) -> str:
 
 
 # -- the templates ------------------------------------------------------------------------------
-# Placeholders: __NAME__ (check type), __DIST__, __MODULE__, __CLASS__, __ALERT__, __TITLE__.
+# Placeholders: __NAME__ (check type), __DIST__, __MODULE__, __CLASS__, __OPTIONS__, __ALERT__, __TITLE__.
 
 PYPROJECT = """
 [build-system]
@@ -188,7 +189,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from gridwatch import hookimpl
-from gridwatch.api import YELLOW, Check, Options, Reason, RunContext, Sample
+from gridwatch.api import YELLOW, Check, Options, Reason, RunContext, Sample, Title
 from gridwatch.durations import Duration
 from gridwatch.rows import clean
 
@@ -205,20 +206,31 @@ OVERDUE = "gridwatch___NAME___overdue"
 DONE_RATIO = "gridwatch___NAME___done_ratio"
 
 
-class __CLASS__(Check):
+class __OPTIONS__(Options):
+    """The options of a ``__NAME__`` check entry in gridwatch.toml."""
+
+    max_age: Duration = 7 * DAY
+    """follow everyone up at least this often (``7d``: weekly; ``30d``: monthly)"""
+
+
+class __CLASS__(Check[__OPTIONS__]):
     type = "__NAME__"
+    # the core validates each entry's options against it, so self.options is one
+    Options = __OPTIONS__
     metrics: ClassVar[dict[str, str]] = {
         SUBJECTS: "Subjects on the register of the grid.",
         OVERDUE: "Subjects of the grid not followed up within max_age.",
         DONE_RATIO: "Share of the grid's subjects followed up within max_age.",
     }
-
-    class Options(Options):
-        max_age: Duration = 7 * DAY
-        """follow everyone up at least this often (``7d``: weekly; ``30d``: monthly)"""
+    # what the status board calls each metric, and how its value reads
+    titles: ClassVar[dict[str, Title]] = {
+        SUBJECTS: Title("登记对象", "Subjects", "count"),
+        OVERDUE: Title("超期未跟进", "Not followed up in time", "count"),
+        DONE_RATIO: Title("按期跟进率", "Followed up in time", "ratio"),
+    }
 
     def run(self, ctx: RunContext) -> Iterator[Sample]:
-        opts: __CLASS__.Options = self.options  # type: ignore[assignment]
+        opts = self.options
         assert self.source is not None
         grids = ctx.registry()  # the grids this gridwatch watches ([grids] source)
         cutoff = ctx.now - timedelta(seconds=opts.max_age)

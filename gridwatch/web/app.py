@@ -303,7 +303,7 @@ def may_read(settings: Settings, authorization: str | None) -> bool:
 
 def read_challenge(settings: Settings) -> list[tuple[str, str]]:
     """One ``WWW-Authenticate`` per way to read; Basic first, so a browser asks for a password."""
-    challenge = []
+    challenge: list[tuple[str, str]] = []
     if settings.basic_auth_users:
         challenge.append((hdrs.WWW_AUTHENTICATE, 'Basic realm="gridwatch", charset="UTF-8"'))
     if settings.read_token_sha256 or settings.token_sha256:

@@ -66,7 +66,8 @@ class SampleText:
 
     def render(self, checks: Sequence[tuple[str, Mapping[str, str], Sequence[Sample]]]) -> list[Family]:
         """``checks``: (name, help by metric, samples) per check, in order."""
-        old, prefixes = self._prefixes, {}
+        old = self._prefixes
+        prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         lines: dict[str, list[str]] = {}
         helps: dict[str, str] = {}
         for check, helps_of_check, samples in checks:

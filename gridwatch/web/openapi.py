@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from gridwatch import __version__
+from gridwatch.api import Kind
 from gridwatch.schema import STANDARD_SCHEMA
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def _row_model(table: str) -> type[BaseModel]:
     columns = STANDARD_SCHEMA[table]
     fields: dict[str, Any] = {columns[0]: (_Id, ...)}
     fields.update({c: (_Value, None) for c in columns[1:]})
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"{table.capitalize()}Row",
         __config__=ConfigDict(strict=True, extra="forbid"),
         __doc__=f"A row of the standard table {table}: its id is required, the other columns default to null.",
@@ -211,6 +212,21 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                                 "metric": {"type": "string"},
                                 "labels": _ref("Labels"),
                                 "value": {"type": "number"},
+                                "title": {
+                                    "description": "what the check calls the metric; null when it says nothing",
+                                    "oneOf": [_ref("Names"), {"type": "null"}],
+                                },
+                                "kind": {
+                                    "description": "how the value reads: count, ratio (0-1), timestamp (Unix "
+                                    "seconds), seconds (a duration), flag (0/1), status (a code named by "
+                                    "value_title), number; null when the check says nothing",
+                                    "type": ["string", "null"],
+                                    "enum": [*get_args(Kind), None],
+                                },
+                                "value_title": {
+                                    "description": "the name of a status value; null for other values",
+                                    "oneOf": [_ref("Names"), {"type": "null"}],
+                                },
                             },
                         },
                     },
@@ -228,6 +244,12 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         ]
     },
     "Labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "Names": {
+        "type": "object",
+        "description": "a name in Chinese and in English",
+        "required": ["zh", "en"],
+        "properties": {"zh": {"type": "string"}, "en": {"type": "string"}},
+    },
     "Alert": {
         "type": "object",
         "required": ["alert", "labels", "state", "severity", "value", "active_since", "summary"],
@@ -283,7 +305,8 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
 def _model_schemas() -> dict[str, dict[str, Any]]:
     """The request models' JSON Schemas, with their nested definitions, for ``components``."""
     out: dict[str, dict[str, Any]] = {}
-    for model in (SilenceRequest, *ROW_MODELS.values()):
+    models: list[type[BaseModel]] = [SilenceRequest, *ROW_MODELS.values()]
+    for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         out.update(schema.pop("$defs", {}))
         out[model.__name__] = schema

@@ -24,7 +24,7 @@ from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime
 from gridwatch.plugins import PluginHost
 from gridwatch.store import Store
-from gridwatch.web.views import Pages
+from gridwatch.web.views import Pages, describe_metrics
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +93,7 @@ class ReadModel:
         return {
             **gl.as_dict(),
             "zone": gl.grid.zone,
-            "metrics": [
-                {"metric": s.metric, "labels": dict(s.labels), "value": s.value}
-                for s in self.results.all_samples()
-                if s.labels.get("grid") == grid_id
-            ],
+            "metrics": describe_metrics(self.results.checks.values(), grid_id),
             "alerts": [a for a in self.alerts() if a["labels"].get("grid") == grid_id],
             "days": [{"day": d.isoformat(), "light": light} for d, light in history],
         }

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
-from gridwatch.api import Grid
+from gridwatch.api import Grid, Title
 from gridwatch.pipeline import light
 from gridwatch.pipeline.light import GridLight
 from gridwatch.pipeline.results import CheckState, explain
@@ -34,6 +34,43 @@ def json_bytes(data: Any) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate from a client's JSON, echoed in a message: escape it
         return json.dumps(data, ensure_ascii=True, default=str).encode("ascii")
+
+
+def describe_metrics(checks: Iterable[CheckState], grid: str) -> list[dict[str, Any]]:
+    """A grid's series for its detail view, each with what its check calls it and how its value
+    reads (:attr:`gridwatch.api.Check.titles`): the board shows metrics it knows nothing of.
+
+    ``title`` ({"zh", "en"}), ``kind`` and ``value_title`` (a status value's name) are None where
+    the check gives none; the board then shows the metric's name and reads its suffix."""
+    out: list[dict[str, Any]] = []
+    for check in list(checks):
+        titles = check.titles if isinstance(check.titles, Mapping) else {}
+        for s in check.samples:
+            if s.labels.get("grid") == grid:
+                out.append(
+                    {
+                        "metric": s.metric,
+                        "labels": dict(s.labels),
+                        "value": s.value,
+                        **_shown(titles.get(s.metric), s.value),
+                    }
+                )
+    return out
+
+
+def _shown(title: object, value: float) -> dict[str, Any]:
+    """How a value is shown, from its metric's title; all None without one, or with a malformed
+    one (a plugin's mistake must not take a grid's page down: the metric shows by its name)."""
+    if isinstance(title, Title):
+        try:
+            return {
+                "title": {"zh": title.zh, "en": title.en},
+                "kind": title.kind,
+                "value_title": title.value_title(value),
+            }
+        except Exception:
+            log.warning("a check's title of a metric is malformed; the metric shows by its name", exc_info=True)
+    return {"title": None, "kind": None, "value_title": None}
 
 
 @dataclass(frozen=True)

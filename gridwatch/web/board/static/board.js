@@ -83,7 +83,6 @@
       yes: "是",
       no: "否",
       dayUnit: "{n} 天",
-      daily: { 0: "已按时报送", 1: "待报送", 2: "未按时报送", 3: "涉重大事项" },
     },
     en: {
       title: "Grid status board",
@@ -140,7 +139,6 @@
       yes: "yes",
       no: "no",
       dayUnit: "{n} d",
-      daily: { 0: "on time", 1: "pending", 2: "missing or late", 3: "flags a major matter" },
     },
   };
 
@@ -176,25 +174,6 @@
       stage: { reported: "信息采集", accepted: "受理立项", dispatched: "任务派遣", resolved: "处理反馈" },
     },
     en: {},
-  };
-  const METRICS = {
-    gridwatch_grid_households: ["登记户数", "Registered households"],
-    gridwatch_visit_coverage_ratio: ["走访覆盖率", "Visit coverage"],
-    gridwatch_visit_unvisited_households: ["未走访户数", "Unvisited households"],
-    gridwatch_visit_key_households_overdue: ["重点人群超期未走访", "Key households overdue"],
-    gridwatch_patrol_last_timestamp_seconds: ["最近巡查", "Last patrol"],
-    gridwatch_patrol_overdue: ["巡查超时", "Patrol overdue"],
-    gridwatch_incidents_open: ["未结案件", "Open cases"],
-    gridwatch_incidents_overdue: ["超期案件", "Overdue cases"],
-    gridwatch_incident_oldest_open_age_seconds: ["最久未结案件历时", "Oldest open case"],
-    gridwatch_incidents_closure_ratio: ["结案率", "Closure ratio"],
-    gridwatch_incidents_on_time_closure_ratio: ["按期结案率", "On-time closure ratio"],
-    gridwatch_incidents_rework_ratio: ["返工率", "Rework ratio"],
-    gridwatch_incidents_extension_ratio: ["延期率", "Extension ratio"],
-    gridwatch_report_daily_status: ["今日日报", "Today's daily report"],
-    gridwatch_report_overdue: ["逾期未报", "Report overdue"],
-    gridwatch_report_on_time_ratio: ["上报率", "On-time reporting ratio"],
-    gridwatch_report_due_soon: ["即将到期", "Report due soon"],
   };
 
   let lang = "zh";
@@ -685,15 +664,25 @@
     }
   }
 
-  function formatValue(metric, labels, v) {
+  // How a series' value reads: the check says it (`kind`, `value_title` in the grid's detail);
+  // a metric whose check says nothing is read by the Prometheus naming conventions.
+  const KIND_BY_SUFFIX = [
+    ["_ratio", "ratio"],
+    ["_timestamp_seconds", "timestamp"],
+    ["_age_seconds", "seconds"],
+  ];
+  const kindOf = (m) => m.kind || (KIND_BY_SUFFIX.find(([suffix]) => String(m.metric).endsWith(suffix)) || [])[1];
+  const inLang = (names) => (names && typeof names === "object" ? String(names[lang] ?? "") : "");
+
+  function formatValue(m) {
+    const v = m.value;
     if (typeof v !== "number" || !Number.isFinite(v)) return String(v);
-    if (metric.endsWith("_ratio")) return `${(v * 100).toFixed(1)}%`;
-    if (metric.endsWith("_timestamp_seconds")) return v > 0 ? clock(v * 1000) : "—";
-    if (metric.endsWith("_age_seconds")) return duration(v);
-    if (metric === "gridwatch_report_daily_status") return `${v} · ${T[lang].daily[v] ?? ""}`;
-    if (metric === "gridwatch_patrol_overdue" || metric === "gridwatch_report_overdue" || metric === "gridwatch_report_due_soon") {
-      return v ? t("yes") : t("no");
-    }
+    const kind = kindOf(m);
+    if (kind === "ratio") return `${(v * 100).toFixed(1)}%`;
+    if (kind === "timestamp") return v > 0 ? clock(v * 1000) : "—";
+    if (kind === "seconds") return duration(v);
+    if (kind === "status") return `${v} · ${inLang(m.value_title)}`;
+    if (kind === "flag") return v ? t("yes") : t("no");
     return Number.isInteger(v) ? String(v) : v.toFixed(2);
   }
 
@@ -757,12 +746,11 @@
     $("d-metrics").replaceChildren(
       ...rows.map((m) => {
         const tr = el("tr");
-        const name = METRICS[m.metric];
-        const th = el("th", "", name ? name[lang === "zh" ? 0 : 1] : m.metric);
+        const th = el("th", "", inLang(m.title) || m.metric);
         th.title = m.metric;
         th.scope = "row";
         tr.dataset.metric = m.metric;
-        tr.append(th, el("td", "lbl", labelText(m.labels)), el("td", "val", formatValue(m.metric, m.labels, m.value)));
+        tr.append(th, el("td", "lbl", labelText(m.labels)), el("td", "val", formatValue(m)));
         return tr;
       }),
     );
