@@ -13,12 +13,24 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from gridwatch.api import ROW_KEY, GridSet, Latest, Options, Resync, RunContext, Source
+from gridwatch.api import (
+    ROW_KEY,
+    CheckError,
+    GridSet,
+    Latest,
+    Options,
+    Resync,
+    RunContext,
+    Source,
+    SourceUnavailable,
+)
 from gridwatch.durations import Duration
-from gridwatch.rows import clean
+from gridwatch.rows import clean, parse_ts
+from gridwatch.schema import ISO
 
 
 class Feed:
@@ -53,10 +65,27 @@ class Feed:
 
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
-        (the keyword arguments of :func:`gridwatch.rows.clean`)."""
-        raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
-        yield from self._fresh(ctx, raw, rules)
+        (the keyword arguments of :func:`gridwatch.rows.clean`) and the source's ``formats``
+        and ``codes`` for the table."""
+        with self._reading(ctx):
+            raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+            yield from self._fresh(ctx, raw, rules)
         self.cursor = cursor  # only once every row was taken: a failed run reads them again
+
+    @contextmanager
+    def _reading(self, ctx: RunContext) -> Iterator[None]:
+        """Check the table and columns exist before reading (:meth:`Source.require`); after a
+        read that failed, ask again next time, for the schema may have changed under it."""
+        self.source.require(self.table, self.columns, deadline=ctx.deadline)
+        try:
+            yield
+        except (CheckError, SourceUnavailable):
+            self.source.forget_columns(self.table)
+            raise
+
+    def _declared(self) -> dict[str, Any]:
+        """The source's ``formats`` and ``codes`` for the table, as :func:`clean` takes them."""
+        return {"formats": self.source.time_formats(self.table), "codes": self.source.code_map(self.table)}
 
     def latest(
         self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any]
@@ -65,25 +94,36 @@ class Feed:
         ``grids``), folded: ``(by value, latest column, rows)`` per ``by`` value, possibly
         several times for one value. On a full read the source aggregates where it can vouch
         for every row of a value (:meth:`Source.read_latest`): a year of visits arrives as one
-        line per household instead of one per visit. Every row counts as read."""
+        line per household instead of one per visit. Every row counts as read.
+
+        The column's declared format goes to the source with the request (``Latest.format``),
+        and the latest values come back parsed as rows are. A code mapping on one of the
+        columns folded (``by``, the id, the grid, ``column``) reads the rows instead: a
+        value the mapping refuses must refuse its row."""
         rules: dict[str, Any] = {"timestamps": (column,), "required": (column,), "grids": grids}
         plan = None
+        fmt = self.source.time_formats(self.table).get(column, ISO)
+        coded = not set(self.source.code_map(self.table)).isdisjoint({by, column, self.id_column, "grid_id"})
         # folding pays on a full read; the few rows appended since a cursor are read as they are
         since = _fixed_offset_since(ctx.now, ctx.tz) if self.cursor is None else None
-        if self.id_column is not None and not self.mutable and not self._dedupe() and since is not None:
+        if self.id_column is not None and not self.mutable and not self._dedupe() and since is not None and not coded:
             until = ctx.now.astimezone(ctx.tz).replace(tzinfo=None)
-            want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until)
-            plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
+            want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until, fmt)
+            with self._reading(ctx):
+                plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
         if plan is None:
             for row in self.rows(ctx, **rules):
                 yield row.get(by), row[column], 1
             return
         groups, odd, cursor = plan
-        for row in self._fresh(ctx, odd, rules):
-            yield row.get(by), row[column], 1
+        with self._reading(ctx):
+            for row in self._fresh(ctx, odd, rules):
+                yield row.get(by), row[column], 1
         self.source.rows_read[self.table] += sum(n for _, _, n in groups)  # the source read them all
-        for key, text, n in groups:
-            yield key, datetime.fromisoformat(text).replace(tzinfo=ctx.tz), n
+        for key, value, n in groups:
+            at = parse_ts(value, ctx.tz, fmt)
+            assert at is not None  # the source vouched for it
+            yield key, at, n
         self.cursor = cursor
 
     def _dedupe(self) -> bool:
@@ -106,6 +146,7 @@ class Feed:
                 seen=self.seen,
                 unique=not dedupe,
                 later=later,
+                **self._declared(),
                 **rules,
             )
             yield from self._taken(good)
@@ -124,6 +165,7 @@ class Feed:
         starts from scratch.) "As it was" compares a 64-bit hash of the row's values, not the
         values (a year of incidents would cost tens of megabytes); two versions of a row
         hashing alike is a chance of one in 2**64, and the resync re-reads everything anyway."""
+        self.source.require(self.table, self.columns, deadline=ctx.deadline)
         done = self.appended | self.repeats
         kept = set(keys)
         wanted, self.refused = {*kept, *self.refused}, set()
@@ -152,7 +194,8 @@ class Feed:
 
         # a missing id is refused again; repeats were settled when the row was first read
         rows = self._watch(fresh(), first=False)
-        yield from self._taken(clean(ctx, self.source.name, rows, id_column=self.id_column, unique=True, **rules))
+        cleaned = clean(ctx, self.source.name, rows, id_column=self.id_column, unique=True, **self._declared(), **rules)
+        yield from self._taken(cleaned)
 
     def refuse(self, row: Mapping[str, Any]) -> None:
         """The check turned this row away after cleaning: keep it in sight, an edit may mend it."""

@@ -144,6 +144,10 @@ class IncidentsCheck(Check):
                 raise ValueError("the window must be longer than zero")
             return v
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {TABLE: COLUMNS}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None

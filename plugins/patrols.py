@@ -69,6 +69,10 @@ class PatrolsCheck(Check):
                 raise ValueError("work_start must be before work_end (same day)")
             return self
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {"patrols": ("patrol_id", "grid_id", "patrolled_at")}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None

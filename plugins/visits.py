@@ -75,6 +75,10 @@ class VisitsCheck(Check):
         key_intervals: dict[str, Duration] = {}
         """key category -> its own visit interval"""
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {"households": HOUSEHOLD_COLUMNS, "visits": VISIT_COLUMNS}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None
