@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import Any, ClassVar, Final, Generic, Literal
+from typing import Annotated, Any, ClassVar, Final, Generic, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from typing_extensions import TypeVar
 
 from gridwatch.durations import Duration
+from gridwatch.schema import ISO, STANDARD_CODES, check_time_format
 
 PLUGIN_API_VERSION = 1
 """Bumped when a change to this module would break existing plugins."""
@@ -180,13 +181,42 @@ class RunContext:
         return self.deadline - time.monotonic()
 
 
+TimeFormat = Annotated[str, AfterValidator(check_time_format)]
+"""``iso``, ``epoch``, ``epoch_ms`` or a ``strptime`` pattern, checked when the config loads."""
+
+
 class TableOptions(Options):
-    """Options every table-reading source shares: how its tables map onto the standard schema."""
+    """Options every table-reading source shares: how its tables map onto the standard schema.
+
+    A real platform's database is read as it is, without a view (which needs write access to
+    it): ``tables`` and ``columns`` rename, ``formats`` says how a timestamp column is written,
+    ``codes`` turns the platform's code values into the standard ones.
+    """
 
     tables: dict[str, str] = {}
     """standard table name -> the source's table (or file, or URL path)"""
     columns: dict[str, dict[str, str]] = {}
     """standard table name -> {standard column -> the source's column}"""
+    formats: dict[str, dict[str, TimeFormat]] = {}
+    """standard table name -> {standard timestamp column -> its format}; ``iso`` by default"""
+    codes: dict[str, dict[str, dict[str, str]]] = {}
+    """standard table name -> {standard column -> {the source's value -> the standard value}};
+    a value a mapped column holds that its mapping does not name is a bad row (``unmapped_code``)"""
+
+    @field_validator("codes")
+    @classmethod
+    def _standard_codes(cls, v: dict[str, dict[str, dict[str, str]]]) -> dict[str, dict[str, dict[str, str]]]:
+        # a mapping onto a value no check knows would drop every row it maps, silently
+        for table, columns in v.items():
+            for column, mapping in columns.items():
+                allowed = STANDARD_CODES.get(table, {}).get(column)
+                wrong = sorted({to for to in mapping.values() if allowed is not None and to not in allowed})
+                if wrong:
+                    raise ValueError(
+                        f"codes.{table}.{column} maps onto {', '.join(map(repr, wrong))}: the standard "
+                        f"values of {table}.{column} are {', '.join(allowed or ())}"
+                    )
+        return v
 
 
 YELLOW: Final = "yellow"
@@ -259,14 +289,17 @@ class GridSet(dict[str, "Grid"]):
 class Latest:
     """What :meth:`Source.read_latest` aggregates, and the rules a row must surely pass to be
     aggregated rather than handed on: ``id`` neither NULL nor empty, ``grid`` a text value in
-    ``grids``, ``column`` text of the form ``YYYY-MM-DD HH:MM:SS`` (a valid date and time)
-    between ``since`` and ``until`` (naive local times, both included), ``by`` not NULL.
+    ``grids``, ``column`` a valid time between ``since`` and ``until`` (naive local times, both
+    included), ``by`` not NULL. A valid time is written as ``format`` says (the source's own
+    ``formats``): for ``iso``, text of the form ``YYYY-MM-DD HH:MM:SS``; for ``epoch`` and
+    ``epoch_ms``, a number; for a ``strptime`` pattern, text the pattern surely reads. A source
+    that cannot vouch for a format returns None (the caller reads the rows).
 
     The optional fields ask for more, only of a source that lists them in
     :attr:`Source.latest_fields`: ``split`` groups by the pair (``by``, ``split``) — a group's key
     is then that pair, NULL a ``split`` value of its own — as when a grid's patrols are told
-    apart by who made them; ``earliest`` appends each group's least ``column`` as text, for a
-    check that must know where the table's history starts."""
+    apart by who made them; ``earliest`` appends each group's least ``column``, for a check that
+    must know where the table's history starts."""
 
     by: str
     column: str
@@ -277,6 +310,7 @@ class Latest:
     until: datetime
     split: str | None = None
     earliest: bool = False
+    format: str = ISO
 
 
 class Source(Generic[OptionsT_co]):
@@ -331,7 +365,9 @@ class Source(Generic[OptionsT_co]):
         """:meth:`read_since`, aggregated by the source where it can vouch for the rows.
 
         Returns ``(groups, odd, cursor)``: ``groups`` holds ``(key, latest, rows)`` — the
-        ``want.by`` value, the greatest ``want.column`` as text and the row count — for every
+        ``want.by`` value, the greatest ``want.column`` as the source holds it (text for
+        ``iso``, a number for ``epoch``; the caller parses it as it parses rows) and the row
+        count — for every
         key none of whose rows breaks a rule of ``want``; ``odd`` every row (as
         :meth:`read_since` gives it) of the other keys, and of a NULL key. None: the source
         cannot aggregate, and the caller reads the rows (the default). With ``want.split`` the
@@ -378,6 +414,82 @@ class Source(Generic[OptionsT_co]):
         mapped = self._columns().get(table, {})
         sources = set(mapped.values())
         return frozenset({std for std, src in mapped.items() if src in actual} | (actual - sources - set(mapped)))
+
+    def require(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> None:
+        """Raise CheckError unless the table and every one of ``columns`` exist in the source.
+
+        A check's reads call it first: a mistyped name must fail the check, never be read as
+        NULL or, as SQLite does with an unknown double-quoted name, as a constant string.
+        :meth:`columns` is asked once per table (see :meth:`missing`)."""
+        problems = self.missing(table, columns, deadline=deadline)
+        if problems:
+            more = f" (and {len(problems) - 1} more: {', '.join(k for k, _ in problems[1:])})" if problems[1:] else ""
+            raise CheckError(problems[0][1] + more)
+
+    def missing(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[tuple[str, str]]:
+        """What of the table and ``columns`` the source lacks, as ``(option key, sentence)``:
+        the key to set (``tables.visits``, ``columns.visits.visited_at``) and what is wrong,
+        naming the source, the table, the column and the columns the table does have. Empty
+        when nothing is missing or the source cannot tell (:meth:`columns` is None).
+
+        What :meth:`columns` said is kept per table until :meth:`forget_columns` or until
+        :meth:`schema_token` changes (a replaced file); reloading builds a new source."""
+        token, known = self.schema_token(), self._column_cache()
+        cached = known.get(table)
+        if cached is None or cached[0] != token:
+            cached = known[table] = (token, self.columns(table, deadline=deadline))
+        have = cached[1]
+        if have is None:
+            return []
+        src_table = self.table_name(table)
+        mapped_to = f" (mapped to {src_table!r})" if src_table != table else ""
+        if not have:
+            why = f"table {table!r}{mapped_to} not found in source {self.name}; map it with tables.{table}"
+            return [(f"tables.{table}", why)]
+        mapping = self._columns().get(table, {})
+        actual = sorted({mapping.get(c, c) for c in have})
+        shown = ", ".join(actual[:40]) + (f" and {len(actual) - 40} more" if len(actual) > 40 else "")
+        out = []
+        for std, src in self.column_map(table, list(dict.fromkeys(columns))).items():
+            if std not in have:
+                if src != std:
+                    mapped = f" (mapped to {src!r}" + (f" in {src_table!r})" if mapped_to else ")")
+                else:
+                    mapped = f" (looked for in {src_table!r})" if mapped_to else ""
+                out.append(
+                    (
+                        f"columns.{table}.{std}",
+                        f"column {std!r} of table {table!r}{mapped} not found in source {self.name};"
+                        f" the table has: {shown}; map it with columns.{table}.{std}",
+                    )
+                )
+        return out
+
+    def forget_columns(self, table: str | None = None) -> None:
+        """Ask :meth:`columns` again on the next :meth:`require` (one table, or all): after a
+        read failed, the schema may have changed under the source."""
+        if table is None:
+            self._column_cache().clear()
+        else:
+            self._column_cache().pop(table, None)
+
+    def _column_cache(self) -> dict[str, tuple[Any, frozenset[str] | None]]:
+        # table -> (schema token, what columns() said); kept even by a subclass that skips __init__
+        known: dict[str, tuple[Any, frozenset[str] | None]] = vars(self).setdefault("_known", {})
+        return known
+
+    def schema_token(self) -> Any:
+        """A value that changes when the source's schema may have been replaced wholesale (a
+        SQLite file swapped for another), so :meth:`require` asks again; None by default."""
+        return None
+
+    def time_formats(self, table: str) -> dict[str, str]:
+        """standard timestamp column -> its declared format (``formats``), for the table."""
+        return self.options.formats.get(table, {}) if isinstance(self.options, TableOptions) else {}
+
+    def code_map(self, table: str) -> dict[str, dict[str, str]]:
+        """standard column -> {the source's value -> the standard value} (``codes``), for the table."""
+        return self.options.codes.get(table, {}) if isinstance(self.options, TableOptions) else {}
 
     def table_name(self, table: str) -> str:
         return self._tables().get(table, table)
@@ -446,6 +558,16 @@ class Check(Generic[OptionsT_co]):
 
         An override may take the type's own options: ``options: ReportsCheck.Options``."""
         return set(cls.metrics)
+
+    @classmethod
+    def reads(cls: builtins.type[Check[_O]], options: _O) -> dict[str, Sequence[str]]:
+        """The standard tables and columns an instance with these options always reads from its
+        source, ``{table: columns}`` (optional columns, read only when present, left out).
+
+        ``gridwatch check-config --connect`` asks each source for them without running the
+        check, so a missing or mistyped name is found before the daemon starts. Nothing by
+        default: a check that runs its own SQL, say, reads what its query names."""
+        return {}
 
     def metric_help(self) -> dict[str, str]:
         """Help text per metric this instance produces (override when names come from config)."""

@@ -33,7 +33,12 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     with_config(sub.add_parser("run", help="run the daemon"))
-    with_config(sub.add_parser("check-config", help="validate a config; exit 2 on problems"))
+    check_config = with_config(sub.add_parser("check-config", help="validate a config; exit 2 on problems"))
+    check_config.add_argument(
+        "--connect",
+        action="store_true",
+        help="also open every source and look up the tables and columns the checks read",
+    )
     once = with_config(sub.add_parser("once", help="run checks once, print samples and alerts"))
     once.add_argument("--check", action="append", help="only this check (repeatable)")
     once.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
@@ -126,8 +131,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Offline unless ``--connect``: then the sources are opened too, and every table and column
+    a check reads is looked up (nothing is run)."""
     path = config.config_path(args.config)
-    problems = config.problems(path)
+    problems = list(config.problems(path))
+    if not problems and args.connect:
+        from gridwatch.pipeline import connect
+
+        problems = [str(p) for p in connect.problems(*config.load(path), fname=str(path))]
     for line in problems:
         print(line, file=sys.stderr)
     if problems:

@@ -13,12 +13,24 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from gridwatch.api import ROW_KEY, GridSet, Latest, Options, Resync, RunContext, Source
+from gridwatch.api import (
+    ROW_KEY,
+    CheckError,
+    GridSet,
+    Latest,
+    Options,
+    Resync,
+    RunContext,
+    Source,
+    SourceUnavailable,
+)
 from gridwatch.durations import Duration
-from gridwatch.rows import clean
+from gridwatch.rows import clean, parse_ts
+from gridwatch.schema import ISO
 
 
 class Feed:
@@ -58,10 +70,27 @@ class Feed:
 
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
-        (the keyword arguments of :func:`gridwatch.rows.clean`)."""
-        raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
-        yield from self._fresh(ctx, raw, rules)
+        (the keyword arguments of :func:`gridwatch.rows.clean`) and the source's ``formats``
+        and ``codes`` for the table."""
+        with self._reading(ctx):
+            raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+            yield from self._fresh(ctx, raw, rules)
         self.cursor = cursor  # only once every row was taken: a failed run reads them again
+
+    @contextmanager
+    def _reading(self, ctx: RunContext) -> Iterator[None]:
+        """Check the table and columns exist before reading (:meth:`Source.require`); after a
+        read that failed, ask again next time, for the schema may have changed under it."""
+        self.source.require(self.table, self.columns, deadline=ctx.deadline)
+        try:
+            yield
+        except (CheckError, SourceUnavailable):
+            self.source.forget_columns(self.table)
+            raise
+
+    def _declared(self) -> dict[str, Any]:
+        """The source's ``formats`` and ``codes`` for the table, as :func:`clean` takes them."""
+        return {"formats": self.source.time_formats(self.table), "codes": self.source.code_map(self.table)}
 
     def latest(
         self, ctx: RunContext, by: str, column: str, grids: Mapping[str, Any], split: str | None = None
@@ -71,7 +100,12 @@ class Feed:
         several times for one value. On a full read the source aggregates where it can vouch
         for every row of a value (:meth:`Source.read_latest`): a year of visits arrives as one
         line per household instead of one per visit. Every row counts as read. With ``split``
-        the key is the pair ``(by value, split value)``: a grid's patrols told apart by role."""
+        the key is the pair ``(by value, split value)``: a grid's patrols told apart by role.
+
+        The column's declared format goes to the source with the request (``Latest.format``),
+        and the latest values come back parsed as rows are. A code mapping on one of the
+        columns folded (``by``, ``split``, the id, the grid, ``column``) reads the rows
+        instead: a value the mapping refuses must refuse its row."""
         return self._fold(ctx, by, column, grids, split, earliest=False)
 
     def spans(
@@ -88,38 +122,45 @@ class Feed:
         plan = None
         # folding pays on a full read; the few rows appended since a cursor are read as they are
         since = _fixed_offset_since(ctx.now, ctx.tz) if self.cursor is None else None
+        fmt = self.source.time_formats(self.table).get(column, ISO)
+        folded = {by, column, self.id_column, "grid_id", *([split] if split else [])}
+        coded = not set(self.source.code_map(self.table)).isdisjoint(folded)
         asks = {name for name, on in (("split", split), ("earliest", earliest)) if on}
         if (
             self.id_column is not None
             and not self.mutable
             and not self._dedupe()
             and since is not None
+            and not coded
             and asks <= self.source.latest_fields
         ):
             until = ctx.now.astimezone(ctx.tz).replace(tzinfo=None)
-            want = Latest(by, column, self.id_column, "grid_id", sorted(grids), since, until, split, earliest)
-            plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
-        rows = self.rows(ctx, **rules) if plan is None else self._fresh(ctx, plan[1], rules)
-        for row in rows:
-            key = row.get(by) if split is None else (row.get(by), row.get(split))
-            at = row[column]
-            yield (key, at, 1, at) if earliest else (key, at, 1)
+            want = Latest(
+                by, column, self.id_column, "grid_id", sorted(grids), since, until, split, earliest, format=fmt
+            )
+            with self._reading(ctx):
+                plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
+
+        def folded_rows(rows: Iterable[dict[str, Any]]) -> Iterator[Any]:
+            for row in rows:
+                key = row.get(by) if split is None else (row.get(by), row.get(split))
+                at = row[column]
+                yield (key, at, 1, at) if earliest else (key, at, 1)
+
         if plan is None:
+            yield from folded_rows(self.rows(ctx, **rules))
             return
-        groups, _, cursor = plan
+        groups, odd, cursor = plan
+        with self._reading(ctx):
+            yield from folded_rows(self._fresh(ctx, odd, rules))
         self.source.rows_read[self.table] += sum(g[2] for g in groups)  # the source read them all
-        tz = ctx.tz
-        if earliest:
-            for key, text, n, first in groups:
-                yield (
-                    key,
-                    datetime.fromisoformat(text).replace(tzinfo=tz),
-                    n,
-                    datetime.fromisoformat(first).replace(tzinfo=tz),
-                )
-        else:
-            for key, text, n in groups:
-                yield key, datetime.fromisoformat(text).replace(tzinfo=tz), n
+        for key, value, n, *first in groups:
+            at = parse_ts(value, ctx.tz, fmt)
+            assert at is not None  # the source vouched for it
+            if earliest:
+                yield key, at, n, parse_ts(first[0], ctx.tz, fmt)
+            else:
+                yield key, at, n
         self.cursor = cursor
 
     def _dedupe(self) -> bool:
@@ -143,6 +184,7 @@ class Feed:
                 unique=not dedupe,
                 later=later,
                 masked=self.masked if self.mutable else None,
+                **self._declared(),
                 **rules,
             )
             yield from self._taken(good)
@@ -163,6 +205,7 @@ class Feed:
         of the row's values, not the values (a year of incidents would cost tens of megabytes);
         two versions of a row hashing alike is a chance of one in 2**64, and the resync re-reads
         everything anyway."""
+        self.source.require(self.table, self.columns, deadline=ctx.deadline)
         done = self.appended | self.repeats
         kept = set(keys)
         wanted, self.refused = {*kept, *self.refused}, set()
@@ -191,7 +234,16 @@ class Feed:
 
         # a missing id is refused again; repeats were settled when the row was first read
         rows = self._watch(fresh(), first=False)
-        good = clean(ctx, self.source.name, rows, id_column=self.id_column, unique=True, masked=self.masked, **rules)
+        good = clean(
+            ctx,
+            self.source.name,
+            rows,
+            id_column=self.id_column,
+            unique=True,
+            masked=self.masked,
+            **self._declared(),
+            **rules,
+        )
         yield from self._taken(good)
 
     def refuse(self, row: Mapping[str, Any]) -> None:

@@ -46,3 +46,50 @@ def create_sql(table: str, timestamp_type: str = "TEXT", optional: tuple[str, ..
 
     columns = (*STANDARD_SCHEMA[table], *optional) if table in STANDARD_SCHEMA else OPTIONAL_TABLES[table]
     return f"CREATE TABLE {table} ({', '.join(f'{c} {kind(c)}' for c in columns)})"
+
+
+STANDARD_CODES: dict[str, dict[str, tuple[str, ...]]] = {
+    "grids": {"zone": ("red", "yellow", "blue")},
+    "incidents": {
+        "severity": ("normal", "major"),
+        "tier": ("community", "subdistrict", "department", "special"),
+    },
+    "reports": {
+        "kind": ("daily", "twice_weekly", "weekly", "monthly", "quarterly", "annual"),
+        "flag": ("ok", "major_dispute", "early_warning", "petition"),
+    },
+    "patrols": {"role": ("worker", "supervisor", "head")},
+}
+"""The code values of the enumerated standard columns: what a source's ``codes`` may map onto
+(a mapping onto anything else is a config error). ``households.category`` and
+``incidents.category`` are open: any name maps."""
+
+ISO, EPOCH, EPOCH_MS = "iso", "epoch", "epoch_ms"
+TIME_FORMATS = (ISO, EPOCH, EPOCH_MS)
+"""The named timestamp formats a source may declare per column; any other format is a
+``strptime`` pattern (``%Y/%m/%d %H:%M:%S``)."""
+
+
+def check_time_format(value: str) -> str:
+    """A declared timestamp format, or a ValueError saying what is wrong with it.
+
+    A pattern is tried on a sample time (2026-09-24 11:31:13 UTC) and back, so that a typo in a
+    directive, or a pattern that cannot give a day, is a config error, not a column of
+    ``bad_timestamp`` rows found at run time."""
+    from datetime import UTC, datetime
+
+    if value in TIME_FORMATS:
+        return value
+    if "%" not in value:
+        raise ValueError(
+            f"unknown timestamp format {value!r}: expected iso, epoch, epoch_ms or a strptime pattern "
+            "such as '%Y/%m/%d %H:%M:%S'"
+        )
+    sample = datetime(2026, 9, 24, 11, 31, 13, tzinfo=UTC)
+    try:
+        back = datetime.strptime(sample.strftime(value), value)
+    except ValueError as exc:
+        raise ValueError(f"not a usable strptime pattern {value!r}: {exc}") from None
+    if back.date() != sample.date():
+        raise ValueError(f"the pattern {value!r} does not give a whole date (%Y, %m and %d, or the like)")
+    return value

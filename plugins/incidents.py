@@ -188,6 +188,10 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
                 raise ValueError("escalation steps must climb: 0 < re_report_after < supervise_after")
             return self
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {TABLE: COLUMNS}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None

@@ -111,6 +111,10 @@ class PatrolsCheck(Check["PatrolsCheck.Options"]):
                 raise ValueError("work_start must be before work_end (same day)")
             return self
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {"patrols": ("patrol_id", "grid_id", "patrolled_at")}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.has_role: bool | None = None  # whether the source's patrols have a role column

@@ -168,6 +168,10 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
             out |= {OVERDUE, DUE_SOON}
         return out
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {TABLE: COLUMNS}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None

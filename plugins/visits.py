@@ -96,6 +96,10 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         key_intervals: dict[str, Duration] = {}
         """key category -> its own visit interval"""
 
+    @classmethod
+    def reads(cls, options: Any) -> dict[str, Sequence[str]]:
+        return {"households": HOUSEHOLD_COLUMNS, "visits": VISIT_COLUMNS}
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.registers: bool | None = None  # whether the source has household_categories

@@ -1,6 +1,9 @@
 """The ``sql`` check: one query, one metric; the value column is the value, the rest are labels.
 
 In the spirit of query-exporter, so an operator with a database and a question needs no code.
+The query runs as written: the source's ``tables``, ``columns``, ``formats`` and ``codes`` map the
+standard tables the domain checks read, not SQL someone wrote against the platform's own names
+(so ``reads`` declares nothing for ``check-config --connect`` to look up).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from typing import Any
 
 from gridwatch.api import Grid, GridSet, RunContext, Source
 from gridwatch.rows import BAD_TIMESTAMP, clean, parse_ts
+from gridwatch.schema import ISO
 
 COLUMNS = ("grid_id", "name", "community", "street", "zone")
 OPTIONAL = ("since",)
@@ -45,11 +46,15 @@ class GridRegistry:
     def load(self, ctx: RunContext) -> GridSet:
         if self._cache is not None and time.monotonic() - self._loaded < self.ttl:
             return self._cache
-        optional = tuple(c for c in OPTIONAL if self.source.has("grids", c, deadline=ctx.deadline))
-        rows = self.source.read("grids", COLUMNS + optional, deadline=ctx.deadline)
+        source = self.source
+        source.require("grids", COLUMNS, deadline=ctx.deadline)  # a mistyped name fails, never reads a constant
+        optional = tuple(c for c in OPTIONAL if source.has("grids", c, deadline=ctx.deadline))
+        rows = source.read("grids", COLUMNS + optional, deadline=ctx.deadline)
         grids, elsewhere = GridSet(), set()
-        for row in clean(ctx, self.source.name, rows, id_column="grid_id", grid_column=None):
-            since = _day(row.get("since"), ctx, self.source.name)
+        formats = source.time_formats("grids")
+        codes = source.code_map("grids")
+        for row in clean(ctx, source.name, rows, id_column="grid_id", grid_column=None, codes=codes):
+            since = _day(row.get("since"), ctx, source.name, formats.get("since", ISO))
             zone = (row.get("zone") or "").strip().lower() or None
             if zone is not None and zone not in ZONES:
                 ctx.reject(self.source.name, "bad_zone", f"zone={zone[:20]!r}")
@@ -80,11 +85,12 @@ class GridRegistry:
         self._cache = None
 
 
-def _day(value: Any, ctx: RunContext, source: str) -> date | None:
-    """``grids.since`` as a date: a date, or a timestamp's local date; a bad one is counted and
-    ignored (the grid is still watched, from the earliest row its checks read)."""
+def _day(value: Any, ctx: RunContext, source: str, fmt: str = ISO) -> date | None:
+    """``grids.since`` as a date: a date, or a timestamp's local date (in the source's declared
+    format); a bad one is counted and ignored (the grid is still watched, from the earliest row
+    its checks read)."""
     try:
-        ts = parse_ts(value, ctx.tz)
+        ts = parse_ts(value, ctx.tz, fmt)
     except (ValueError, TypeError, OverflowError):
         ctx.reject(source, BAD_TIMESTAMP, "since is not a date")
         return None

@@ -176,7 +176,9 @@ class FileSource(RejectCounter, Source["FileSource.Options"]):
 
     # -- reading -------------------------------------------------------------------------------
     def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str] | None:
-        """A CSV file's header names its columns; JSON lines cannot tell."""
+        """A CSV file's header names its columns; JSON lines cannot tell. A missing directory
+        is the source down (an unmounted share), a missing file a table that is not there."""
+        self.ping()
         if not self.file_for(table).is_file():
             return frozenset()
         parsed = self._load(table, deadline)

@@ -22,7 +22,7 @@ import re
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any
@@ -122,7 +122,9 @@ class SqlSource(Source["SqlSource.Options"]):
             raise CheckError(f"query failed: {self._scrub(_first_line(exc))}") from None
 
     def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
-        quote = self.engine.dialect.identifier_preparer.quote
+        quote: Callable[[str], str] = self.engine.dialect.identifier_preparer.quote
+        if self.backend == "sqlite":  # a double-quoted unknown name would read as a string constant
+            quote = _backquoted
         try:
             return self.query(select_sql(self, table, columns, quote=quote), deadline=deadline)
         except CheckError as exc:
@@ -256,6 +258,11 @@ class SqlSource(Source["SqlSource.Options"]):
             for form in {plain, urllib.parse.quote(plain, safe=""), urllib.parse.quote_plus(plain)}:
                 message = message.replace(form, "***")
         return message
+
+
+def _backquoted(name: str) -> str:
+    """A SQLite identifier that is never taken for a string (as ``"name"`` is when unknown)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _with_installed_driver(url: URL) -> URL:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import tzinfo
 from typing import Any
 
 from gridwatch.api import CheckError, Latest, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
+from gridwatch.schema import EPOCH, EPOCH_MS, ISO
 from gridwatch.sources.select import select_sql
 
 _UNAVAILABLE = (
@@ -37,6 +40,14 @@ class SqliteSource(Source["SqliteSource.Options"]):
     def __init__(self, name: str, options: Options, env: Any) -> None:
         super().__init__(name, options, env)
         self.path = env.resolve(options.path)
+
+    def schema_token(self) -> Any:
+        """The file's identity: a database file replaced by another is checked again."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def connect(self, deadline: float = math.inf) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -75,7 +86,16 @@ class SqliteSource(Source["SqliteSource.Options"]):
     ) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], Any] | None:
         """Three queries in one snapshot: the keys with a row SQLite cannot vouch for, the
         others' latest value and count (GROUP BY, which an index on (by, column) answers
-        without reading the table), and the suspect keys' rows."""
+        without reading the table), and the suspect keys' rows.
+
+        Declared formats fold too: ``epoch`` and ``epoch_ms`` as numbers (their greatest is the
+        latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d %H %M %S`` fields
+        in that order with literal separators (``%Y/%m/%d %H:%M:%S``, ``%Y%m%d%H%M%S``), whose
+        text sorts as the time it reads. SQLite cannot vouch for any other pattern (names of
+        months, 12-hour clocks, offsets): then it returns None and the rows are read one by one."""
+        time_sql = _time_sql(want.format)
+        if time_sql is None:
+            return None
         conn = self.connect(deadline)
         span = self._span(conn, table, after)
         if span is None:
@@ -87,18 +107,11 @@ class SqliteSource(Source["SqliteSource.Options"]):
         keys = f"{by}, {c[want.split]}" if want.split else by
         least = f", min({col})" if want.earliest else ""
         t = _quote(self.table_name(table))
-        params = {
-            **span[0],
-            "grids": json.dumps(list(want.grids)),
-            "since": want.since.isoformat(" ", "seconds"),
-            "until": want.until.isoformat(" ", "seconds"),
-        }
-        # every rule of clean() the row passes for sure; datetime(julianday()) rewrites any other
-        # form and rolls an impossible date over (datetime() alone keeps 2026-02-30 as it is)
+        params = {**span[0], "grids": json.dumps(list(want.grids)), **_bounds(want, self.env.tz)}
+        # every rule of clean() the row passes for sure
         sure = (
             f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
-            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND typeof({col}) = 'text'"
-            f" AND {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
+            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}"
         )
         span_sql = "rowid > :lo AND rowid <= :top"
         try:
@@ -236,7 +249,69 @@ def _translated(exc: sqlite3.OperationalError) -> Exception:
 
 
 def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    """An identifier in backquotes: SQLite reads an unknown name in double quotes as a string
+    constant (a mistyped column would read as its own name in every row); in backquotes it is
+    always a name, and an unknown one an error."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+# a time SQLite can vouch for, as clean() would read it; datetime(julianday()) rewrites any
+# other form and rolls an impossible date over (datetime() alone keeps 2026-02-30 as it is)
+_ISO_SURE = "typeof({col}) = 'text' AND {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
+_EPOCH_SURE = "typeof({col}) IN ('integer', 'real') AND {col} BETWEEN :since AND :until"
+_FIELDS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+
+
+def _time_sql(fmt: str) -> str | None:
+    """The condition (on ``{col}``) under which SQLite vouches for a time in format ``fmt``, or
+    None when it cannot. A pattern qualifies when it is ``%Y %m %d`` and optionally ``%H %M``
+    ``%S``, in that order, between literal characters that are neither digits nor ``%``:
+    then a text of exactly the pattern's width with the literals in place sorts as the times
+    it reads, and its fields rearranged into ISO pass the ISO checks."""
+    if fmt == ISO:
+        return _ISO_SURE
+    if fmt in (EPOCH, EPOCH_MS):
+        return _EPOCH_SURE
+    parts = re.findall(r"%(.)|([^%]+)", fmt)
+    fields = [f for f, _ in parts if f]
+    if fields not in (list("Ymd"), list("YmdHM"), list("YmdHMS")) or any(c.isdigit() for _, lit in parts for c in lit):
+        return None
+    pos, at, literals = 1, {}, []
+    for field, literal in parts:
+        if field:
+            at[field] = pos
+            pos += _FIELDS[field]
+        else:
+            literals.append(f"substr({{col}}, {pos}, {len(literal)}) = {_literal(literal)}")
+            pos += len(literal)
+
+    def part(f: str) -> str:
+        return f"substr({{col}}, {at[f]}, {_FIELDS[f]})" if f in at else "'00'"
+
+    iso = " || ".join(
+        [part("Y"), "'-'", part("m"), "'-'", part("d"), "' '", part("H"), "':'", part("M"), "':'", part("S")]
+    )
+    checks = [f"length({{col}}) = {pos - 1}", *literals, f"({iso}) BETWEEN :since AND :until"]
+    checks.append(f"datetime(julianday({iso})) = ({iso})")
+    return "typeof({col}) = 'text' AND " + " AND ".join(checks)
+
+
+def _literal(text: str) -> str:
+    """A SQL string constant, braces doubled for the ``{col}`` template it goes into."""
+    return "'" + text.replace("'", "''").replace("{", "{{").replace("}", "}}") + "'"
+
+
+def _bounds(want: Latest, tz: tzinfo) -> dict[str, Any]:
+    """``since`` and ``until`` as the column holds times: ISO text, or epoch numbers. The
+    bounds are naive local times; whole seconds, so a row in ``until``'s last second is read
+    as a row (a narrower bound only hands more rows on)."""
+    if want.format in (EPOCH, EPOCH_MS):
+        scale = 1 if want.format == EPOCH else 1000
+        return {
+            "since": math.ceil(want.since.replace(tzinfo=tz).timestamp()) * scale,
+            "until": math.floor(want.until.replace(tzinfo=tz).timestamp()) * scale,
+        }
+    return {"since": want.since.isoformat(" ", "seconds"), "until": want.until.isoformat(" ", "seconds")}
 
 
 @hookimpl
