@@ -308,9 +308,9 @@ class Latest:
     grids: Sequence[str]
     since: datetime
     until: datetime
+    format: str = ISO
     split: str | None = None
     earliest: bool = False
-    format: str = ISO
 
 
 class Source(Generic[OptionsT_co]):

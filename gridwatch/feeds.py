@@ -136,7 +136,7 @@ class Feed:
         ):
             until = ctx.now.astimezone(ctx.tz).replace(tzinfo=None)
             want = Latest(
-                by, column, self.id_column, "grid_id", sorted(grids), since, until, split, earliest, format=fmt
+                by, column, self.id_column, "grid_id", sorted(grids), since, until, fmt, split=split, earliest=earliest
             )
             with self._reading(ctx):
                 plan = self.source.read_latest(self.table, self.columns, self.cursor, want, deadline=ctx.deadline)
