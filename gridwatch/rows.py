@@ -22,6 +22,12 @@ DUPLICATE_ID = "duplicate_id"
 NULL_ID = "null_id"
 BAD_VALUE = "bad_value"
 
+# A timestamp's year must lie in [MIN_YEAR, MAX_YEAR]. Outside, it is a placeholder
+# (0001-01-01, 9999-12-31), and near either end of Python's calendar a conversion to the
+# configured zone or to UTC, or a check's date arithmetic, raises OverflowError: one such row
+# would stop a check for every grid. The margins keep every offset and window inside the calendar.
+MIN_YEAR, MAX_YEAR = 1000, 8999
+
 
 def parse_ts(value: Any, tz: tzinfo) -> datetime | None:
     """ISO 8601 with ``T`` or a space; without an offset it is local time in ``tz``.
@@ -38,6 +44,8 @@ def parse_ts(value: Any, tz: tzinfo) -> datetime | None:
         dt = datetime.fromisoformat(value.strip())
     else:
         raise ValueError(f"not a timestamp: {type(value).__name__}")
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise ValueError("the year is outside 1000-8999")
     return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
 
 
