@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 from aiohttp import web
 
@@ -851,3 +852,28 @@ def test_a_postgres_query_is_streamed_through_a_server_side_cursor(tmp_path, pos
         assert src.query("SELECT 1 AS one") == [{"one": 1}]
     finally:
         src.close()
+
+
+@pytest.mark.component
+def test_postgres_text_that_does_not_decode_fails_the_read_without_the_value(tmp_path, postgres):
+    """PostgreSQL keeps UTF-8 databases valid; a SQL_ASCII one stores any byte. Its driver's
+    complaints name neither the value nor the row, and do not blame the check's plugin."""
+    env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path / "state")
+    dsn = postgres.createdb("utf8_check")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE ascii_db ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+    url = postgres.url_for("ascii_db")
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE grids (grid_id text, name text)")
+        conn.execute(r"INSERT INTO grids VALUES ('G1', E'13812345678\xb1\xb8')")
+    for u, message in (
+        (url, "if the database's encoding is SQL_ASCII, add client_encoding=utf8 to the url"),
+        (f"{url}?client_encoding=utf8", 'invalid byte sequence for encoding "UTF8"'),
+    ):
+        src = SqlSource("pg", SqlSource.Options(url=u), env)
+        try:
+            with pytest.raises(CheckError, match=message) as raised:
+                src.read("grids", ["grid_id", "name"], deadline=time.monotonic() + 30)
+            assert PHONE not in str(raised.value)
+        finally:
+            src.close()

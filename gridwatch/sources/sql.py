@@ -211,6 +211,11 @@ class SqlSource(RejectCounter, Source):
                 f"no free connection to {self.safe_url}: all "
                 f"{self.options.pool_size + self.options.max_overflow} connections are busy"
             ) from None
+        except (TypeError, UnicodeError):  # e.g. psycopg hands a SQL_ASCII server's text over as bytes
+            raise CheckError(
+                f"cannot read the server's answers at {self.safe_url} as text: if the database's encoding is "
+                "SQL_ASCII, add client_encoding=utf8 to the url"
+            ) from None
 
     def _limit(self, conn: Connection, remaining: float) -> None:
         """Make the transaction read-only and bounded by the deadline, as the backend allows."""
@@ -275,7 +280,7 @@ class SqlSource(RejectCounter, Source):
                         + f": map it with tables.{table}"
                     )
                 have = {c["name"] for c in inspector.get_columns(src_table)}
-        except sa_exc.SQLAlchemyError:
+        except (sa_exc.SQLAlchemyError, TypeError, UnicodeError):  # the first error says it better
             return None
         for std, src in self.column_map(table, columns).items():
             if src not in have:
