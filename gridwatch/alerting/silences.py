@@ -22,9 +22,6 @@ import sqlite_utils
 
 from gridwatch.alerting.alert import iso
 
-SILENCE_RETENTION = 120 * 3600.0
-"""seconds an expired silence stays listed before it is deleted (Alertmanager's default)"""
-
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's message, not a line on stderr
 
