@@ -339,6 +339,13 @@ class Source(Generic[OptionsT_co]):
         """Run a parameterised read-only query; sources without SQL raise CheckError."""
         raise CheckError(f"source {self.name!r} ({self.type}) does not run SQL queries")
 
+    def query_iter(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
+    ) -> Iterator[dict[str, Any]]:
+        """:meth:`query`, streamed: a caller that stops early (a check's ``sample_limit``) stops
+        the reading, so memory does not grow with the rows. Sources that cannot stream: ``query``."""
+        return iter(self.query(sql, params, deadline=deadline))
+
     def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> Iterable[dict[str, Any]]:
         """Rows of a standard-schema table, keyed by the standard column names.
 

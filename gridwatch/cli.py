@@ -272,10 +272,10 @@ def cmd_silence(args: argparse.Namespace) -> int:
             try:
                 matchers = parse_matchers(args.matchers)
                 seconds = parse_duration(args.duration)
+                s = store.call(add_silence, matchers, now, now + seconds, args.author, args.comment, now)
             except ValueError as exc:
                 print(f"gridwatch: {exc}", file=sys.stderr)
                 return 2
-            s = store.call(add_silence, matchers, now, now + seconds, args.author, args.comment, now)
             print(s.id)
         elif args.action == "list":
             for s in store.call(load_silences):

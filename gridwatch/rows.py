@@ -34,6 +34,12 @@ NULL_ID = "null_id"
 BAD_VALUE = "bad_value"
 UNMAPPED_CODE = "unmapped_code"
 
+# A timestamp's year must lie in [MIN_YEAR, MAX_YEAR]. Outside, it is a placeholder
+# (0001-01-01, 9999-12-31), and near either end of Python's calendar a conversion to the
+# configured zone or to UTC, or a check's date arithmetic, raises OverflowError: one such row
+# would stop a check for every grid. The margins keep every offset and window inside the calendar.
+MIN_YEAR, MAX_YEAR = 1000, 8999
+
 
 def parse_ts(value: Any, tz: tzinfo, fmt: str = ISO) -> datetime | None:
     """A timestamp as an aware datetime, read as the column's declared format says.
@@ -51,13 +57,15 @@ def parse_ts(value: Any, tz: tzinfo, fmt: str = ISO) -> datetime | None:
     elif isinstance(value, date):
         dt = datetime(value.year, value.month, value.day)
     elif fmt in (EPOCH, EPOCH_MS):
-        return _epoch(value, 1 if fmt == EPOCH else 1000).astimezone(tz)
+        dt = _epoch(value, 1 if fmt == EPOCH else 1000).astimezone(tz)
     elif not isinstance(value, str):
         raise ValueError(f"not a timestamp: {type(value).__name__}")
     elif fmt == ISO:
         dt = datetime.fromisoformat(value.strip())
     else:
         dt = datetime.strptime(value.strip(), fmt)
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise ValueError("the year is outside 1000-8999")
     return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
 
 

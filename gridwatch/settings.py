@@ -20,13 +20,15 @@ from gridwatch.rules import Rule
 
 
 class AlertingSection(BaseModel):
-    """``[alerting]``: how often rules run and how long resolved alerts stay in view."""
+    """``[alerting]``: how often rules run and how long resolved alerts and expired silences stay in view."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     evaluation_interval: Duration = 15.0
     resolved_retention: Duration = 900.0
     history: int = Field(10_000, ge=100)
+    silence_retention: Duration = 120 * 3600.0
+    """how long an expired silence stays listed before it is deleted (Alertmanager: 120h)"""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from gridwatch.alerting.engine import AlertEngine, Route
 from gridwatch.alerting.outbox import Outbox
+from gridwatch.alerting.silences import delete_expired_silences
 from gridwatch.api import Environment, Grid, Notifier, NotifierOptions, Sample
 from gridwatch.config import Settings
 from gridwatch.pipeline.scheduler import stop_tasks
@@ -27,6 +29,7 @@ from gridwatch.rules import Hit, evaluate
 from gridwatch.store import StateWriteError, Store
 
 log = logging.getLogger("gridwatch.alerting.service")
+SWEEP_INTERVAL = 60.0  # seconds between deletions of long-expired silences
 
 
 class Alerting:
@@ -55,6 +58,7 @@ class Alerting:
         self.outbox = Outbox(store, self.engine, self.notifiers, clock)
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._silences_swept = -math.inf  # when expired silences were last deleted
 
     async def start(
         self,
@@ -109,6 +113,18 @@ class Alerting:
         except StateWriteError:
             return  # the engine keeps the changes; the next evaluation writes them
         self.outbox.wake(fresh)
+        await self._sweep_silences(now)
+
+    async def _sweep_silences(self, now: float) -> None:
+        """Delete the silences expired longer than ``silence_retention`` ago, at most once a
+        minute (the first evaluation after a start does it at once)."""
+        if now - self._silences_swept < SWEEP_INTERVAL:
+            return
+        self._silences_swept = now
+        with contextlib.suppress(StateWriteError):  # reported by the store; the next sweep retries
+            before = now - self.settings.alerting.silence_retention
+            if await self.store.awrite("silences", delete_expired_silences, before):
+                await self.store.acall(self.engine.reload_silences)
 
     async def stop(self) -> None:
         if self._task is not None:

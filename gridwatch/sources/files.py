@@ -45,7 +45,8 @@ class RejectCounter:
 
     Reasons: ``bad_encoding`` (a line whose bytes do not decode in ``encoding``),
     ``wrong_field_count`` and ``bad_csv`` (a CSV record the header does not fit, or the csv
-    module cannot parse), ``bad_json`` (a JSONL line, or an HTTP body, that is not JSON),
+    module cannot parse), ``bad_json`` (a JSONL line, or an HTTP body, that is not JSON or is
+    nested too deep to parse),
     ``not_object`` (a JSON value where a row object belongs).
 
     ``drain_rejected()`` returns ``{reason: count}`` accumulated since the previous call and
@@ -253,7 +254,7 @@ class JsonlSource(FileSource):
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
                 rejected[BAD_JSON] += 1
                 continue
             if not isinstance(obj, dict):

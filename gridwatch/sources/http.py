@@ -12,6 +12,10 @@ path such as ``data.list``) holds that list. What it means when it is not:
   counted as ``bad_json``;
 - 4xx -> CheckError (a wrong path, a missing or refused credential);
 - list items that are not objects are skipped and counted as ``not_object``;
+- a body nested too deep to parse (a JSON bomb) -> SourceUnavailable, counted as ``bad_json``;
+- a body larger than ``body_size_limit`` once decompressed -> SourceUnavailable, read no further;
+- a redirect to another origin (scheme, host, port) -> CheckError, unless ``follow_redirects``;
+  ``headers`` and the ``auth_env`` credential are never sent to another origin;
 - the check's own deadline passing first -> TimeoutError.
 
 A key an object leaves out is NULL in that row (APIs often omit nulls).
@@ -27,10 +31,11 @@ import string
 import time
 from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 from yarl import URL
 
 from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
@@ -40,6 +45,26 @@ from gridwatch.sources.files import BAD_JSON, NOT_OBJECT, RejectCounter
 
 _Answer = tuple[int, str, bytes]  # status, content type, body
 _closing: set[asyncio.Task[None]] = set()
+_REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 10
+
+
+@dataclass(frozen=True)
+class _Policy:
+    """How one request goes: its headers, those that may leave the origin, redirects, size cap."""
+
+    headers: dict[str, str]
+    public: dict[str, str]  # what a redirect to another origin gets: no configured header, no secret
+    follow: bool
+    cap: int  # bytes of the decompressed body; 0: no limit
+
+
+class _Redirected(Exception):
+    """A redirect to another origin that the options do not allow, or to no HTTP URL at all."""
+
+
+class _TooLarge(Exception):
+    """The body grew past ``body_size_limit``."""
 
 
 class HttpSource(RejectCounter, Source["HttpSource.Options"]):
@@ -58,6 +83,11 @@ class HttpSource(RejectCounter, Source["HttpSource.Options"]):
         """the environment variable holding the ``auth_header`` value, read per request"""
         records: str | None = None
         """the key of a JSON object under which the list of rows lives (``data.list``)"""
+        follow_redirects: bool = False
+        """follow redirects to another origin too (within the URL's origin they are always followed);
+        ``headers`` and the ``auth_env`` credential are never sent to another origin"""
+        body_size_limit: ByteSize = Field(ByteSize(64 * 1024 * 1024), ge=0)
+        """the largest answer, once decompressed, in bytes or as ``64MiB``; 0: no limit"""
 
         @field_validator("url")
         @classmethod
@@ -152,19 +182,31 @@ class HttpSource(RejectCounter, Source["HttpSource.Options"]):
         if remaining <= 0:
             raise TimeoutError(f"source {self.name}: the check's deadline passed before the request")
         limit = min(self.options.timeout, remaining)
-        headers = self._headers()
+        policy = _Policy(
+            self._headers(),
+            {"Accept": "application/json"},
+            self.options.follow_redirects,
+            int(self.options.body_size_limit),
+        )
         loop = self.env.loop
         try:
             if loop is not None and loop.is_running() and not loop.is_closed():
                 if _on_loop(loop):
                     raise RuntimeError("HttpSource.read blocks: call it from a worker thread")
-                future = asyncio.run_coroutine_threadsafe(self._shared_request(url, headers, limit), loop)
+                future = asyncio.run_coroutine_threadsafe(self._shared_request(url, policy, limit), loop)
                 try:
                     return future.result(limit + 1.0)
                 except TimeoutError:
                     future.cancel()
                     raise
-            return asyncio.run(_private_request(url, headers, limit))
+            return asyncio.run(_private_request(url, policy, limit))
+        except _Redirected as exc:
+            raise CheckError(f"source {self.name}: {_display(url)} {exc}") from None
+        except _TooLarge:
+            raise SourceUnavailable(
+                f"the response from {_display(url)} is larger than body_size_limit "
+                f"({policy.cap} bytes once decompressed); it was not read further"
+            ) from None
         except TimeoutError:
             if limit < self.options.timeout:
                 raise TimeoutError(
@@ -177,15 +219,20 @@ class HttpSource(RejectCounter, Source["HttpSource.Options"]):
         except aiohttp.ClientError as exc:
             raise SourceUnavailable(f"{_display(url)}: {_scrub(exc, url)}") from None
 
-    async def _shared_request(self, url: str, headers: dict[str, str], limit: float) -> _Answer:
+    async def _shared_request(self, url: str, policy: _Policy, limit: float) -> _Answer:
         if self._session is None or self._session.closed:  # runs on the loop: no race
             self._session = aiohttp.ClientSession()
-        return await _request(self._session, url, headers, limit)
+        return await _request(self._session, url, policy, limit)
 
     # -- bodies --------------------------------------------------------------------------------
     def _decode(self, body: bytes, ctype: str, where: str) -> Any:
         try:
             return json.loads(body)
+        except RecursionError:  # a JSON bomb: arrays in arrays, thousands deep
+            self.count_rejected({BAD_JSON: 1})
+            raise SourceUnavailable(
+                f"the response from {where} is nested too deep to parse ({len(body)} bytes)"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             self.count_rejected({BAD_JSON: 1})
             what = ctype.split(";")[0].strip() or "no content type"
@@ -226,16 +273,54 @@ class HttpSource(RejectCounter, Source["HttpSource.Options"]):
         return data
 
 
-async def _request(session: aiohttp.ClientSession, url: str, headers: dict[str, str], limit: float) -> _Answer:
+async def _request(session: aiohttp.ClientSession, url: str, policy: _Policy, limit: float) -> _Answer:
+    """GET ``url``, following redirects by hand: aiohttp would send every configured header
+    to wherever a redirect points (it drops only ``Authorization``)."""
+    target = URL(url)
+    origin, headers = target.origin(), policy.headers
     async with asyncio.timeout(limit):
-        async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=limit)) as resp:
-            body = await resp.read()
-            return resp.status, resp.headers.get("Content-Type", ""), body
+        for _ in range(MAX_REDIRECTS + 1):
+            async with session.get(
+                target, headers=headers, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=limit)
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status not in _REDIRECTS or location is None:
+                    body = await _body(resp, policy.cap)
+                    return resp.status, resp.headers.get("Content-Type", ""), body
+            try:
+                target = target.join(URL(location))
+                elsewhere = target.origin() != origin
+            except ValueError:
+                raise _Redirected("redirects to something that is not a URL") from None
+            if target.scheme not in ("http", "https"):
+                raise _Redirected("redirects to a URL that is not http:// or https://")
+            if elsewhere and not policy.follow:
+                raise _Redirected(
+                    f"redirects to another origin ({target.origin()}); set follow_redirects = true to "
+                    "follow it (headers and the auth_env credential are never sent there)"
+                )
+            if elsewhere:
+                headers = policy.public
+        raise _Redirected(f"redirects more than {MAX_REDIRECTS} times")
 
 
-async def _private_request(url: str, headers: dict[str, str], limit: float) -> _Answer:
+async def _body(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, decompressed, read no further than ``cap`` bytes (0: all of it): a small gzip
+    answer can unpack to gigabytes."""
+    if not cap:
+        return await resp.read()
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > cap:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _private_request(url: str, policy: _Policy, limit: float) -> _Answer:
     async with aiohttp.ClientSession() as session:
-        return await _request(session, url, headers, limit)
+        return await _request(session, url, policy, limit)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -6,7 +6,10 @@ first (nothing is stored on a 401), then :meth:`IngestSource.ingest`, which rais
 ValueError (a 400 for the client) for anything that is not a list of standard rows, or
 SourceUnavailable when the file cannot be written. A request is stored whole or not at all;
 a row whose id was pushed before replaces the old row entirely (a column it leaves out
-becomes NULL). Checks read the file like any ``sqlite`` source.
+becomes NULL). Checks read the file like any ``sqlite`` source, following each table by rowid:
+a replaced row is deleted and stored anew, after every other row, so the next run sees a row
+deleted and starts again from a full read (an update in place would keep its rowid, behind the
+cursor, unseen until the next resync). A row pushed again unchanged is left as it is.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class IngestSource(SqliteSource):
             try:
                 db = self._writer()
                 with db.atomic():
-                    db.table(table).upsert_all(rows, pk=id_column)
+                    _store(db.conn, table, id_column, rows)
             except sqlite3.Error as exc:
                 raise SourceUnavailable(f"cannot store ingested rows: {exc}") from None
         return len(rows)
@@ -176,6 +179,37 @@ class IngestSource(SqliteSource):
             if self._db is not None:
                 self._db.conn.close()
                 self._db = None
+
+
+def _store(conn: sqlite3.Connection, table: str, id_column: str, rows: list[dict[str, Any]]) -> None:
+    """Store ``rows`` (the last one per id counts): new ids are appended; a stored id whose row
+    changed is deleted and appended anew, with a rowid above every rowid there was, so no reader's
+    cursor can pass it by; an unchanged one is left alone (no needless full read)."""
+    columns = STANDARD_SCHEMA[table]
+    latest = {row[id_column]: tuple(row[c] for c in columns) for row in rows}
+    t, key = _quote(table), _quote(id_column)
+    stored: dict[Any, tuple[Any, ...]] = {}
+    ids = list(latest)
+    for i in range(0, len(ids), 500):  # bound one by one: JSON would cut an id at a NUL character
+        part = ids[i : i + 500]
+        found = conn.execute(
+            f"SELECT {', '.join(map(_quote, columns))} FROM {t} WHERE {key} IN ({', '.join('?' * len(part))})", part
+        )
+        stored.update((r[0], tuple(r)) for r in found)
+    fresh = [values for rid, values in latest.items() if stored.get(rid) != values]
+    if not fresh:
+        return
+    top = conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {t}").fetchone()[0]
+    conn.executemany(f"DELETE FROM {t} WHERE {key} = ?", [(v[0],) for v in fresh if v[0] in stored])
+    names = ", ".join(["rowid", *map(_quote, columns)])
+    conn.executemany(
+        f"INSERT INTO {t} ({names}) VALUES ({', '.join('?' * (len(columns) + 1))})",
+        [(top + i, *values) for i, values in enumerate(fresh, 1)],
+    )
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _encodable(text: str) -> bool:

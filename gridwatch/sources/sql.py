@@ -35,7 +35,9 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
+from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
+from gridwatch.sources.sqlite import UNDECODABLE, decode_text
 
 # the extra that installs the driver a backend needs
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
@@ -50,8 +52,13 @@ _MY_TIMEOUT = {3024, 1969}
 _MY_UNAVAILABLE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
 
 
-class SqlSource(Source["SqlSource.Options"]):
-    """Reads through SQLAlchemy; identifiers are quoted by the dialect, values always bound."""
+class SqlSource(RejectCounter, Source["SqlSource.Options"]):
+    """Reads through SQLAlchemy; identifiers are quoted by the dialect, values always bound.
+
+    On SQLite, text is decoded value by value: a row holding bytes that are not UTF-8 is skipped
+    and counted as ``bad_encoding``. PostgreSQL and MySQL keep text valid in their encoding; a
+    driver that cannot decode a value fails the read without quoting it.
+    """
 
     type = "sql"
 
@@ -64,7 +71,8 @@ class SqlSource(Source["SqlSource.Options"]):
         """how long to wait for a new connection (PostgreSQL and MySQL drivers)"""
 
     def __init__(self, name: str, options: Options, env: Any) -> None:
-        super().__init__(name, options, env)
+        Source.__init__(self, name, options, env)
+        RejectCounter.__init__(self)
         try:
             url = make_url(options.url)
         except sa_exc.ArgumentError:
@@ -94,6 +102,8 @@ class SqlSource(Source["SqlSource.Options"]):
             raise CheckError(f"source {name}: SQLAlchemy knows no database {self.url.drivername!r}") from None
         except (sa_exc.ArgumentError, TypeError) as exc:
             raise CheckError(f"source {name}: {self._scrub(str(exc))}") from None
+        if self.backend == "sqlite":
+            sa.event.listen(self.engine, "connect", _decode_per_value)
 
     def _connect_args(self) -> dict[str, Any]:
         if "connect_timeout" in self.url.query:
@@ -109,17 +119,42 @@ class SqlSource(Source["SqlSource.Options"]):
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
     ) -> list[dict[str, Any]]:
+        return list(self._query(sql, params, deadline, stream=False))
+
+    def query_iter(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
+    ) -> Iterator[dict[str, Any]]:
+        """Rows through a server-side cursor where the driver has one (psycopg, PyMySQL), so a
+        caller that stops early leaves the rest on the server."""
+        return self._query(sql, params, deadline, stream=True)
+
+    def _query(
+        self, sql: str, params: Mapping[str, Any] | None, deadline: float, stream: bool
+    ) -> Iterator[dict[str, Any]]:
         try:
             with self._transaction(deadline) as conn:
+                if stream:
+                    conn = conn.execution_options(stream_results=True, max_row_buffer=1000)
                 result = conn.execute(sa.text(sql), dict(params or {}))
                 if not result.returns_rows:
-                    return []
+                    return
                 keys = list(result.keys())
-                return [{k: _value(v) for k, v in zip(keys, row, strict=True)} for row in result]
+                try:
+                    for row in result:
+                        if self.backend == "sqlite" and any(v is UNDECODABLE for v in row):
+                            self.count_rejected({BAD_ENCODING: 1})
+                            continue
+                        yield {k: _value(v) for k, v in zip(keys, row, strict=True)}
+                finally:
+                    result.close()  # a caller that stopped early: the server-side cursor goes now
         except sa_exc.DBAPIError as exc:
             raise self._translate(exc, deadline) from None
         except sa_exc.SQLAlchemyError as exc:  # e.g. a bound parameter without a value
             raise CheckError(f"query failed: {self._scrub(_first_line(exc))}") from None
+        except UnicodeDecodeError:  # a driver decoding text: its message would quote the bytes
+            raise CheckError(
+                f"query failed: source {self.name} returned text that is not valid in the connection's encoding"
+            ) from None
 
     def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
         quote: Callable[[str], str] = self.engine.dialect.identifier_preparer.quote
@@ -178,6 +213,11 @@ class SqlSource(Source["SqlSource.Options"]):
                 f"no free connection to {self.safe_url}: all "
                 f"{self.options.pool_size + self.options.max_overflow} connections are busy"
             ) from None
+        except (TypeError, UnicodeError):  # e.g. psycopg hands a SQL_ASCII server's text over as bytes
+            raise CheckError(
+                f"cannot read the server's answers at {self.safe_url} as text: if the database's encoding is "
+                "SQL_ASCII, add client_encoding=utf8 to the url"
+            ) from None
 
     def _limit(self, conn: Connection, remaining: float) -> None:
         """Make the transaction read-only and bounded by the deadline, as the backend allows."""
@@ -206,6 +246,8 @@ class SqlSource(Source["SqlSource.Options"]):
         """A driver error as the core understands it: down, timed out, or the operator's fix."""
         orig = exc.orig
         msg = self._scrub(_first_line(orig))
+        if isinstance(orig, UnicodeError) or msg.startswith("Could not decode"):  # never the value itself
+            return CheckError("query failed: a text value is not valid in the connection's encoding")
         code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         errno = orig.args[0] if orig is not None and orig.args else None
         errno = errno if isinstance(errno, int) else None
@@ -240,7 +282,7 @@ class SqlSource(Source["SqlSource.Options"]):
                         + f": map it with tables.{table}"
                     )
                 have = {c["name"] for c in inspector.get_columns(src_table)}
-        except sa_exc.SQLAlchemyError:
+        except (sa_exc.SQLAlchemyError, TypeError, UnicodeError):  # the first error says it better
             return None
         for std, src in self.column_map(table, columns).items():
             if src not in have:
@@ -263,6 +305,11 @@ class SqlSource(Source["SqlSource.Options"]):
 def _backquoted(name: str) -> str:
     """A SQLite identifier that is never taken for a string (as ``"name"`` is when unknown)."""
     return "`" + name.replace("`", "``") + "`"
+
+
+def _decode_per_value(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite connections decode text value by value (see :func:`gridwatch.sources.sqlite.decode_text`)."""
+    dbapi_connection.text_factory = decode_text
 
 
 def _with_installed_driver(url: URL) -> URL:

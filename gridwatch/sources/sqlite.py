@@ -16,6 +16,7 @@ from gridwatch.api import CheckError, Latest, Resync, Source, SourceUnavailable,
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.schema import EPOCH, EPOCH_MS, ISO
+from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
 
 _UNAVAILABLE = (
@@ -27,8 +28,40 @@ _UNAVAILABLE = (
 )
 
 
-class SqliteSource(Source["SqliteSource.Options"]):
-    """Opens the file read-only per query, so a replaced file is picked up and never written."""
+class Undecodable:
+    """A text value whose bytes are not UTF-8 (a stray GBK byte): its row is skipped and counted
+    as ``bad_encoding``, and the value is never shown."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<not UTF-8>"
+
+
+UNDECODABLE = Undecodable()
+
+
+def decode_text(raw: bytes) -> str | Undecodable:
+    """A ``text_factory`` that decodes value by value: SQLite's own stops the whole query at the
+    first bad byte, with the value in its message."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UNDECODABLE
+
+
+def undecodable(exc: sqlite3.Error) -> bool:
+    """Whether SQLite's text decoding failed ("Could not decode to UTF-8 column 'x' with text ...")."""
+    return str(exc).startswith("Could not decode")
+
+
+class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
+    """Opens the file read-only per query, so a replaced file is picked up and never written.
+
+    Text is decoded by SQLite's fast path; when a value's bytes are not UTF-8 the query is read
+    again in the same snapshot, decoding value by value, and the rows holding such a value are
+    skipped and counted as ``bad_encoding`` (as the csv source counts a line that does not decode).
+    """
 
     type = "sqlite"
     latest_fields = frozenset({"split", "earliest"})
@@ -38,7 +71,8 @@ class SqliteSource(Source["SqliteSource.Options"]):
         busy_timeout: Duration = 5.0
 
     def __init__(self, name: str, options: Options, env: Any) -> None:
-        super().__init__(name, options, env)
+        Source.__init__(self, name, options, env)
+        RejectCounter.__init__(self)
         self.path = env.resolve(options.path)
 
     def schema_token(self) -> Any:
@@ -101,17 +135,30 @@ class SqliteSource(Source["SqliteSource.Options"]):
         if span is None:
             conn.close()
             return None
-        named = [want.by, want.column, want.id, want.grid, *([want.split] if want.split else [])]
+        named = [*columns, want.by, want.column, want.id, want.grid, *([want.split] if want.split else [])]
         c = {k: _quote(v) for k, v in self.column_map(table, named).items()}
         by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
         keys = f"{by}, {c[want.split]}" if want.split else by
         least = f", min({col})" if want.earliest else ""
         t = _quote(self.table_name(table))
-        params = {**span[0], "grids": json.dumps(list(want.grids)), **_bounds(want, self.env.tz)}
+        params = {
+            **span[0],
+            "grids": json.dumps(list(want.grids)),
+            **_bounds(want, self.env.tz),
+            "wide": "*[^\x01-\x7f]*",
+        }
+        conn.create_function("gridwatch_utf8", 1, _utf8, deterministic=True)
+        # the columns read but not folded must decode too (else the row is bad_encoding); text
+        # that is all ASCII surely does, the rest is tried byte by byte
+        decodes = "".join(
+            f" AND (typeof({q}) <> 'text' OR {q} NOT GLOB :wide OR gridwatch_utf8(CAST({q} AS BLOB)))"
+            for k, q in c.items()
+            if k not in (want.by, want.column, want.grid)
+        )
         # every rule of clean() the row passes for sure
         sure = (
             f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
-            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}"
+            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}{decodes}"
         )
         span_sql = "rowid > :lo AND rowid <= :top"
         try:
@@ -134,6 +181,8 @@ class SqliteSource(Source["SqliteSource.Options"]):
                 groups = [((g[0], g[1]), *g[2:]) for g in groups]
         except sqlite3.OperationalError as exc:
             conn.close()
+            if undecodable(exc):  # a key or a time that is not UTF-8: the rows say which, one by one
+                return None
             raise _translated(exc) from None
         except sqlite3.Error as exc:
             conn.close()
@@ -218,14 +267,41 @@ class SqliteSource(Source["SqliteSource.Options"]):
     def query(
         self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
     ) -> list[dict[str, Any]]:
-        return list(self._rows(self.connect(deadline), sql, params))
+        return list(self.query_iter(sql, params, deadline=deadline))
+
+    def query_iter(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, deadline: float = math.inf
+    ) -> Iterator[dict[str, Any]]:
+        return self._rows(self.connect(deadline), sql, params)
 
     def _rows(self, conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None) -> Iterator[dict[str, Any]]:
+        values = dict(params or {})
         try:
-            cur = conn.execute(sql, dict(params or {}))
+            if not conn.in_transaction:
+                conn.execute("BEGIN")  # one snapshot: a read again after a bad byte sees the same rows
+            cur = conn.execute(sql, values)
             cols = [d[0] for d in cur.description or ()]
-            while batch := cur.fetchmany(5000):
+            fetched, lenient = 0, False
+            while True:
+                try:
+                    batch = cur.fetchmany(5000)
+                except sqlite3.OperationalError as exc:
+                    if lenient or not undecodable(exc):
+                        raise
+                    # read again, decoding value by value, and go on after the rows handed on
+                    lenient, conn.text_factory = True, decode_text
+                    cur = conn.execute(sql, values)
+                    skip = fetched
+                    while skip > 0 and (passed := len(cur.fetchmany(min(skip, 5000)))):
+                        skip -= passed
+                    continue
+                if not batch:
+                    break
+                fetched += len(batch)
                 for row in batch:
+                    if lenient and any(v is UNDECODABLE for v in row):
+                        self.count_rejected({BAD_ENCODING: 1})
+                        continue
                     yield dict(zip(cols, row, strict=True))
         except sqlite3.OperationalError as exc:
             raise _translated(exc) from None
@@ -238,9 +314,20 @@ class SqliteSource(Source["SqliteSource.Options"]):
         self.query("SELECT 1")
 
 
+def _utf8(raw: Any) -> bool:
+    """SQL ``gridwatch_utf8(CAST(x AS BLOB))``: whether a value's bytes are UTF-8."""
+    try:
+        bytes(raw or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _translated(exc: sqlite3.OperationalError) -> Exception:
     """A failed query as the core understands it: timed out, unavailable, or the operator's fix."""
     msg = str(exc)
+    if undecodable(exc):  # never the value itself: it may be a name or a phone number
+        return CheckError("query failed: a text value is not UTF-8")
     if msg == "interrupted":
         return TimeoutError("query exceeded the check's timeout")
     if any(s in msg.lower() for s in _UNAVAILABLE):

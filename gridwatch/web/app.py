@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import ssl
 import time
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
 from pydantic import BaseModel, ValidationError
 
-from gridwatch.alerting.silences import add_silence, expire_silence, load_silences
+from gridwatch.alerting.silences import add_silence, check_regex, expire_silence, load_silences
 from gridwatch.api import SourceUnavailable
 from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
@@ -230,11 +229,14 @@ def _validated(model: type[BaseModel], body: bytes, what: str) -> Any:
 
 def _silence_times(req: openapi.SilenceRequest, now: float) -> tuple[float, float]:
     """Start and end as timestamps, clamped to the years a timestamp can be shown in (a silence
-    "until 9999" stays one, instead of being stored and then failing every listing). A ValueError
-    says why a well-formed request cannot be a silence."""
+    "until 9999" stays one, instead of being stored and then failing every listing). A start in
+    the past is now, as Alertmanager stores it (``duration`` counts from then); an end in the past
+    is refused. A ValueError says why a well-formed request cannot be a silence."""
     clamp = lambda t: min(max(t, openapi.EARLIEST), openapi.LATEST)  # noqa: E731
-    starts = clamp(req.startsAt.timestamp() if req.startsAt else now)
+    starts = max(clamp(req.startsAt.timestamp() if req.startsAt else now), now)
     ends = clamp(req.endsAt.timestamp() if req.endsAt else starts + parse_duration(req.duration))
+    if ends <= now:
+        raise ValueError("it has already ended: its end must be in the future")
     if ends <= starts:
         raise ValueError("it must end after it starts")
     return starts, ends
@@ -243,10 +245,7 @@ def _silence_times(req: openapi.SilenceRequest, now: float) -> tuple[float, floa
 def _check_regexes(matchers: list[dict[str, Any]]) -> None:
     for m in matchers:
         if m["isRegex"]:
-            try:
-                re.compile(m["value"])
-            except re.error as exc:  # not a ValueError: it would escape as a 500
-                raise ValueError(f"matcher {m['name']}: invalid regex: {exc}") from None
+            check_regex(m["name"], m["value"])  # RE2, as matching uses: linear time, no backreferences
 
 
 async def silences_create(request: web.Request) -> web.Response:

@@ -431,7 +431,10 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
                 {
                     "201": _json(_ref("Silence"), "the new silence"),
                     **body_errors,
-                    "422": _error("well formed but not possible: it ends before it starts, or a regex is invalid"),
+                    "422": _error(
+                        "well formed but not possible: it ends before it starts or has already ended, "
+                        "or a regex is not RE2 syntax (no backreferences or lookaround)"
+                    ),
                 },
                 requestBody={"required": True, "content": {"application/json": {"schema": _ref("SilenceRequest")}}},
             ),
