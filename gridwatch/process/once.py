@@ -16,7 +16,7 @@ from gridwatch.store import Store
 
 async def run_once(settings: Settings, host: PluginHost, now: datetime, only: list[str] | None) -> dict[str, Any]:
     store = Store(settings.state_path, settings.history)
-    store.open()
+    store.open(exclusive=True)  # its checks write their own state: not beside a running daemon
     try:
         runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
     except BaseException:
