@@ -186,19 +186,27 @@ class StateFileGone(sqlite3.OperationalError):
     """The file at the state database's path is no longer the one open: a storage fault."""
 
 
+def lock_path(db_path: Path) -> Path:
+    """``.NAME.lock`` beside the database: hidden, so ``rm state.db*`` (or ``rm *``) leaves it."""
+    return db_path.with_name(f".{db_path.name}.lock")
+
+
 class StateLock:
-    """An exclusive ``flock`` on ``PATH.lock``, held while a daemon (or ``gridwatch once``) runs, as
-    Prometheus locks its data directory. The kernel drops it when the process ends, however it
+    """An exclusive ``flock`` on :func:`lock_path`, held while a daemon (or ``gridwatch once``) runs,
+    as Prometheus locks its data directory. The kernel drops it when the process ends, however it
     ends, so a killed daemon leaves no stale lock; the file holds the owner's pid for the message."""
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        self.path = db_path.with_name(db_path.name + ".lock")
+        self.path = lock_path(db_path)
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise StoreError(f"cannot lock the state database {self.db_path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -214,8 +222,8 @@ class StateLock:
         self._fd = fd
 
     def keep(self) -> None:
-        """Take the lock again if its file was deleted (``rm state.db*``): a process started later
-        must still find this one's lock."""
+        """Take the lock again if its file was deleted: a process started later must still find
+        this one's lock."""
         if self._fd is None:
             return
         try:
@@ -228,7 +236,7 @@ class StateLock:
         old, self._fd = self._fd, None
         try:
             self.acquire()
-        except (StateInUse, OSError) as exc:
+        except (StoreError, OSError) as exc:
             self._fd = old
             log.error("cannot lock the state database again after its lock file went: %s", exc)
             return
@@ -243,7 +251,7 @@ class StateLock:
     def owner(db_path: Path) -> int | None:
         """The pid of the process holding the lock, or None when none does (0 when unknown)."""
         try:
-            fd = os.open(db_path.with_name(db_path.name + ".lock"), os.O_RDONLY)
+            fd = os.open(lock_path(db_path), os.O_RDONLY)
         except OSError:
             return None
         try:
@@ -275,6 +283,7 @@ class Store:
         self._runs_unwritten: list[dict[str, Any]] = []  # run history waiting for a writable disk
         self._lock: StateLock | None = None
         self._file: tuple[int, int] | None = None  # (device, inode) of the file the connection has open
+        self._opened = False  # until close()
 
     # -- lifecycle -------------------------------------------------------------------------
     def open(self, exclusive: bool = False) -> None:
@@ -309,6 +318,7 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         st = os.stat(self.path)
         self._file = (st.st_dev, st.st_ino)
+        self._opened = True
         self.migrate()
 
     @property
@@ -335,6 +345,7 @@ class Store:
 
     def close(self) -> None:
         def _close() -> None:
+            self._opened = False
             if self.db is not None:
                 self.db.conn.close()
                 self.db = None
@@ -379,6 +390,7 @@ class Store:
                 db.conn.backup(copy)  # what the open file and its WAL hold, consistently
             finally:
                 copy.close()
+            os.replace(tmp, self.path)
         except (sqlite3.Error, OSError) as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -386,16 +398,28 @@ class Store:
                 f"the file {self.path} was deleted while gridwatch ran and cannot be written again: {exc}"
             ) from None
         db.conn.close()  # its WAL and shared memory were the deleted file's: they go with it
-        self.db = None
+        self.db, self._file = None, None
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(OSError):
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
-        os.replace(tmp, self.path)
-        self._open()
         log.error(
             "the state database %s was deleted while gridwatch ran: written again from the open database, nothing lost",
             self.path,
         )
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """Open the file at the path after :meth:`_rewrite` (again at each write until it opens)."""
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            if self.db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.conn.close()
+            self.db = None
+            raise StateFileGone(
+                f"the state database {self.path} was written again but cannot be opened: {exc}"
+            ) from None
 
     # -- running work on the store thread ---------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -421,6 +445,8 @@ class Store:
         return self._pool.submit(self._checked, fn, *args).result()
 
     def _checked(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.db is None and self._opened:  # written again, not opened yet
+            self._reopen()
         self._verify_file()
         return fn(self._db(), *args)
 

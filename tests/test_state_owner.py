@@ -120,8 +120,10 @@ def test_a_deleted_state_database_is_written_again_and_the_cli_never_makes_a_str
     with DaemonProcess(cfg, port) as d:
         wait_for(lambda: hook_alerts(recorder, "G1"), 15, f"the firing notification\n{d.log()}")
         wait_for(lambda: d.metric("gridwatch_notification_queue_length", notifier="hook") == 0, 10, "delivery")
-        for suffix in ("", "-wal", "-shm"):  # rm state.db*
-            Path(f"{state}{suffix}").unlink(missing_ok=True)
+        gone = sorted(p.name for p in tmp_path.glob("state.db*"))
+        for p in tmp_path.glob("state.db*"):  # rm state.db*
+            p.unlink()
+        assert gone == ["state.db", "state.db-shm", "state.db-wal"]
 
         # the daemon has not written since: the CLI must not create a file the daemon would not read
         added = gridwatch("silence", "-c", str(cfg), "add", "grid=G1", "--author", "ops")
@@ -147,6 +149,25 @@ def test_a_deleted_state_database_is_written_again_and_the_cli_never_makes_a_str
         wait_for(lambda: d.json("/api/v1/alerts")[0]["silenced"] is True, 15, "the CLI's silence")
         assert [a["status"] for a in hook_alerts(recorder, "G1")] == ["firing"]  # nothing sent again
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("deleted", [("",), ("", "-wal", "-shm")], ids=["state.db", "state.db*"])
+def test_a_deleted_state_database_is_written_again_whole_with_or_without_its_wal(tmp_path, deleted):
+    path = tmp_path / "state.db"
+    store = Store(path)
+    store.open(exclusive=True)
+    try:
+        for i in range(30):  # in the WAL, not yet checkpointed into the file
+            store.call_write(store.record_run, "c", float(i), 0.1, "success", None)
+        for suffix in deleted:
+            Path(f"{path}{suffix}").unlink()
+        store.call_write(store.record_run, "c", 30.0, 0.1, "success", None)  # finds the file gone
+        store.call_write(store.record_run, "c", 31.0, 0.1, "success", None)  # and writes on at the path
+        assert read_state(path, "PRAGMA integrity_check") == [("ok",)]
+        assert read_state(path, "SELECT count(*), max(started_at) FROM check_runs") == [(32, 31.0)]
+        assert read_state(path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
+    finally:
+        store.close()
 
 
 def test_a_replaced_state_database_is_reported_not_writable(tmp_path, recorder):

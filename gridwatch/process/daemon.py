@@ -164,7 +164,7 @@ class Daemon:
         runtime = self.runtime
         if self._waiting() or runtime is None or not runtime.grids_settled():
             return None
-        grids = runtime.registry.cached() if runtime is not None and runtime.registry is not None else {}
+        grids = runtime.registry.cached() if runtime.registry is not None else {}
         return self.results.all_samples(), grids
 
     def _start_scheduler(self) -> None:

@@ -56,7 +56,8 @@ class Every:
 
 
 class _Connection(asyncio.Protocol):
-    """aiohttp's handler of one connection, counted by its :class:`Gate` while it is open."""
+    """aiohttp's handler of one connection, counted by its :class:`Gate` while it is open (and its
+    transport at hand, to see whether its answer still moves)."""
 
     def __init__(self, inner: asyncio.Protocol, gate: Gate) -> None:
         self.inner, self.gate = inner, gate
@@ -131,8 +132,8 @@ class Gate:
             size = t.get_write_buffer_size() if t is not None else 0
             if size == 0:
                 conn.stuck = None
-            elif conn.stuck is None or size < conn.stuck[1]:
-                conn.stuck = (now, size)  # it moved: the client reads, however slowly
+            elif conn.stuck is None or size != conn.stuck[1]:
+                conn.stuck = (now, size)  # it moved (more was written once some was sent): the client reads
             elif now - conn.stuck[0] >= self.write_timeout:
                 assert t is not None
                 t.abort()
@@ -190,19 +191,19 @@ class Listener:
                 return
             except ConnectionAbortedError:
                 continue
-            except OSError as exc:
-                if exc.errno not in OUT_OF_RESOURCES:
-                    raise
-                self.exhausted += 1
+            except OSError as exc:  # the socket stays readable: pause, or this would spin
+                if exc.errno in OUT_OF_RESOURCES:
+                    self.exhausted += 1
                 n = self._errors.due()
                 if n is not None:
+                    advice = "; lower [server] max_connections or raise LimitNOFILE"
                     log.error(
-                        "cannot accept connections: %s (%d time(s) since the last report); lower "
-                        "[server] max_connections or raise LimitNOFILE",
+                        "cannot accept connections: %s (%d time(s) since the last report)%s",
                         exc.strerror or exc,
                         n,
+                        advice if exc.errno in OUT_OF_RESOURCES else "",
                     )
-                self._loop.remove_reader(self.sock.fileno())  # (still readable: it would spin)
+                self._loop.remove_reader(self.sock.fileno())
                 self._loop.call_later(self.retry, self._resume)
                 return
             if self.gate.full():
