@@ -17,8 +17,10 @@ from gridwatch import __version__, config
 from gridwatch.api import PLUGIN_API_VERSION
 from gridwatch.config import ConfigErrors
 from gridwatch.plugins import PluginError, PluginHost
+from gridwatch.store import StoreError
 
 EXIT_CONFIG = 2
+EXIT_STATE = 1  # the state database cannot be used: in use by another gridwatch, missing, too new
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     except PluginError as exc:
         print(f"gridwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"gridwatch: {exc}", file=sys.stderr)
+        return EXIT_STATE
 
 
 def parse_now(text: str | None, tz: Any) -> datetime:

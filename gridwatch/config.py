@@ -7,6 +7,8 @@ types alike.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -84,6 +86,23 @@ class ServerSection(_Strict):
     after it, and a request body must arrive within it"""
     external_url: str = ""
     """how people reach this gridwatch; links in notifications point here"""
+    max_connections: int = Field(512, ge=1)
+    """open HTTP connections at most; more are answered 503 and closed at once"""
+    hostnames: list[str] | None = None
+    """the names clients may call this gridwatch by in ``Host`` (besides IP addresses and localhost)"""
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        for name in v:
+            with contextlib.suppress(ValueError):
+                ipaddress.ip_address(name.strip("[]"))  # (always answered: listing one changes nothing)
+                continue
+            if not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?", name):
+                raise ValueError(f"{name!r} is not a host name (no port, no scheme: gridwatch.example.org)")
+        return [name.rstrip(".").lower() for name in v]
 
     @field_validator("listen")
     @classmethod
@@ -437,6 +456,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         tls_cert=resolve_path(base_dir, root.server.tls_cert) if root.server.tls_cert else None,
         tls_key=resolve_path(base_dir, root.server.tls_key) if root.server.tls_key else None,
         client_timeout=root.server.client_timeout,
+        max_connections=root.server.max_connections,
+        hostnames=root.server.hostnames,
         raw=data,
     )
 

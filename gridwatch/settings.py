@@ -85,6 +85,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_timeout: float = 30.0
+    max_connections: int = 512
+    hostnames: list[str] | None = None  # None: the check applies only while reads are open
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property

@@ -7,13 +7,21 @@ A write can fail while the daemon runs (the disk is full, the file system went r
 writers go through :meth:`Store.awrite`, which says so loudly once (an ERROR log, the
 ``gridwatch_state_db_*`` metrics, ``/readyz``) and lets the writer keep what it could not
 write in memory and try again, instead of crashing or silently losing alert state.
+
+One process owns a state database at a time (:class:`StateLock`): two daemons on one file would
+deliver every notification twice. Each write first makes sure the file at the path is still the
+one open: a deleted file is written again from the open one, a replaced one refuses writes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -148,12 +156,117 @@ def _v2(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
+def _wal(conn: sqlite3.Connection, wait: float = 10.0) -> None:
+    """WAL mode. Switching answers "database is locked" at once, without the busy timeout, while
+    another process creates the file's tables: try again for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class StoreError(Exception):
     pass
 
 
 class StateWriteError(StoreError):
     """A write to the state database failed for a storage fault; the writer keeps its data and retries."""
+
+
+class StateInUse(StoreError):
+    """Another gridwatch process owns the state database (or it went missing under one)."""
+
+
+class StateFileGone(sqlite3.OperationalError):
+    """The file at the state database's path is no longer the one open: a storage fault."""
+
+
+def lock_path(db_path: Path) -> Path:
+    """``.NAME.lock`` beside the database: hidden, so ``rm state.db*`` (or ``rm *``) leaves it."""
+    return db_path.with_name(f".{db_path.name}.lock")
+
+
+class StateLock:
+    """An exclusive ``flock`` on :func:`lock_path`, held while a daemon (or ``gridwatch once``) runs,
+    as Prometheus locks its data directory. The kernel drops it when the process ends, however it
+    ends, so a killed daemon leaves no stale lock; the file holds the owner's pid for the message."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.db_path = db_path
+        self.path = lock_path(db_path)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise StoreError(f"cannot lock the state database {self.db_path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _pid_in(fd)
+            os.close(fd)
+            owner = f" (pid {pid})" if pid else ""
+            raise StateInUse(
+                f"the state database {self.db_path} is in use by another gridwatch process{owner}: "
+                "one gridwatch per state database"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def keep(self) -> None:
+        """Take the lock again if its file was deleted: a process started later must still find
+        this one's lock."""
+        if self._fd is None:
+            return
+        try:
+            st = os.stat(self.path)
+            held = os.fstat(self._fd)
+            if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                return
+        except FileNotFoundError:
+            pass
+        old, self._fd = self._fd, None
+        try:
+            self.acquire()
+        except (StoreError, OSError) as exc:
+            self._fd = old
+            log.error("cannot lock the state database again after its lock file went: %s", exc)
+            return
+        os.close(old)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def owner(db_path: Path) -> int | None:
+        """The pid of the process holding the lock, or None when none does (0 when unknown)."""
+        try:
+            fd = os.open(lock_path(db_path), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _pid_in(fd) or 0
+        finally:
+            os.close(fd)  # (a shared lock taken just now goes with it)
+        return None
+
+
+def _pid_in(fd: int) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+    return None
 
 
 class Store:
@@ -168,17 +281,44 @@ class Store:
         self.write_error: str | None = None  # why the last write failed; None while writes succeed
         self.write_errors = 0  # failed writes since start (gridwatch_state_db_write_errors_total)
         self._runs_unwritten: list[dict[str, Any]] = []  # run history waiting for a writable disk
+        self._lock: StateLock | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file the connection has open
+        self._opened = False  # until close()
 
     # -- lifecycle -------------------------------------------------------------------------
-    def open(self) -> None:
-        self._pool.submit(self._open).result()
+    def open(self, exclusive: bool = False) -> None:
+        """Open (and create or migrate) the database. ``exclusive``: the daemon and ``once``, which
+        write alert state and the checks' own: refused while another process holds it. Without,
+        (the CLI's silences and alerts, beside a running daemon) a missing file is created only
+        when no process holds the lock: one that does lost its file and will write it again."""
+        if exclusive:
+            lock = StateLock(self.path)
+            lock.acquire()
+            self._lock = lock
+        elif not self.path.exists():
+            pid = StateLock.owner(self.path)
+            if pid is not None:
+                raise StateInUse(
+                    f"the state database {self.path} is missing while a gridwatch process"
+                    f"{f' (pid {pid})' if pid else ''} runs on it: it writes it again at its next write; "
+                    "try again then"
+                )
+        try:
+            self._pool.submit(self._open).result()
+        except BaseException:
+            if self._lock is not None:
+                self._lock.release()
+            raise
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         self.db = sqlite_utils.Database(conn)
+        st = os.stat(self.path)
+        self._file = (st.st_dev, st.st_ino)
+        self._opened = True
         self.migrate()
 
     @property
@@ -195,19 +335,91 @@ class Store:
                 f"{self.path} has schema version {current}, newer than this gridwatch knows "
                 f"({len(MIGRATIONS)}): refusing to downgrade"
             )
-        for version in range(current, len(MIGRATIONS)):
+        while current < len(MIGRATIONS):
             with transaction(db):  # a kill half-way must not leave tables without their version
-                MIGRATIONS[version](db)
-                db.execute(f"PRAGMA user_version = {version + 1}")
+                current = self.version  # again, under the write lock: another process may have migrated
+                if current < len(MIGRATIONS):
+                    MIGRATIONS[current](db)
+                    db.execute(f"PRAGMA user_version = {current + 1}")
+                    current += 1
 
     def close(self) -> None:
         def _close() -> None:
+            self._opened = False
             if self.db is not None:
                 self.db.conn.close()
                 self.db = None
 
         self._pool.submit(_close).result()
         self._pool.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # -- the file under the connection -----------------------------------------------------
+    def _verify_file(self) -> None:
+        """Before a write: is the file at the path still the one open? Deleted (``rm``), it is
+        written again from the open one, which still holds everything (alert state, outbox,
+        silences, history, the checks' tables); replaced by another file (a backup restored under
+        the running daemon), writes are refused until a restart rather than go where nobody reads.
+        """
+        if self._file is None:
+            return
+        if self._lock is not None:
+            self._lock.keep()
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._rewrite()
+            return
+        if (st.st_dev, st.st_ino) != self._file:
+            raise StateFileGone(
+                f"the file {self.path} was replaced while gridwatch ran: gridwatch keeps its state in memory "
+                "and writes nothing there; restart it to use the new file"
+            )
+
+    def _rewrite(self) -> None:
+        """The open (deleted) database, copied back to its path and opened there."""
+        db = self._db()
+        tmp = self.path.with_name(self.path.name + ".rewrite")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.unlink(missing_ok=True)
+            copy = sqlite3.connect(str(tmp))
+            try:
+                db.conn.backup(copy)  # what the open file and its WAL hold, consistently
+            finally:
+                copy.close()
+            os.replace(tmp, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise StateFileGone(
+                f"the file {self.path} was deleted while gridwatch ran and cannot be written again: {exc}"
+            ) from None
+        db.conn.close()  # its WAL and shared memory were the deleted file's: they go with it
+        self.db, self._file = None, None
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        log.error(
+            "the state database %s was deleted while gridwatch ran: written again from the open database, nothing lost",
+            self.path,
+        )
+        self._reopen()
+
+    def _reopen(self) -> None:
+        """Open the file at the path after :meth:`_rewrite` (again at each write until it opens)."""
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as exc:
+            if self.db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.conn.close()
+            self.db = None
+            raise StateFileGone(
+                f"the state database {self.path} was written again but cannot be opened: {exc}"
+            ) from None
 
     # -- running work on the store thread ---------------------------------------------------
     def call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -228,10 +440,20 @@ class Store:
     def writable(self) -> bool:
         return self.write_error is None
 
+    def call_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``call`` for a write: on the file at the path, or a :class:`StateFileGone`."""
+        return self._pool.submit(self._checked, fn, *args).result()
+
+    def _checked(self, fn: Callable[..., T], *args: Any) -> T:
+        if self.db is None and self._opened:  # written again, not opened yet
+            self._reopen()
+        self._verify_file()
+        return fn(self._db(), *args)
+
     async def awrite(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         """``acall`` for a write: a storage fault is reported and raised as StateWriteError."""
         try:
-            result = await self.acall(fn, *args)
+            result = await asyncio.wrap_future(self._pool.submit(self._checked, fn, *args))
         except sqlite3.Error as exc:
             if not storage_fault(exc):
                 raise
@@ -308,7 +530,7 @@ class PluginState:
 
     def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         try:
-            return self.store.call(fn)
+            return self.store.call_write(fn)
         except sqlite3.Error as exc:  # a full disk fails the check; the operator hears of it once
             if storage_fault(exc):
                 self.store.write_failed(f"the state of check {self.check}", exc)

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -218,6 +219,59 @@ def test_promtool_accepts_the_metrics(setup):
         _, body = d.get("/metrics")
     res = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
     assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), res
+
+
+PROCESS = (
+    "process_cpu_seconds_total",
+    "process_max_fds",
+    "process_open_fds",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_virtual_memory_bytes",
+)
+
+
+def test_process_metrics_and_a_gzip_scrape_pass_promtool(setup):
+    import gzip
+
+    from tests.components import require
+
+    promtool = require("promtool", "prometheus")
+    tmp_path, port = setup
+    cfg = write_config(tmp_path, port, SQL_CHECK + FAULTY)
+    with DaemonProcess(cfg, port) as d:
+        wait_for(lambda: d.get("/readyz")[0] == 200, 15, "readiness")
+        _, plain = d.get("/metrics")
+        req = urllib.request.Request(d.base + "/metrics", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            encoding, vary, packed = resp.headers["Content-Encoding"], resp.headers["Vary"], resp.read()
+        om = urllib.request.Request(
+            d.base + "/metrics",
+            headers={"Accept-Encoding": "gzip", "Accept": "application/openmetrics-text; version=1.0.0"},
+        )
+        with urllib.request.urlopen(om, timeout=10) as resp:
+            openmetrics = gzip.decompress(resp.read())
+    assert (encoding, vary) == ("gzip", "Accept-Encoding")
+    unpacked = gzip.decompress(packed)
+    assert len(packed) < len(unpacked)
+    for body in (plain, unpacked):
+        res = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
+        assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), res
+        names = {line.split()[2] for line in body.decode().splitlines() if line.startswith("# TYPE ")}
+        assert names >= set(PROCESS)
+    # the same series: the checks' (rendered once per change) equal, the live ones present in both
+    lines = lambda body: [x for x in body.decode().splitlines() if x.startswith("gridwatch_custom_open_cases")]  # noqa: E731
+    assert (
+        lines(unpacked)
+        == lines(plain)
+        == [
+            'gridwatch_custom_open_cases{street="东街街道"} 2.0',
+            'gridwatch_custom_open_cases{street="西街街道"} 1.0',
+        ]
+    )
+    series = lambda body: {x.split(" ")[0] for x in body.decode().splitlines() if not x.startswith("#")}  # noqa: E731
+    assert series(unpacked) == series(plain)
+    assert openmetrics.endswith(b"# EOF\n") and openmetrics.count(b"# EOF") == 1
 
 
 def test_openmetrics_when_asked(setup):

@@ -42,10 +42,17 @@ class GridRegistry:
         self.select = select  # sharding: which grids this instance watches
         self._cache: GridSet | None = None
         self._loaded = -float("inf")
+        self.attempted = False  # a load has ended (read, or failed): rules may trust cached()
 
     def load(self, ctx: RunContext) -> GridSet:
         if self._cache is not None and time.monotonic() - self._loaded < self.ttl:
             return self._cache
+        try:
+            return self._read(ctx)
+        finally:
+            self.attempted = True
+
+    def _read(self, ctx: RunContext) -> GridSet:
         source = self.source
         source.require("grids", COLUMNS, deadline=ctx.deadline)  # a mistyped name fails, never reads a constant
         optional = tuple(c for c in OPTIONAL if source.has("grids", c, deadline=ctx.deadline))
@@ -82,7 +89,13 @@ class GridRegistry:
         return self._cache if self._cache is not None else EMPTY
 
     def invalidate(self) -> None:
-        self._cache = None
+        """Read again at the next load; until then the last grids stay (the board, the rules)."""
+        self._loaded = -float("inf")
+
+    def adopt(self, other: GridRegistry) -> None:
+        """Take over the grids another registry of the same source loaded (a reload): the rules
+        and the board go on with them instead of an empty registry until the next read."""
+        self._cache, self._loaded, self.attempted = other._cache, other._loaded, other.attempted
 
 
 def _day(value: Any, ctx: RunContext, source: str, fmt: str = ISO) -> date | None:

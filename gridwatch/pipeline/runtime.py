@@ -157,6 +157,24 @@ class Runtime:
             select = shard_selector(s.shard, s.shard_by)
             self.registry = GridRegistry(self.sources[s.grids_source], ttl=s.grids_refresh, select=select)
 
+    def keep_grids(self, old: Runtime) -> bool:
+        """After a reload, take the grids ``old`` loaded when this registry reads the same source the
+        same way: rules evaluated against a registry not read yet would resolve every alert that
+        matches on a grid's street or community, and fire it again once it is read."""
+        a, b = self.settings, old.settings
+        if self.registry is None or old.registry is None or a.grids_source is None:
+            return False
+        if (a.grids_source, a.shard, a.shard_by) != (b.grids_source, b.shard, b.shard_by):
+            return False
+        if a.sources.get(a.grids_source) != b.sources.get(a.grids_source):
+            return False
+        self.registry.adopt(old.registry)
+        return True
+
+    def grids_settled(self) -> bool:
+        """Whether the registry has been read (or failed to be) since this runtime began."""
+        return self.registry is None or self.registry.attempted
+
     def states(self) -> tuple[dict[str, CheckState], dict[str, SourceState]]:
         return (
             {n: r.state for n, r in self.runners.items()},

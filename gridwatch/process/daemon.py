@@ -37,6 +37,7 @@ from gridwatch.web.selfmetrics import (
     rows_read_families,
     state_db_families,
 )
+from gridwatch.web.server import Gate, GatedSite, descriptors
 from gridwatch.web.views import Inputs, Pages
 
 log = logging.getLogger("gridwatch.process.daemon")
@@ -77,6 +78,7 @@ class Daemon:
         self.alerting: Alerting | None = None
         self.view: ReadModel | None = None  # what the web layer reads; replaced whole on reload
         self._web: web.AppRunner | None = None
+        self.gate: Gate | None = None  # the open connections (made in start)
         self._tls: ssl.SSLContext | None = None
         self._background: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -87,7 +89,7 @@ class Daemon:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._background.append(self.loop_lag.start())  # from the start: start-up work blocks the loop too
-        await loop.run_in_executor(None, self.store.open)
+        await loop.run_in_executor(None, lambda: self.store.open(exclusive=True))  # one daemon per database
         self.runtime, _ = assemble(self.settings, self.host, self.store, loop, self.results, clock=self._wall)
         self._look_around(self.runtime, grids=True)
         self.alerting = self._alerting(self.settings, self.runtime)
@@ -99,8 +101,13 @@ class Daemon:
         )
         await self._web.setup()
         self._tls = server_tls(self.settings)
-        site = web.TCPSite(self._web, self.settings.host, self.settings.port, reuse_address=True, ssl_context=self._tls)
+        assert self._web.server is not None
+        self.gate = Gate(self._web.server, descriptors(self.settings.max_connections), self.settings.client_timeout)
+        site = GatedSite(
+            self._web, self.settings.host, self.settings.port, self.gate, reuse_address=True, ssl_context=self._tls
+        )
         await site.start()
+        self._background.append(asyncio.create_task(self.gate.sweeping(), name="connections"))
         log.info(
             "gridwatch %s listening on %s://%s:%d with %d check(s)",
             __version__,
@@ -154,13 +161,14 @@ class Daemon:
         return Alerting(settings, self.host, self.store, runtime.env, clock=self._wall)
 
     def _rule_inputs(self) -> tuple[list[Sample], dict[str, Grid]] | None:
-        """Samples and grids for the rules; None until every check has run once, lest the samples
-        not read yet after a restart look like cleared conditions (resolving firing alerts only to
-        fire them again, and restarting ``for`` timers)."""
-        if self._waiting():
-            return None
+        """Samples and grids for the rules; None until every check has run once (or kept its
+        samples through a reload) and the grid registry has been read (or kept), lest samples or
+        grids not read yet look like cleared conditions (resolving firing alerts only to fire them
+        again, and restarting ``for`` timers)."""
         runtime = self.runtime
-        grids = runtime.registry.cached() if runtime is not None and runtime.registry is not None else {}
+        if self._waiting() or runtime is None or not runtime.grids_settled():
+            return None
+        grids = runtime.registry.cached() if runtime.registry is not None else {}
         return self.results.all_samples(), grids
 
     def _start_scheduler(self) -> None:
@@ -215,6 +223,8 @@ class Daemon:
             self.settings.client_timeout,
         ):
             log.warning("server.listen, tls on/off, client_timeout and state.path changes take effect on restart")
+        if self.gate is not None:
+            self.gate.limit = descriptors(settings.max_connections)
         if self._tls is not None and settings.tls_cert is not None and settings.tls_key is not None:
             try:  # a renewed certificate: new connections get it, open ones keep theirs
                 self._tls.load_cert_chain(settings.tls_cert, settings.tls_key, password=lambda: b"")
@@ -231,12 +241,13 @@ class Daemon:
             if was is not None and was.busy is not None and not was.busy.done():
                 runner.busy = was.busy
         self.results.replace(*runtime.states())
+        runtime.keep_grids(old)
         old.close()
         previous, self.alerting = self.alerting, alerting
         await alerting.start(self._rule_inputs, previous)
         self.view = self._view()
         self._start_scheduler()
-        self._look_around(runtime)
+        self._look_around(runtime, grids=True)  # a new registry is read now, a kept one when due
         self.results.reload_ok = True
         systemd.notify("READY=1")
         log.info("config reloaded: %d check(s)", len(runtime.runners))

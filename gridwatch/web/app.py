@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import ssl
@@ -20,6 +21,7 @@ from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
 from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
 from gridwatch.web import board, openapi
+from gridwatch.web.compress import accepts_gzip, gzip_chunks
 from gridwatch.web.views import json_bytes
 
 if TYPE_CHECKING:
@@ -57,6 +59,9 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except asyncio.CancelledError:
         raise
+    except ConnectionError:  # the client went away (a scraper's timeout): nobody to answer, nothing wrong
+        log.debug("the client of %s went away before its answer was written", request.path)
+        return web.Response(status=499)
     except Exception:
         log.exception("unhandled error serving %s", request.path)
         return json_response({"error": "internal server error", "status": 500}, 500)
@@ -67,19 +72,25 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     live = encoder(model.registry)  # a few dozen lines about gridwatch itself, fresh every time
-    grids = await model.pages.exposition(openmetrics)  # the rest: rendered once per change
     if openmetrics:
         live = live.removesuffix(b"# EOF\n")
     tail = b"# EOF\n" if openmetrics else b""
-    response = web.StreamResponse(headers={"Content-Type": content_type})
-    response.content_length = len(live) + len(grids) + len(tail)
-    await response.prepare(request)
+    headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        # the rest, compressed once per change; only the live part is compressed per scrape
+        chunks = gzip_chunks(live, await model.pages.exposition_gzip(openmetrics), tail)
+        headers["Content-Encoding"] = "gzip"
+    else:  # the rest: rendered once per change, written as it is (shared, not copied)
+        chunks = [live, await model.pages.exposition(openmetrics), tail]
+    response = web.StreamResponse(headers=headers)
+    response.content_length = sum(len(c) for c in chunks)
     try:
-        for chunk in (live, grids, tail):  # written as they are: the big one is shared, not copied
+        await response.prepare(request)
+        for chunk in chunks:
             await response.write(chunk)
         await response.write_eof()
     except ConnectionError:  # the scraper gave up (its timeout): nothing to answer to
-        pass
+        log.debug("a scraper went away before its answer was written")
     return response
 
 
@@ -284,6 +295,50 @@ async def openapi_document(request: web.Request) -> web.Response:
     return json_response(openapi.document(model.settings, [s.name for s in model.push_sources()]))
 
 
+# -- which host --------------------------------------------------------------------------------
+
+
+def host_name(host: str) -> str:
+    """The name in a ``Host`` header: without the port, lower case, no trailing dot."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    name, _, port = host.rpartition(":")
+    if name and port.isdigit():
+        host = name
+    return host.rstrip(".").lower()
+
+
+def known_host(settings: Settings, host: str | None) -> bool:
+    """Whether a request names this gridwatch: an IP address (a page of another site cannot make a
+    browser send one: DNS rebinding needs a name), ``localhost``, or one of ``[server] hostnames``
+    (by default the listen address). Checked while reads are open (a rebinding page has no
+    credentials to read with), and always once ``hostnames`` is set."""
+    if host is None or (settings.hostnames is None and settings.reads_protected):
+        return True
+    name = host_name(host)
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    allowed = settings.hostnames if settings.hostnames is not None else [host_name(settings.host)]
+    return name == "localhost" or name in allowed
+
+
+@web.middleware
+async def host_check(request: web.Request, handler: Any) -> web.StreamResponse:
+    """421 for a ``Host`` this gridwatch does not go by (DNS rebinding); health probes never."""
+    if request.path not in OPEN_PATHS and not known_host(request.app[READ]().settings, request.headers.get(hdrs.HOST)):
+        raise web.HTTPMisdirectedRequest(text="this host name is not one of [server] hostnames")
+    return await handler(request)
+
+
+async def no_store(request: web.Request, response: web.StreamResponse) -> None:
+    """An answer to a request with credentials is not kept by a browser or proxy cache."""
+    if hdrs.AUTHORIZATION in request.headers:
+        response.headers[hdrs.CACHE_CONTROL] = "no-store"
+
+
 # -- who may read ------------------------------------------------------------------------------
 
 OPEN_PATHS = {"/healthz", "/readyz"}  # systemd and load balancers probe these without credentials
@@ -349,8 +404,9 @@ def server_tls(settings: Settings) -> ssl.SSLContext | None:
 
 def make_app(read: Callable[[], ReadModel]) -> web.Application:
     """The HTTP surface over ``read()``, the current read model."""
-    app = web.Application(middlewares=[json_errors, read_access], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[json_errors, host_check, read_access], client_max_size=MAX_BODY)
     app[READ] = read
+    app.on_response_prepare.append(no_store)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

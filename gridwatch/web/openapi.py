@@ -350,6 +350,8 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
         if settings.token_sha256:
             read_security.append({"writeToken": []})
     unauthorized = {"401": _error("credentials missing or wrong")} if read_security else {}
+    if settings is None or not settings.reads_protected or getattr(settings, "hostnames", None) is not None:
+        unauthorized["421"] = _error("the Host header names neither an IP address, localhost nor [server] hostnames")
 
     def read(summary: str, ok: dict[str, Any], **more: Any) -> dict[str, Any]:
         op = {"summary": summary, "responses": {"200": ok, **unauthorized, **more.pop("responses", {})}, **more}
@@ -364,6 +366,8 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
         }
         if security != "writeToken":
             auth.pop("403")
+        if "421" in unauthorized:
+            auth["421"] = unauthorized["421"]
         return {"summary": summary, "security": [{security: []}], "responses": {**responses, **auth}, **more}
 
     body_errors = {

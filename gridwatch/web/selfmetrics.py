@@ -7,9 +7,11 @@ grids' families and the checks' samples, far larger, are rendered once per chang
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -98,9 +100,23 @@ def loop_lag_families(monitor: Any) -> Iterator[Metric]:
     )
 
 
+class ProcessMetrics(ProcessCollector):
+    """``process_*`` (memory, CPU seconds, open and allowed descriptors, start time), as every
+    Prometheus client exposes them. prometheus_client reads the boot time from ``/proc/stat``,
+    which systemd's ``ProcSubset=pid`` hides: then it comes from the clock, not from nowhere (the
+    collector would otherwise yield nothing at all)."""
+
+    def _boot_time(self) -> float:
+        try:
+            return float(super()._boot_time())
+        except (OSError, TypeError):
+            return time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 def registry(collector: GridwatchCollector) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(collector)
+    ProcessMetrics(registry=reg)
     return reg
 
 

@@ -22,6 +22,7 @@ from gridwatch.pipeline import light
 from gridwatch.pipeline.light import GridLight
 from gridwatch.pipeline.results import CheckState, explain
 from gridwatch.rules import Rule
+from gridwatch.web.compress import Deflated, deflate
 from gridwatch.web.exposition import Family, SampleText, gauge, join
 from gridwatch.web.memo import Memo
 
@@ -101,6 +102,10 @@ class Pages:
         self._bodies = {
             om: Memo(lambda: (self.lights.value, self._samples.value), self._joiner(om), pool) for om in (False, True)
         }
+        self._gzipped = {om: Memo(self._body_of(om), deflate, pool) for om in (False, True)}
+
+    def _body_of(self, openmetrics: bool) -> Callable[[], tuple[bytes | None]]:
+        return lambda: (self._bodies[openmetrics].value,)
 
     # -- the lights ----------------------------------------------------------------------------
     def _light_inputs(self) -> tuple[Any, ...]:
@@ -147,6 +152,8 @@ class Pages:
             try:
                 for openmetrics in (False, True):  # Prometheus asks for OpenMetrics, curl for text
                     await self.exposition(openmetrics)
+                    if self._gzipped[openmetrics].value is not None:  # someone scrapes it compressed
+                        await self.exposition_gzip(openmetrics)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -161,6 +168,11 @@ class Pages:
         await self.lights.get()
         await self._samples.get()
         return await self._bodies[openmetrics].get()
+
+    async def exposition_gzip(self, openmetrics: bool) -> Deflated:
+        """:meth:`exposition` compressed, to sit in the middle of a gzip stream (once per change)."""
+        await self.exposition(openmetrics)
+        return await self._gzipped[openmetrics].get()
 
 
 def families(lights: list[GridLight]) -> list[Family]:
