@@ -56,15 +56,17 @@ def quiet_config(tmp_path: Path, port: int, hook: str) -> Path:
 # -- one gridwatch per state database ----------------------------------------------------------
 
 
-def test_a_second_daemon_or_once_on_the_same_state_database_is_refused(tmp_path, recorder):
+def test_a_second_daemon_on_the_same_state_database_is_refused(tmp_path, recorder):
+    """A second daemon is refused; ``once`` keeps its state in a database of its own, so it runs
+    beside the daemon and leaves the daemon's untouched (DOMAIN.md §5: a replay writes nothing)."""
     write_data(tmp_path, {"G1": 1, "G2": 1})
     port, other = free_port(), free_port()
-    cfg = write_config(tmp_path, port, f"{recorder.url}/hook")
+    cfg = quiet_config(tmp_path, port, f"{recorder.url}/hook")  # writes nothing after its first round
     second = tmp_path / "second.toml"
     second.write_text(cfg.read_text(encoding="utf-8").replace(f"127.0.0.1:{port}", f"127.0.0.1:{other}"))
     with DaemonProcess(cfg, port) as d:
         wait_for(lambda: d.get("/readyz")[0] == 200, 15, "readiness")
-        for args in (("run", "-c", str(second)), ("once", "-c", str(cfg))):
+        for args in (("run", "-c", str(second)),):
             try:
                 res = gridwatch(*args, timeout=30)
             except subprocess.TimeoutExpired:
@@ -75,6 +77,9 @@ def test_a_second_daemon_or_once_on_the_same_state_database_is_refused(tmp_path,
                 f"gridwatch: the state database {tmp_path / 'state.db'} is in use by another gridwatch "
                 f"process (pid {d.proc.pid}): one gridwatch per state database"
             ], res.stderr
+        before = (tmp_path / "state.db").read_bytes()
+        assert gridwatch("once", "-c", str(cfg)).returncode == 0
+        assert (tmp_path / "state.db").read_bytes() == before
         assert d.get("/readyz")[0] == 200  # the first one never noticed
         assert d.stop() == 0
     assert gridwatch("once", "-c", str(cfg)).returncode == 0  # the lock goes with its process
