@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.api import Options
+from gridwatch.api import Deduction, Options
 from gridwatch.durations import Duration
 from gridwatch.rules import Rule
 
@@ -83,6 +83,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_timeout: float = 30.0
+    assessment: dict[str, Deduction] = field(default_factory=dict)
+    """the scorecard items in force (``[assessment]`` over the defaults), by name"""
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property
