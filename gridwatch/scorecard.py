@@ -193,13 +193,13 @@ def figures(
     return out
 
 
-def _n(x: float) -> str:
-    """A number as people write it: 3, 2.5, 0.33."""
-    return f"{round(x, 2):g}" if abs(x) < 1e15 else f"{x:.0f}"
+def _n(x: float, digits: int = 2) -> str:
+    """A number as people write it: 3, 2.5, 0.33, 1200 (never 1.2e+03)."""
+    return f"{x:.{digits}f}".rstrip("0").rstrip(".")
 
 
 def _pct(x: float) -> str:
-    return f"{round(x * 100, 1):g}%"
+    return _n(x * 100, 1) + "%"
 
 
 @dataclass(frozen=True)
