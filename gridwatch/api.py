@@ -266,6 +266,38 @@ class Title:
 
 
 @dataclass(frozen=True, slots=True)
+class Ratio:
+    """A ratio metric's numerator and denominator, two count metrics with the ratio's labels.
+
+    Roll-ups (DOMAIN.md §7) add the numerators and the denominators of many grids and divide the
+    sums, never average the grids' ratios: a check declares them in :attr:`Check.ratios`, and
+    publishes both counts for every series, 0 included, even when the ratio itself is left out."""
+
+    numerator: str
+    denominator: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deduction:
+    """A scorecard item (DOMAIN.md §6) fed by a check's metric, with its default weight and cap.
+
+    With a ``target`` it is a ratio item: ``points`` per percentage point the grid's ratio (its
+    series pooled through :attr:`Check.ratios`) is below the target. Without one it is a count
+    item: ``points`` per unit of the metric (its series summed). Either way at most ``cap``
+    points. ``[assessment.NAME]`` overrides ``points``, ``cap`` and ``target`` by the item's name.
+    """
+
+    metric: str
+    title: str
+    """what the scorecard calls the figure, in Chinese: ``走访覆盖率``"""
+    points: float
+    cap: float
+    target: float | None = None
+    unit: str = ""
+    """what a count item counts, in Chinese: ``户``, ``件``"""
+
+
+@dataclass(frozen=True, slots=True)
 class Grid:
     """One grid of the registry: the finest public unit."""
 
@@ -552,6 +584,10 @@ class Check(Generic[OptionsT_co]):
     titles: ClassVar[dict[str, Title]] = {}
     """What people call each metric, and how its values read (the status board's grid detail):
     the core names no check's metric, so a metric without a title is shown by its name."""
+    ratios: ClassVar[dict[str, Ratio]] = {}
+    """The numerator and denominator of each ratio metric, for the roll-ups that pool them."""
+    deductions: ClassVar[dict[str, Deduction]] = {}
+    """Scorecard items by name (``[assessment.NAME]``), in force while a check of the type runs."""
 
     def __init__(self, name: str, options: OptionsT_co, source: Source | None, env: Environment):
         self.name = name

@@ -8,6 +8,7 @@ types alike.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -24,10 +25,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gridwatch.api import Check, Notifier, Options, Source
+from gridwatch.api import Check, Deduction, Notifier, Options, Source
 from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
+from gridwatch.scorecard import ItemOptions, default_items
 from gridwatch.settings import AlertingSection, CheckSpec, NotifierSpec, Settings, SourceSpec
 from gridwatch.tokens import digest
 
@@ -194,6 +196,8 @@ class Root(_Strict):
     alerting: AlertingSection = AlertingSection()
     notifiers: dict[str, dict[str, Any]] = {}
     rules: list[dict[str, Any]] = []
+    assessment: dict[str, Any] = {}
+    """scorecard items by name: points, cap, target (checked against the items in force)"""
     grids: GridsSection = GridsSection()
     calendar: CalendarSection = CalendarSection()
     server: ServerSection = ServerSection()
@@ -420,6 +424,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
             notifiers[name] = NotifierSpec(name, spec[0].type, spec[1])
 
     rules = _rules(data, host, checks, fname, errors)
+    assessment = _assessment(data, host, checks, fname, errors)
 
     if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
         errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
@@ -458,6 +463,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         client_timeout=root.server.client_timeout,
         max_connections=root.server.max_connections,
         hostnames=root.server.hostnames,
+        assessment=assessment,
         raw=data,
     )
 
@@ -569,6 +575,33 @@ def _rules(
             continue
         rules[rule.alert] = rule
     return rules
+
+
+def _assessment(
+    data: dict[str, Any], host: PluginHost, checks: list[CheckSpec], fname: str, errors: list[ConfigError]
+) -> dict[str, Deduction]:
+    """The scorecard items in force: the defaults of the light days and of the configured checks'
+    types, with ``[assessment.NAME]`` changing their points, caps and targets."""
+    items = default_items(cls for c in checks if (cls := host.check_type(c.type)) is not None)
+    every = default_items(host.types["check"].values())
+    for name, entry in _table(data, "assessment").items():
+        prefix = _join("assessment", name)
+        if name not in items:
+            why = (
+                f"no configured check feeds scorecard item {name!r}"
+                if name in every
+                else f"unknown scorecard item {name!r}"
+            )
+            errors.append(ConfigError(fname, prefix, f"{why} (in force: {', '.join(items)})"))
+            continue
+        item = _validate(ItemOptions, entry, prefix, fname, errors)
+        if item is None:
+            continue
+        if item.target is not None and items[name].target is None:
+            errors.append(ConfigError(fname, f"{prefix}.target", f"{name} is a count: it has no target"))
+            continue
+        items[name] = dataclasses.replace(items[name], **item.model_dump(exclude_none=True))
+    return items
 
 
 def _token_digest(server: ServerSection) -> str | None:

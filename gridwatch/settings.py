@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gridwatch.api import Options
+from gridwatch.api import Deduction, Options
 from gridwatch.durations import Duration
 from gridwatch.rules import Rule
 
@@ -87,6 +87,8 @@ class Settings:
     client_timeout: float = 30.0
     max_connections: int = 512
     hostnames: list[str] | None = None  # None: the check applies only while reads are open
+    assessment: dict[str, Deduction] = field(default_factory=dict)
+    """the scorecard items in force (``[assessment]`` over the defaults), by name"""
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property

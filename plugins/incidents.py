@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Reason, RunContext, Sample, Title
+from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Deduction, Ratio, Reason, RunContext, Sample, Title
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.feeds import IncrementalOptions, Tracker
@@ -58,6 +58,13 @@ REWORK = "gridwatch_incidents_rework_ratio"
 EXTENSION = "gridwatch_incidents_extension_ratio"
 ESCALATED = "gridwatch_incidents_escalated"
 MAX_OVERDUE = "gridwatch_incidents_max_overdue_seconds"
+# the counts beside the KPIs (DOMAIN.md §7): each ratio's numerator and denominator, 0 included
+DUE = "gridwatch_incidents_due"
+DUE_CLOSED = "gridwatch_incidents_due_closed"
+DUE_ON_TIME = "gridwatch_incidents_due_closed_on_time"
+DUE_EXTENDED = "gridwatch_incidents_due_extended"
+CLOSED = "gridwatch_incidents_closed"
+CLOSED_REWORKED = "gridwatch_incidents_closed_reworked"
 LEVELS = ("overdue", "re_reported", "supervised")  # the escalation ladder, bottom up
 DAY = 86400.0
 
@@ -131,6 +138,12 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
         "re_reported (二次通报), supervised (挂牌督办); every level for every grid.",
         MAX_OVERDUE: "Seconds the longest-overdue open incident of a level is past its deadline "
         "(only levels with incidents).",
+        DUE: "Incidents whose deadline fell in the window (the KPIs' denominator).",
+        DUE_CLOSED: "Due incidents now closed (结案率's numerator).",
+        DUE_ON_TIME: "Due incidents closed by their deadline (按期结案率's numerator).",
+        DUE_EXTENDED: "Due incidents with an approved extension (延期率's numerator).",
+        CLOSED: "Incidents closed in the window (返工率's denominator).",
+        CLOSED_REWORKED: "Incidents closed in the window that were reopened (返工率's numerator).",
     }
     titles = {
         OPEN: Title("未结案件", "Open cases", "count"),
@@ -140,6 +153,22 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
         ON_TIME: Title("按期结案率", "On-time closure ratio", "ratio"),
         REWORK: Title("返工率", "Rework ratio", "ratio"),
         EXTENSION: Title("延期率", "Extension ratio", "ratio"),
+        DUE: Title("到期案件", "Due cases", "count"),
+        DUE_CLOSED: Title("到期已结案件", "Due cases closed", "count"),
+        DUE_ON_TIME: Title("到期按期结案件", "Due cases closed on time", "count"),
+        DUE_EXTENDED: Title("到期延期案件", "Due cases extended", "count"),
+        CLOSED: Title("结案件数", "Cases closed", "count"),
+        CLOSED_REWORKED: Title("返工案件", "Closed cases reworked", "count"),
+    }
+    ratios = {
+        CLOSURE: Ratio(DUE_CLOSED, DUE),
+        ON_TIME: Ratio(DUE_ON_TIME, DUE),
+        EXTENSION: Ratio(DUE_EXTENDED, DUE),
+        REWORK: Ratio(CLOSED_REWORKED, CLOSED),
+    }
+    deductions = {
+        "incidents_overdue": Deduction(OVERDUE, "超期未办结案件", 2.0, 10.0, unit="件"),
+        "on_time_closure": Deduction(ON_TIME, "按期结案率", 0.5, 10.0, target=0.90),
     }
 
     class Options(IncrementalOptions):
@@ -286,7 +315,13 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
                 yield Sample(MAX_OVERDUE, {"grid": grid, "level": level}, late)
             if t.oldest is not None:
                 yield Sample(OLDEST, label, (now - t.oldest).total_seconds())
-            # a ratio with nothing to divide by is not reported at all
+            # the counts always (0 is a fact); a ratio with nothing to divide by not at all
+            yield Sample(DUE, label, t.due)
+            yield Sample(DUE_CLOSED, label, t.due_closed)
+            yield Sample(DUE_ON_TIME, label, t.due_on_time)
+            yield Sample(DUE_EXTENDED, label, t.due_extended)
+            yield Sample(CLOSED, label, t.closed)
+            yield Sample(CLOSED_REWORKED, label, t.closed_reworked)
             if t.due:
                 yield Sample(CLOSURE, label, t.due_closed / t.due)
                 yield Sample(ON_TIME, label, t.due_on_time / t.due)

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import field_validator
 
-from gridwatch.api import RED, YELLOW, Check, Reason, RunContext, Sample, Title
+from gridwatch.api import RED, YELLOW, Check, Deduction, Ratio, Reason, RunContext, Sample, Title
 from gridwatch.calendar import (
     REPORT_KINDS,
     due_time,
@@ -53,6 +53,8 @@ DAILY = "gridwatch_report_daily_status"
 OVERDUE = "gridwatch_report_overdue"
 ON_TIME = "gridwatch_report_on_time_ratio"
 DUE_SOON = "gridwatch_report_due_soon"
+EXPECTED = "gridwatch_report_expected"  # the reporting ratio's denominator
+ON_TIME_COUNT = "gridwatch_report_on_time"  # and its numerator
 
 KIND_ZH = {
     "daily": "日报",
@@ -111,6 +113,8 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
         OVERDUE: "1 if the latest period of a periodic report is past due with no submission.",
         ON_TIME: "On-time submissions / expected submissions over the window (上报率).",
         DUE_SOON: "1 if the next period of a periodic report is due within the lead time and not yet submitted.",
+        EXPECTED: "Submissions expected over the window (上报率's denominator).",
+        ON_TIME_COUNT: "Submissions on time over the window (上报率's numerator).",
     }
     titles = {
         DAILY: Title(
@@ -127,7 +131,11 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
         OVERDUE: Title("逾期未报", "Report overdue", "flag"),
         ON_TIME: Title("上报率", "On-time reporting ratio", "ratio"),
         DUE_SOON: Title("即将到期", "Report due soon", "flag"),
+        EXPECTED: Title("应报次数", "Expected submissions", "count"),
+        ON_TIME_COUNT: Title("按时报送次数", "Submissions on time", "count"),
     }
+    ratios = {ON_TIME: Ratio(ON_TIME_COUNT, EXPECTED)}
+    deductions = {"reporting": Deduction(ON_TIME, "上报率", 1.0, 10.0, target=0.90)}
 
     class Options(IncrementalOptions):
         cutoff: time = time(20, 0)
@@ -161,7 +169,7 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
         """The daily status only while daily reports are expected, overdue and due-soon only
         for periodic kinds: a rule on a metric no check produces is then a config error."""
         assert isinstance(options, cls.Options)
-        out = {ON_TIME}
+        out = {ON_TIME, EXPECTED, ON_TIME_COUNT}
         if "daily" in options.expect:
             out.add(DAILY)
         if any(kind != "daily" for kind in options.expect):
@@ -186,7 +194,7 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
         # A grid's on-time ratios and past daily lights change only with its own rows or when the
         # periods in the window change (about twice a day): between, a run grades again only the
         # grids that got rows, and stores only the lights that changed.
-        self._graded: dict[str, list[tuple[str, float]]] = {}  # grid -> on-time ratio by kind
+        self._graded: dict[str, list[tuple[str, int, int]]] = {}  # grid -> (kind, on time, expected)
         self._graded_for: Any = None  # the periods those grades are for
         self._dirty: set[str] = set()  # grids with rows since they were graded
         self._stored: dict[str, dict[str, str]] = {}  # grid -> day -> light, as in the state database
@@ -295,13 +303,14 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
                 stored = self._stored.get(grid, {})
                 changed += [(grid, p, c) for p, c in lit.items() if stored.get(p) != c]
                 self._stored[grid] = lit  # days that left the window stay as they were stored
-                # a window shorter than the kind's cycle expects nothing: no ratio
                 ratios = self._graded[grid] = [
-                    (kind, sum(first.get((grid, kind, p), math.inf) <= due for p, due in periods) / len(periods))
+                    (kind, sum(first.get((grid, kind, p), math.inf) <= due for p, due in periods), len(periods))
                     for kind, periods in windows.items()
-                    if periods
                 ]
-            samples += [Sample(ON_TIME, {**label, "kind": kind}, ratio) for kind, ratio in ratios]
+            for kind, on_time, owed in ratios:  # a window shorter than the kind's cycle: no ratio
+                by_kind = {**label, "kind": kind}
+                samples += [Sample(EXPECTED, by_kind, owed), Sample(ON_TIME_COUNT, by_kind, on_time)]
+                samples += [Sample(ON_TIME, by_kind, on_time / owed)] if owed else []
             for kind in periodic:
                 period, _ = latest[kind]
                 overdue = (grid, kind, period) not in first  # a late submission is not overdue

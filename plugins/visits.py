@@ -7,6 +7,8 @@ Reads ``households`` and ``visits`` in the standard schema, and the optional
 - ``gridwatch_visit_coverage_ratio{grid}`` — households visited in [now − window, now]
   (both ends included) / registered households; no sample when the grid has none;
 - ``gridwatch_visit_unvisited_households{grid}`` — households not visited in that window;
+- ``gridwatch_visit_visited_households{grid}`` — households visited in that window: coverage's
+  numerator, beside its denominator ``gridwatch_grid_households`` (0 included), so roll-ups pool;
 - ``gridwatch_visit_key_households_overdue{grid,category}`` — key households (category
   neither NULL nor empty) whose last visit is older than the category's interval, or
   never visited; one sample (possibly 0) per grid and category that has key households.
@@ -41,7 +43,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from sys import intern
 from typing import Any
 
-from gridwatch.api import YELLOW, Check, Grid, Reason, RunContext, Sample, Title
+from gridwatch.api import YELLOW, Check, Deduction, Grid, Ratio, Reason, RunContext, Sample, Title
 from gridwatch.durations import Duration
 from gridwatch.feeds import IncrementalOptions, Tracker
 from gridwatch.hookspecs import hookimpl
@@ -56,6 +58,7 @@ VISIT_COLUMNS = ("visit_id", "household_id", "grid_id", "visited_at")
 HOUSEHOLDS = "gridwatch_grid_households"
 COVERAGE = "gridwatch_visit_coverage_ratio"
 UNVISITED = "gridwatch_visit_unvisited_households"
+VISITED = "gridwatch_visit_visited_households"
 KEY_OVERDUE = "gridwatch_visit_key_households_overdue"
 
 CATEGORY_ZH = {
@@ -79,13 +82,20 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         HOUSEHOLDS: "Registered households of the grid.",
         COVERAGE: "Share of the grid's households visited at least once in the window.",
         UNVISITED: "Households of the grid without a visit in the window.",
+        VISITED: "Households of the grid visited at least once in the window (coverage's numerator).",
         KEY_OVERDUE: "Key households of a category whose last visit is older than its interval.",
     }
     titles = {
         HOUSEHOLDS: Title("登记户数", "Registered households", "count"),
         COVERAGE: Title("走访覆盖率", "Visit coverage", "ratio"),
         UNVISITED: Title("未走访户数", "Unvisited households", "count"),
+        VISITED: Title("已走访户数", "Visited households", "count"),
         KEY_OVERDUE: Title("重点人群超期未走访", "Key households overdue", "count"),
+    }
+    ratios = {COVERAGE: Ratio(VISITED, HOUSEHOLDS)}
+    deductions = {
+        "visit_coverage": Deduction(COVERAGE, "走访覆盖率", 1.0, 20.0, target=0.90),
+        "key_households_overdue": Deduction(KEY_OVERDUE, "重点人群超期未走访", 2.0, 10.0, unit="户"),
     }
 
     class Options(IncrementalOptions):
@@ -196,6 +206,7 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
             yield Sample(HOUSEHOLDS, labels, total)
             unvisited = bisect.bisect_left(seen, window_start)  # last visit before the window, or never
             yield Sample(UNVISITED, labels, unvisited)
+            yield Sample(VISITED, labels, total - unvisited)
             if total:
                 yield Sample(COVERAGE, labels, (total - unvisited) / total)
         for (grid, category), seen in sorted(self.by_key.items()):

@@ -179,10 +179,16 @@ def test_the_dashboard_parses_and_every_panel_queries_prometheus():
         "gridwatch_visit_key_households_overdue",
         "gridwatch_incidents_open",
         "gridwatch_incidents_overdue",
-        "gridwatch_incidents_closure_ratio",
-        "gridwatch_incidents_on_time_closure_ratio",
-        "gridwatch_incidents_rework_ratio",
-        "gridwatch_incidents_extension_ratio",
+        # the KPIs pooled from their counts (DOMAIN.md §7), never averaged from the grids' ratios
+        "gridwatch_incidents_due",
+        "gridwatch_incidents_due_closed",
+        "gridwatch_incidents_due_closed_on_time",
+        "gridwatch_incidents_due_extended",
+        "gridwatch_incidents_closed",
+        "gridwatch_incidents_closed_reworked",
+        "gridwatch_visit_visited_households",
+        "gridwatch_report_expected",
+        "gridwatch_report_on_time",
         "gridwatch_incidents_escalated",
         "gridwatch_report_daily_status",
         "gridwatch_check_runs_total",
@@ -191,6 +197,21 @@ def test_the_dashboard_parses_and_every_panel_queries_prometheus():
         "gridwatch_notification_queue_length",
     ):
         assert metric in exprs, f"no panel shows {metric}"
+
+
+def test_no_panel_averages_a_ratio_over_grids():
+    # a street's or the district's ratio is its grids' numerators over their denominators: averaging
+    # the grids' ratios weighs a grid with 1 case like one with 100
+    for p in dashboard()["panels"]:
+        for t in p.get("targets", []):
+            assert not re.search(r"\bavg\b[^/]*_ratio\b", t["expr"]), (p["title"], t["expr"])
+    panels = {p["title"]: p for p in dashboard()["panels"]}
+    for title in ("所选范围的指标（合并计算）", "各街道指标（合并计算）", "各社区指标（合并计算）", "四项指标"):
+        for t in panels[title]["targets"]:
+            if "/" in t["expr"]:
+                # numerators summed / denominators summed, a unit with nothing to divide by left out
+                pooled = r"sum(?: by \([a-z, ]+\) )?\(.+\) / \(sum(?: by \([a-z, ]+\) )?\(.+\) > 0\)"
+                assert re.fullmatch(pooled, t["expr"]), (title, t["expr"])
 
 
 LEVELS = {"超期": "overdue", "二次通报": "re_reported", "挂牌督办": "supervised"}  # DOMAIN.md §2, escalation

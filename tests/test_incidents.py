@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from gridwatch_plugins import incidents
 
+from gridwatch.api import Ratio
 from gridwatch.config import ConfigErrors
 from gridwatch.pipeline.light import compute
 from gridwatch.pytest_plugin import CheckRunner
@@ -30,6 +31,12 @@ EXTENSION = "gridwatch_incidents_extension_ratio"
 RATIOS = (CLOSURE, ON_TIME, REWORK, EXTENSION)
 ESCALATED = "gridwatch_incidents_escalated"
 MAX_OVERDUE = "gridwatch_incidents_max_overdue_seconds"
+DUE = "gridwatch_incidents_due"
+DUE_CLOSED = "gridwatch_incidents_due_closed"
+DUE_ON_TIME = "gridwatch_incidents_due_closed_on_time"
+DUE_EXTENDED = "gridwatch_incidents_due_extended"
+CLOSED = "gridwatch_incidents_closed"
+CLOSED_REWORKED = "gridwatch_incidents_closed_reworked"
 
 
 def case(incident_id: str, grid: str, reported: str, **kw: Any) -> dict[str, Any]:
@@ -205,11 +212,36 @@ def test_kpis_over_the_window(gridwatch_check):
         r.assert_absent(metric, grid="G3")
 
 
+COUNTS = (DUE, DUE_CLOSED, DUE_ON_TIME, DUE_EXTENDED, CLOSED, CLOSED_REWORKED)
+
+
+def test_each_ratio_has_its_numerator_and_denominator_beside_it(gridwatch_check):
+    r = run(KPI_CASES, KPI_NOW, gridwatch_check)
+    # G1: due K1-K4 = 4; of them closed K1, K2, K4 = 3, on time K1, K4 = 2, extended K4 = 1;
+    # closed in the window K1, K2, K4, K7 = 4, reworked K2, K7 = 2. G3: only K8 closed, not reworked.
+    # G2 has no case: every count is 0, published all the same (a 0 is a fact, a 0/0 ratio is not)
+    assert {m: r.by_grid(m) for m in COUNTS} == {
+        DUE: {"G1": 4, "G2": 0, "G3": 0},
+        DUE_CLOSED: {"G1": 3, "G2": 0, "G3": 0},
+        DUE_ON_TIME: {"G1": 2, "G2": 0, "G3": 0},
+        DUE_EXTENDED: {"G1": 1, "G2": 0, "G3": 0},
+        CLOSED: {"G1": 4, "G2": 0, "G3": 1},
+        CLOSED_REWORKED: {"G1": 2, "G2": 0, "G3": 0},
+    }
+    assert incidents.IncidentsCheck.ratios == {
+        CLOSURE: Ratio(DUE_CLOSED, DUE),
+        ON_TIME: Ratio(DUE_ON_TIME, DUE),
+        EXTENSION: Ratio(DUE_EXTENDED, DUE),
+        REWORK: Ratio(CLOSED_REWORKED, CLOSED),
+    }
+
+
 def test_grid_without_cases_has_no_ratio_samples(gridwatch_check):
     r = run(KPI_CASES, KPI_NOW, gridwatch_check)
     g2 = [s for s in r.samples if s.labels.get("grid") == "G2"]
-    # the overdue total and the three escalation levels are published for every grid, 0 included
-    assert [(s.metric, s.value) for s in g2] == [(OVERDUE, 0), *[(ESCALATED, 0)] * 3]
+    # the overdue total, the three escalation levels and the KPIs' counts are published for every
+    # grid, 0 included; the ratios are not
+    assert [(s.metric, s.value) for s in g2] == [(OVERDUE, 0), *[(ESCALATED, 0)] * 3, *[(m, 0) for m in COUNTS]]
 
 
 def test_low_on_time_ratio_fires_a_warning(gridwatch_check, gridwatch_alerts):
@@ -261,7 +293,7 @@ def test_labels_carry_no_ids(gridwatch_check):
     for s in r.samples:
         assert set(s.labels) <= {"grid", "severity", "stage", "level"}, s
         assert not ids & set(s.labels.values()), s
-    assert {s.metric for s in r.samples} == {OPEN, OVERDUE, OLDEST, *RATIOS, ESCALATED, MAX_OVERDUE}
+    assert {s.metric for s in r.samples} == {OPEN, OVERDUE, OLDEST, *RATIOS, ESCALATED, MAX_OVERDUE, *COUNTS}
 
 
 def test_default_rules_are_valid_and_use_metrics_the_check_produces():

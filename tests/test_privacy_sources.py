@@ -467,6 +467,9 @@ def test_no_personal_data_reaches_metrics_alerts_grids_notifications_or_logs(
             "/api/v1/alerts": json.dumps(gw.json("/api/v1/alerts"), ensure_ascii=False),
             "/api/v1/grids": json.dumps(gw.json("/api/v1/grids"), ensure_ascii=False),
             "/api/v1/status": json.dumps(gw.json("/api/v1/status"), ensure_ascii=False),
+            "/api/v1/summary": json.dumps(gw.json("/api/v1/summary?by=community"), ensure_ascii=False),
+            "/api/v1/assessment": json.dumps(gw.json("/api/v1/assessment"), ensure_ascii=False),
+            "/api/v1/assessment (CSV)": gw.get("/api/v1/assessment?format=csv")[1].decode("utf-8-sig"),
             "webhook": "\n".join(b.decode() for b in servers.received[start:]),
         }
         for grid in ("G1", "G2", "G3"):

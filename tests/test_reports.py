@@ -20,6 +20,8 @@ DAILY = "gridwatch_report_daily_status"
 OVERDUE = "gridwatch_report_overdue"
 ON_TIME = "gridwatch_report_on_time_ratio"
 DUE_SOON = "gridwatch_report_due_soon"
+EXPECTED = "gridwatch_report_expected"
+ON_TIME_COUNT = "gridwatch_report_on_time"
 OK, PENDING, MISSING, FLAGGED = 0, 1, 2, 3
 
 
@@ -126,6 +128,9 @@ def test_daily_on_time_ratio_counts_a_late_report_as_not_on_time(gridwatch_check
         "G2": pytest.approx(1 / 30),
         "G3": 0,
     }
+    # beside the ratio, its numerator and denominator
+    assert r.by_grid(ON_TIME_COUNT, kind="daily") == {"G1": 2, "G2": 1, "G3": 0}
+    assert r.by_grid(EXPECTED, kind="daily") == {"G1": 30, "G2": 30, "G3": 30}
     # daily reports get no overdue sample: a missing one is daily status 2
     assert r.series(OVERDUE) == {}
 
@@ -159,6 +164,7 @@ def test_late_monthly_report_is_late_not_overdue(gridwatch_check):
     # window [09-06 12:00, 10-06 12:00]: only September (due 10-06 00:00) is expected;
     # August was due 09-06 00:00, before the window
     assert r.by_grid(ON_TIME, kind="monthly") == {"G1": 0, "G2": 1, "G3": 0}
+    assert r.by_grid(EXPECTED, kind="monthly") == {"G1": 1, "G2": 1, "G3": 1}
     # October is due 11-06 00:00, 30.5 days away: not due soon
     assert r.by_grid(DUE_SOON, kind="monthly") == {"G1": 0, "G2": 0, "G3": 0}
 
@@ -233,7 +239,7 @@ def test_labels_carry_no_ids(gridwatch_check):
     for s in r.samples:
         assert set(s.labels) <= {"grid", "kind"}, s
         assert not ids & set(s.labels.values()), s
-    assert {s.metric for s in r.samples} == {DAILY, OVERDUE, ON_TIME, DUE_SOON}
+    assert {s.metric for s in r.samples} == {DAILY, OVERDUE, ON_TIME, DUE_SOON, EXPECTED, ON_TIME_COUNT}
 
 
 def test_unknown_expected_kind_is_a_config_error(gridwatch_check):
@@ -281,8 +287,9 @@ def test_default_rules_use_metrics_the_check_produces():
 
 def test_produces_follows_the_expected_kinds():
     options = reports.ReportsCheck.Options
-    assert reports.ReportsCheck.produces(options()) == {DAILY, ON_TIME}
-    assert reports.ReportsCheck.produces(options(expect=["monthly"])) == {ON_TIME, OVERDUE, DUE_SOON}
+    counts = {EXPECTED, ON_TIME_COUNT}
+    assert reports.ReportsCheck.produces(options()) == {DAILY, ON_TIME, *counts}
+    assert reports.ReportsCheck.produces(options(expect=["monthly"])) == {ON_TIME, OVERDUE, DUE_SOON, *counts}
 
 
 def test_arrivals_of_periods_that_left_the_window_are_forgotten_between_resyncs(tmp_path):

@@ -50,6 +50,8 @@ READ_PATHS = [
     "/api/v1/grids/G1",
     "/api/v1/alerts",
     "/api/v1/silences",
+    "/api/v1/summary",
+    "/api/v1/assessment?period=2026-10&format=csv",
     "/api/v1/openapi.json",
     "/",
     "/board/board.js",

@@ -55,8 +55,9 @@ def test_window_includes_both_ends(gridwatch_check: CheckRunner) -> None:
             ],
         },
     )
-    # visited in the window: h1, h3 → 2 of 4 households
+    # visited in the window: h1, h3 → 2 of 4 households; the 2 and the 4 are published beside it
     result.assert_value("gridwatch_grid_households", 4, grid="G1")
+    result.assert_value("gridwatch_visit_visited_households", 2, grid="G1")
     result.assert_value(COVERAGE, 2 / 4, grid="G1")
     result.assert_value("gridwatch_visit_unvisited_households", 2, grid="G1")
 
@@ -99,6 +100,7 @@ def test_grid_without_households_has_no_coverage(gridwatch_check: CheckRunner) -
     result.assert_absent(COVERAGE, grid="G2")  # nothing to divide by: no sample, never NaN or 0
     result.assert_value("gridwatch_grid_households", 0, grid="G2")
     result.assert_value("gridwatch_visit_unvisited_households", 0, grid="G2")
+    result.assert_value("gridwatch_visit_visited_households", 0, grid="G2")  # a 0 is a fact, 0/0 is not
     # a grid whose households were never visited has coverage 0
     result.assert_value(COVERAGE, 0, grid="G1")
     result.assert_value("gridwatch_visit_unvisited_households", 1, grid="G1")

@@ -19,8 +19,10 @@ from gridwatch.alerting.silences import add_silence, check_regex, expire_silence
 from gridwatch.api import SourceUnavailable
 from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
+from gridwatch.rollup import BY
+from gridwatch.scorecard import Period, month_of, parse_period
 from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
-from gridwatch.web import board, openapi
+from gridwatch.web import board, export, openapi
 from gridwatch.web.compress import accepts_gzip, gzip_chunks
 from gridwatch.web.views import json_bytes
 
@@ -123,6 +125,41 @@ async def grid(request: web.Request) -> web.Response:
     if detail is None:
         raise web.HTTPNotFound(text="no such grid")
     return json_response(detail)
+
+
+def _period(request: web.Request) -> Period | None:
+    """``?period=``, or None when not given; a 400 saying what is expected when malformed."""
+    text = request.query.get("period")
+    try:
+        return None if text is None else parse_period(text)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+async def summary(request: web.Request) -> web.Response:
+    by = request.query.get("by", "street")
+    if by not in BY:
+        raise web.HTTPBadRequest(text=f"bad by {by[:40]!r}: expected one of {', '.join(BY)}")
+    return json_response(await request.app[READ]().summary(by, _period(request)))
+
+
+EXPORTS = {"csv": (export.as_csv, export.CSV_TYPE), "xlsx": (export.as_xlsx, export.XLSX_TYPE)}
+
+
+async def assessment(request: web.Request) -> web.Response:
+    model = request.app[READ]()
+    fmt = request.query.get("format", "json")
+    if fmt != "json" and fmt not in EXPORTS:
+        raise web.HTTPBadRequest(text=f"bad format {fmt[:40]!r}: expected json, csv or xlsx")
+    data = await model.assessment(_period(request) or month_of(model.today()))
+    if fmt == "json":
+        return json_response(data)
+    render, content_type = EXPORTS[fmt]
+    body = await asyncio.get_running_loop().run_in_executor(model.pool, render, data)
+    headers = {hdrs.CONTENT_DISPOSITION: export.disposition(data["period"], fmt)}
+    return web.Response(
+        body=body, content_type=content_type, charset="utf-8" if fmt == "csv" else None, headers=headers
+    )
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -413,6 +450,8 @@ def make_app(read: Callable[[], ReadModel]) -> web.Application:
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/grids", grids)
     app.router.add_get("/api/v1/grids/{grid}", grid)
+    app.router.add_get("/api/v1/summary", summary)
+    app.router.add_get("/api/v1/assessment", assessment)
     app.router.add_post("/api/v1/ingest/{table}", ingest)
     app.router.add_get("/api/v1/alerts", alerts)
     app.router.add_get("/api/v1/silences", silences_list)

@@ -122,6 +122,11 @@ def _error(description: str) -> dict[str, Any]:
 
 
 _NULLABLE_STR = {"type": ["string", "null"]}
+_COUNT = {"type": "integer", "minimum": 0}
+_RANK = {"type": ["integer", "null"], "minimum": 1, "description": "1 is the best; equal scores share a rank"}
+_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+PERIOD = f"^{_YEAR}(-(0[1-9]|1[0-2])|-Q[1-4]|-W(0[1-9]|[1-4][0-9]|5[0-2]))?$"
+"""A month, quarter, year or ISO week (a 53rd week is taken too, in the years that have one)."""
 
 _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
@@ -293,6 +298,134 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "Indicator": {
+        "type": "object",
+        "description": "A ratio pooled over grids: the sum of their numerators over the sum of their denominators, "
+        "never an average of their ratios; ratio is null when there is nothing to divide by.",
+        "required": ["metric", "labels", "title", "numerator", "denominator", "ratio"],
+        "properties": {
+            "metric": {"type": "string"},
+            "labels": _ref("Labels"),
+            "title": {"oneOf": [_ref("Names"), {"type": "null"}]},
+            "numerator": {"type": "number", "minimum": 0},
+            "denominator": {"type": "number", "minimum": 0},
+            "ratio": {"type": ["number", "null"]},
+        },
+    },
+    "Summary": {
+        "type": "object",
+        "required": ["by", "period", "units"],
+        "properties": {
+            "by": {"type": "string", "enum": ["street", "community", "district"]},
+            "period": {"type": "string", "description": "the period the scores are for"},
+            "units": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [
+                        "street",
+                        "community",
+                        "grids",
+                        "lights",
+                        "indicators",
+                        "score",
+                        "rank",
+                        "ranking",
+                    ],
+                    "properties": {
+                        "street": {**_NULLABLE_STR, "description": "null for the district"},
+                        "community": {**_NULLABLE_STR, "description": "null unless by=community"},
+                        "grids": _COUNT,
+                        "lights": {
+                            "type": "object",
+                            "required": ["green", "yellow", "red"],
+                            "properties": {"green": _COUNT, "yellow": _COUNT, "red": _COUNT},
+                        },
+                        "indicators": {"type": "array", "items": _ref("Indicator")},
+                        "score": {"type": ["number", "null"], "description": "the mean of its grids' scores"},
+                        "rank": {**_RANK, "description": "among its peers in the district, by score"},
+                        "ranking": {
+                            "type": "array",
+                            "description": "its grids, best first",
+                            "items": {
+                                "type": "object",
+                                "required": ["grid", "name", "score", "rank"],
+                                "properties": {
+                                    "grid": {"type": "string"},
+                                    "name": {"type": "string"},
+                                    "score": {"type": ["number", "null"]},
+                                    "rank": _RANK,
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "Assessment": {
+        "type": "object",
+        "required": ["period", "from", "to", "today", "items", "grids"],
+        "properties": {
+            "period": {"type": "string"},
+            "from": {"type": "string", "format": "date"},
+            "to": {"type": "string", "format": "date"},
+            "today": {"type": "string", "format": "date", "description": "days after it are not counted"},
+            "items": {
+                "type": "array",
+                "description": "the scorecard items in force ([assessment])",
+                "items": {
+                    "type": "object",
+                    "required": ["indicator", "title", "metric", "points", "cap", "target"],
+                    "properties": {
+                        "indicator": {"type": "string"},
+                        "title": {"type": "string"},
+                        "metric": _NULLABLE_STR,
+                        "points": {"type": "number", "minimum": 0},
+                        "cap": {"type": "number", "minimum": 0},
+                        "target": {"type": ["number", "null"]},
+                    },
+                },
+            },
+            "grids": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["grid", "name", "community", "street", "since", "days", "score", "deductions", "rank"],
+                    "properties": {
+                        "grid": {"type": "string"},
+                        "name": {"type": "string"},
+                        "community": {"type": "string"},
+                        "street": {"type": "string"},
+                        "since": {"type": ["string", "null"], "format": "date"},
+                        "days": {
+                            "type": "object",
+                            "required": ["green", "yellow", "red", "unrecorded"],
+                            "properties": {"green": _COUNT, "yellow": _COUNT, "red": _COUNT, "unrecorded": _COUNT},
+                        },
+                        "score": {"type": "number", "minimum": 0, "maximum": 100},
+                        "deductions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["indicator", "points", "why"],
+                                "properties": {
+                                    "indicator": {"type": "string"},
+                                    "points": {"type": "number", "minimum": 0},
+                                    "why": {"type": "string"},
+                                },
+                            },
+                        },
+                        "rank": {
+                            "type": "object",
+                            "required": ["street", "district"],
+                            "properties": {"street": _RANK, "district": _RANK},
+                        },
+                    },
+                },
+            },
+        },
+    },
     "Stored": {
         "type": "object",
         "required": ["stored", "table"],
@@ -375,6 +508,12 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
         "408": _error("the body did not arrive within [server] client_timeout"),
         "413": _error("the body is larger than 4 MiB"),
     }
+    period_param = {
+        "name": "period",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": PERIOD, "examples": ["2026-10", "2026-Q4", "2026", "2026-W45"]},
+    }
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {
@@ -421,6 +560,49 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
                 _json(_ref("GridDetail"), "ok"),
                 responses={"404": _error("no such grid")},
             ),
+        },
+        "/api/v1/summary": {
+            "get": read(
+                "each street, community or the district: lights, every ratio pooled with its numerator and "
+                "denominator, the mean score of its grids and its rank, its grids ranked",
+                _json(_ref("Summary"), "ok"),
+                parameters=[
+                    {
+                        "name": "by",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["street", "community", "district"], "default": "street"},
+                    },
+                    {**period_param, "description": "the period of the scores; default: this month so far"},
+                ],
+                responses={"400": _error("a bad by or period")},
+            )
+        },
+        "/api/v1/assessment": {
+            "get": read(
+                "every grid's green, yellow and red days in the period, its score with the deductions and why, "
+                "and its rank in its street and in the district; as JSON, CSV (UTF-8 with a BOM) or XLSX",
+                {
+                    "description": "the assessment; CSV and XLSX as an attachment",
+                    "content": {
+                        "application/json": {"schema": _ref("Assessment")},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                    },
+                },
+                parameters=[
+                    {**period_param, "description": "default: this month so far"},
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["json", "csv", "xlsx"], "default": "json"},
+                    },
+                ],
+                responses={"400": _error("a bad period or format")},
+            )
         },
         "/api/v1/alerts": {
             "get": read(

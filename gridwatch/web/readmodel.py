@@ -2,27 +2,30 @@
 
 The web layer never sees the daemon. Each request takes the current :class:`ReadModel` (the
 daemon replaces it whole after a reload, so a request never mixes two configs) and reads the
-status, alerts, grids, a grid's detail, readiness and the sources that take pushed rows from it.
+status, alerts, grids, a grid's detail, the summary and the assessment, readiness and the sources
+that take pushed rows from it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from gridwatch import __version__
+from gridwatch import __version__, rollup, scorecard
 from gridwatch.alerting.service import Alerting
-from gridwatch.api import Source
+from gridwatch.api import Ratio, Sample, Source, Title
 from gridwatch.config import Settings
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime
 from gridwatch.plugins import PluginHost
+from gridwatch.scorecard import Period
 from gridwatch.store import Store
 from gridwatch.web.views import Pages, describe_metrics
 
@@ -96,4 +99,79 @@ class ReadModel:
             "metrics": describe_metrics(self.results.checks.values(), grid_id),
             "alerts": [a for a in self.alerts() if a["labels"].get("grid") == grid_id],
             "days": [{"day": d.isoformat(), "light": light} for d, light in history],
+        }
+
+    # -- the command centre's routine (DOMAIN.md §6, §7) ---------------------------------------
+
+    def today(self) -> date:
+        """Today in the configured timezone, by the daemon's clock (a replay's day in tests)."""
+        return datetime.fromtimestamp(self.runtime.clock(), self.settings.timezone).date()
+
+    def _figures(self) -> tuple[list[Sample], dict[str, Ratio], dict[str, Title]]:
+        """Every check's latest samples, the ratios they declare and what they call their metrics."""
+        samples: list[Sample] = []
+        ratios: dict[str, Ratio] = {}
+        titles: dict[str, Title] = {}
+        for check in list(self.results.checks.values()):
+            samples += check.samples
+            cls = self.host.check_type(check.type)
+            ratios.update(getattr(cls, "ratios", {}) or {})
+            titles.update(check.titles)
+        return samples, ratios, titles
+
+    async def assessment(self, period: Period, visible: Collection[str] | None = None) -> dict[str, Any]:
+        """Every grid's light days in ``period``, score with its deductions, and ranks in its street
+        and the district (``GET /api/v1/assessment``). Ranks are among all grids; ``visible`` (grid
+        ids) keeps the rows a reader may see."""
+        grids = [gl.grid for gl in (await self.pages.lights.get()).all]
+        today = self.today()
+        hook = self.host.pm.hook.daily_lights
+        days = await self.store.acall(lambda db: scorecard.light_days(db, hook, grids, period, today))
+        samples, ratios, _ = self._figures()
+        items = self.settings.assessment
+
+        def rows() -> list[dict[str, Any]]:
+            return scorecard.assess(grids, items, days, scorecard.figures(samples, items, ratios))
+
+        assessed = await asyncio.get_running_loop().run_in_executor(self.pool, rows)
+        return {
+            "period": period.name,
+            "from": period.first.isoformat(),
+            "to": period.last.isoformat(),
+            "today": today.isoformat(),
+            "items": [
+                {
+                    "indicator": name,
+                    "title": item.title,
+                    "metric": item.metric or None,
+                    "points": item.points,
+                    "cap": item.cap,
+                    "target": item.target,
+                }
+                for name, item in items.items()
+            ],
+            "grids": [r for r in assessed if visible is None or r["grid"] in visible],
+        }
+
+    async def summary(
+        self, by: str = "street", period: Period | None = None, visible: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        """Each street, community or the district: lights counted, every ratio pooled with its
+        numerator and denominator, the mean score of its grids in ``period`` (default: this month
+        so far) and its rank, and its grids ranked (``GET /api/v1/summary``)."""
+        period = period or scorecard.month_of(self.today())
+        assessed = await self.assessment(period)
+        lights = await self.pages.lights.get()
+        samples, ratios, titles = self._figures()
+        scores = {row["grid"]: row["score"] for row in assessed["grids"]}
+        colours = {gl.grid.grid_id: gl.light for gl in lights.all}
+        grids = [gl.grid for gl in lights.all]
+
+        def units() -> list[dict[str, Any]]:
+            return rollup.summary(grids, by, rollup.counts(samples, ratios), colours, scores, titles, visible)
+
+        return {
+            "by": by,
+            "period": period.name,
+            "units": await asyncio.get_running_loop().run_in_executor(self.pool, units),
         }
