@@ -19,8 +19,9 @@ from gridwatch.alerting.silences import add_silence, expire_silence, load_silenc
 from gridwatch.api import SourceUnavailable
 from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
-from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
+from gridwatch.tokens import bearer_matches
 from gridwatch.web import board, openapi
+from gridwatch.web.scope import SCOPE, scope_of
 from gridwatch.web.views import json_bytes
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
     openmetrics = content_type.startswith("application/openmetrics-text")
     live = encoder(model.registry)  # a few dozen lines about gridwatch itself, fresh every time
-    grids = await model.pages.exposition(openmetrics)  # the rest: rendered once per change
+    grids = await model.pages.exposition(openmetrics, scope_of(request))  # the rest: rendered once per change
     if openmetrics:
         live = live.removesuffix(b"# EOF\n")
     tail = b"# EOF\n" if openmetrics else b""
@@ -104,12 +105,12 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def grids(request: web.Request) -> web.Response:
-    lights = await request.app[READ]().pages.lights.get()
+    lights = await request.app[READ]().pages.lights_in(scope_of(request))
     return web.Response(body=lights.json, content_type="application/json", charset="utf-8")
 
 
 async def grid(request: web.Request) -> web.Response:
-    detail = await request.app[READ]().grid_detail(request.match_info["grid"])
+    detail = await request.app[READ]().grid_detail(request.match_info["grid"], scope_of(request))
     if detail is None:
         raise web.HTTPNotFound(text="no such grid")
     return json_response(detail)
@@ -210,13 +211,15 @@ def require_token(request: web.Request) -> None:
 
 
 async def alerts(request: web.Request) -> web.Response:
-    return json_response(request.app[READ]().alerts())
+    return json_response(request.app[READ]().alerts(scope_of(request)))
 
 
 async def silences_list(request: web.Request) -> web.Response:
     model = request.app[READ]()
     now = time.time()
     items = await model.store.acall(load_silences)
+    scope, grids = scope_of(request), model.grids()  # a street sees the silences of its grids
+    items = [s for s in items if scope.allows_matchers(s.matchers, grids)]
     return json_response([s.view(now) for s in sorted(items, key=lambda s: -s.created_at)])
 
 
@@ -291,22 +294,12 @@ OPEN_PATHS = {"/healthz", "/readyz"}  # systemd and load balancers probe these w
 WRITE_HANDLERS = {ingest, silences_create, silences_expire, reload}  # each checks its own bearer token
 
 
-def may_read(settings: Settings, authorization: str | None) -> bool:
-    """Whether a request may use the read endpoints: always, unless ``[server]`` configures a read
-    token or basic-auth users; then it must carry one of them (or the write token)."""
-    if not settings.reads_protected:
-        return True
-    return bearer_matches_any(authorization, (settings.read_token_sha256, settings.token_sha256)) or basic_matches(
-        authorization, settings.basic_auth_users
-    )
-
-
 def read_challenge(settings: Settings) -> list[tuple[str, str]]:
     """One ``WWW-Authenticate`` per way to read; Basic first, so a browser asks for a password."""
     challenge: list[tuple[str, str]] = []
-    if settings.basic_auth_users:
+    if settings.basic_auth_users or any(r.user for r in settings.readers):
         challenge.append((hdrs.WWW_AUTHENTICATE, 'Basic realm="gridwatch", charset="UTF-8"'))
-    if settings.read_token_sha256 or settings.token_sha256:
+    if settings.read_token_sha256 or settings.token_sha256 or any(r.token_sha256 for r in settings.readers):
         challenge.append((hdrs.WWW_AUTHENTICATE, 'Bearer realm="gridwatch"'))
     return challenge
 
@@ -314,11 +307,14 @@ def read_challenge(settings: Settings) -> list[tuple[str, str]]:
 @web.middleware
 async def read_access(request: web.Request, handler: Any) -> web.StreamResponse:
     """Reads (``/metrics``, ``/api/v1`` reads, the board, and any unknown path) need credentials when
-    configured; /healthz and /readyz never do, and the write endpoints check their own token."""
+    configured; /healthz and /readyz never do, and the write endpoints check their own token. A
+    street's credential reads too, scoped: the request carries what it may see (``scope_of``)."""
     if request.path not in OPEN_PATHS and request.match_info.handler not in WRITE_HANDLERS:
-        settings = request.app[READ]().settings
-        if not may_read(settings, request.headers.get(hdrs.AUTHORIZATION)):
-            raise web.HTTPUnauthorized(text="credentials are required to read", headers=read_challenge(settings))
+        model = request.app[READ]()
+        scope = await model.access.scope(request.headers.get(hdrs.AUTHORIZATION))
+        if scope is None:
+            raise web.HTTPUnauthorized(text="credentials are required to read", headers=read_challenge(model.settings))
+        request[SCOPE] = scope
     return await handler(request)
 
 
