@@ -30,8 +30,8 @@ from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
 from gridwatch.scorecard import ItemOptions, default_items
-from gridwatch.settings import AlertingSection, CheckSpec, NotifierSpec, Settings, SourceSpec
-from gridwatch.tokens import digest
+from gridwatch.settings import AlertingSection, CheckSpec, NotifierSpec, ReaderSpec, Settings, SourceSpec
+from gridwatch.tokens import BCRYPT_HASH, digest
 
 log = logging.getLogger("gridwatch.config")
 
@@ -69,6 +69,44 @@ class _Strict(BaseModel):
 _SHA256_HEX = r"^[0-9a-fA-F]{64}$"
 
 
+class ReaderSection(_Strict):
+    """``[[server.readers]]``: a street office's credential, which sees only its grids."""
+
+    name: str = Field(min_length=1)
+    token_sha256: str | None = Field(None, pattern=_SHA256_HEX)
+    """SHA-256 (hex) of a bearer token"""
+    user: str | None = None
+    """a basic-auth user, with password_hash"""
+    password_hash: str | None = None
+    """bcrypt hash of the user's password (salted, slow: a leaked config gives no password away)"""
+    streets: list[str] = []
+    communities: list[str] = []
+    """a community's name, or ``street/community`` where several streets have one of that name"""
+
+    @field_validator("name", "user")
+    @classmethod
+    def _printable(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or not v.isprintable()):
+            raise ValueError("expected a name: not empty, no control characters")
+        return v
+
+    @field_validator("password_hash")
+    @classmethod
+    def _bcrypt(cls, v: str | None) -> str | None:
+        if v is not None and not BCRYPT_HASH.fullmatch(v.strip()):
+            # the value may be a password pasted by mistake: never echo it
+            raise ValueError("expected a bcrypt hash ($2b$12$ and 53 characters; see docs/operations.md)")
+        return v.strip() if v is not None else None
+
+    @field_validator("streets", "communities")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for i, name in enumerate(v):
+            if not name.strip():
+                raise ValueError(f"entry {i} is empty")
+        return [name.strip() for name in v]
+
+
 class ServerSection(_Strict):
     listen: str = "127.0.0.1:9477"
     token: str | None = None
@@ -79,6 +117,8 @@ class ServerSection(_Strict):
     read_token_sha256: str | None = Field(None, pattern=_SHA256_HEX)
     basic_auth_users: dict[str, str] = {}
     """user → SHA-256 (hex) of the password: HTTP basic auth for the read endpoints (people, Prometheus)"""
+    readers: list[ReaderSection] = []
+    """scoped read credentials: each sees only its streets and communities"""
     tls_cert: str | None = None
     """PEM certificate chain: serve HTTPS directly (relative to the config file)"""
     tls_key: str | None = None
@@ -431,6 +471,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     base_dir = path.resolve().parent
     if root is not None:
         errors.extend(_tls_errors(root.server, base_dir, fname))
+        errors.extend(_reader_errors(root.server, fname))
     if errors or root is None:
         raise ConfigErrors(errors)
     host_, port = split_listen(root.server.listen)
@@ -458,6 +499,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         external_url=root.server.external_url,
         read_token_sha256=_read_token_digest(root.server),
         basic_auth_users=dict(root.server.basic_auth_users),
+        readers=tuple(_reader(r) for r in root.server.readers),
         tls_cert=resolve_path(base_dir, root.server.tls_cert) if root.server.tls_cert else None,
         tls_key=resolve_path(base_dir, root.server.tls_key) if root.server.tls_key else None,
         client_timeout=root.server.client_timeout,
@@ -618,6 +660,61 @@ def _read_token_digest(server: ServerSection) -> str | None:
     if server.read_token:
         return digest(server.read_token)
     return None
+
+
+def _reader(r: ReaderSection) -> ReaderSpec:
+    return ReaderSpec(
+        name=r.name,
+        token_sha256=r.token_sha256.lower() if r.token_sha256 else None,
+        user=r.user,
+        password_hash=r.password_hash,
+        streets=frozenset(r.streets),
+        communities=frozenset(r.communities),
+    )
+
+
+def _reader_errors(server: ServerSection, fname: str) -> list[ConfigError]:
+    """What makes a reader unusable or ambiguous: no credential, nothing to see, or a name, user or
+    token another credential has too (which of the two would a request be?)."""
+    errors: list[ConfigError] = []
+    names: dict[str, str] = {}
+    users = {user: "server.basic_auth_users" for user in server.basic_auth_users}
+    tokens = {
+        d: f"server.{key}"
+        for key, d in (("token", _token_digest(server)), ("read_token", _read_token_digest(server)))
+        if d
+    }
+    for i, r in enumerate(server.readers):
+        at = f"server.readers[{i}]"
+
+        def error(key: str, message: str, at: str = at) -> None:
+            errors.append(ConfigError(fname, f"{at}.{key}" if key else at, message))
+
+        if r.name in names:
+            error("name", f"duplicate reader name {r.name!r} (also {names[r.name]})")
+        names.setdefault(r.name, at)
+        if r.token_sha256 is None and r.user is None:
+            error("", "a reader needs a credential: token_sha256, or user and password_hash")
+        if (r.user is None) != (r.password_hash is None):
+            error("password_hash" if r.user else "user", "set user and password_hash together")
+        if r.user is not None:
+            if ":" in r.user:
+                error("user", "a basic-auth user name holds no ':'")
+            elif r.user in users:
+                error("user", f"user {r.user!r} is also {users[r.user]}")
+            users.setdefault(r.user, at)
+        if r.token_sha256 is not None:
+            d = r.token_sha256.lower()
+            if d in tokens:  # the digest is not echoed: it names a secret
+                error("token_sha256", f"the same token as {tokens[d]}")
+            tokens.setdefault(d, at)
+        if not r.streets and not r.communities:
+            error("streets", "a reader sees at least one street or community: streets and communities are both empty")
+        for j, c in enumerate(r.communities):
+            street, sep, community = c.partition("/")
+            if sep and not (street.strip() and community.strip()):
+                error(f"communities[{j}]", "expected a community, or street/community")
+    return errors
 
 
 def tls_context(cert: Path, key: Path) -> ssl.SSLContext:

@@ -55,6 +55,18 @@ class CheckSpec:
     options: Options
 
 
+@dataclass(frozen=True)
+class ReaderSpec:
+    """``[[server.readers]]``: a read credential that sees only some streets and communities."""
+
+    name: str
+    token_sha256: str | None
+    user: str | None
+    password_hash: str | None  # bcrypt
+    streets: frozenset[str]
+    communities: frozenset[str]  # a community's name, or "street/community" for that street's only
+
+
 @dataclass
 class Settings:
     """A validated config, with paths resolved against the config file's directory."""
@@ -82,6 +94,7 @@ class Settings:
     external_url: str = ""
     read_token_sha256: str | None = None
     basic_auth_users: dict[str, str] = field(default_factory=dict)
+    readers: tuple[ReaderSpec, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_timeout: float = 30.0
@@ -93,8 +106,9 @@ class Settings:
 
     @property
     def reads_protected(self) -> bool:
-        """Whether the read endpoints want credentials (a read token or basic auth is configured)."""
-        return bool(self.read_token_sha256 or self.basic_auth_users)
+        """Whether the read endpoints want credentials (a read token, basic auth or a scoped reader is
+        configured: a street's credential would mean nothing if reads without one saw everything)."""
+        return bool(self.read_token_sha256 or self.basic_auth_users or self.readers)
 
     @property
     def base_dir(self) -> Path:

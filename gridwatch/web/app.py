@@ -21,9 +21,10 @@ from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
 from gridwatch.rollup import BY
 from gridwatch.scorecard import Period, month_of, parse_period
-from gridwatch.tokens import basic_matches, bearer_matches, bearer_matches_any
+from gridwatch.tokens import bearer_matches
 from gridwatch.web import board, export, openapi
 from gridwatch.web.compress import accepts_gzip, gzip_chunks
+from gridwatch.web.scope import SCOPE, scope_of
 from gridwatch.web.views import json_bytes
 
 if TYPE_CHECKING:
@@ -80,10 +81,10 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": content_type, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
         # the rest, compressed once per change; only the live part is compressed per scrape
-        chunks = gzip_chunks(live, await model.pages.exposition_gzip(openmetrics), tail)
+        chunks = gzip_chunks(live, await model.pages.exposition_gzip(openmetrics, scope_of(request)), tail)
         headers["Content-Encoding"] = "gzip"
     else:  # the rest: rendered once per change, written as it is (shared, not copied)
-        chunks = [live, await model.pages.exposition(openmetrics), tail]
+        chunks = [live, await model.pages.exposition(openmetrics, scope_of(request)), tail]
     response = web.StreamResponse(headers=headers)
     response.content_length = sum(len(c) for c in chunks)
     try:
@@ -116,12 +117,12 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def grids(request: web.Request) -> web.Response:
-    lights = await request.app[READ]().pages.lights.get()
+    lights = await request.app[READ]().pages.lights_in(scope_of(request))
     return web.Response(body=lights.json, content_type="application/json", charset="utf-8")
 
 
 async def grid(request: web.Request) -> web.Response:
-    detail = await request.app[READ]().grid_detail(request.match_info["grid"])
+    detail = await request.app[READ]().grid_detail(request.match_info["grid"], scope_of(request))
     if detail is None:
         raise web.HTTPNotFound(text="no such grid")
     return json_response(detail)
@@ -136,11 +137,18 @@ def _period(request: web.Request) -> Period | None:
         raise web.HTTPBadRequest(text=str(exc)) from None
 
 
+def _visible(request: web.Request, model: ReadModel) -> set[str] | None:
+    """The grids a scoped reader sees (None: all of them)."""
+    scope = scope_of(request)
+    return None if scope.everything else set(scope.filter_grids(model.grids()))
+
+
 async def summary(request: web.Request) -> web.Response:
     by = request.query.get("by", "street")
     if by not in BY:
         raise web.HTTPBadRequest(text=f"bad by {by[:40]!r}: expected one of {', '.join(BY)}")
-    return json_response(await request.app[READ]().summary(by, _period(request)))
+    model = request.app[READ]()
+    return json_response(await model.summary(by, _period(request), _visible(request, model)))
 
 
 EXPORTS = {"csv": (export.as_csv, export.CSV_TYPE), "xlsx": (export.as_xlsx, export.XLSX_TYPE)}
@@ -151,7 +159,7 @@ async def assessment(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt != "json" and fmt not in EXPORTS:
         raise web.HTTPBadRequest(text=f"bad format {fmt[:40]!r}: expected json, csv or xlsx")
-    data = await model.assessment(_period(request) or month_of(model.today()))
+    data = await model.assessment(_period(request) or month_of(model.today()), _visible(request, model))
     if fmt == "json":
         return json_response(data)
     render, content_type = EXPORTS[fmt]
@@ -257,13 +265,15 @@ def require_token(request: web.Request) -> None:
 
 
 async def alerts(request: web.Request) -> web.Response:
-    return json_response(request.app[READ]().alerts())
+    return json_response(request.app[READ]().alerts(scope_of(request)))
 
 
 async def silences_list(request: web.Request) -> web.Response:
     model = request.app[READ]()
     now = time.time()
     items = await model.store.acall(load_silences)
+    scope, grids = scope_of(request), model.grids()  # a street sees the silences of its grids
+    items = [s for s in items if scope.allows_matchers(s.matchers, grids)]
     return json_response([s.view(now) for s in sorted(items, key=lambda s: -s.created_at)])
 
 
@@ -382,22 +392,12 @@ OPEN_PATHS = {"/healthz", "/readyz"}  # systemd and load balancers probe these w
 WRITE_HANDLERS = {ingest, silences_create, silences_expire, reload}  # each checks its own bearer token
 
 
-def may_read(settings: Settings, authorization: str | None) -> bool:
-    """Whether a request may use the read endpoints: always, unless ``[server]`` configures a read
-    token or basic-auth users; then it must carry one of them (or the write token)."""
-    if not settings.reads_protected:
-        return True
-    return bearer_matches_any(authorization, (settings.read_token_sha256, settings.token_sha256)) or basic_matches(
-        authorization, settings.basic_auth_users
-    )
-
-
 def read_challenge(settings: Settings) -> list[tuple[str, str]]:
     """One ``WWW-Authenticate`` per way to read; Basic first, so a browser asks for a password."""
     challenge: list[tuple[str, str]] = []
-    if settings.basic_auth_users:
+    if settings.basic_auth_users or any(r.user for r in settings.readers):
         challenge.append((hdrs.WWW_AUTHENTICATE, 'Basic realm="gridwatch", charset="UTF-8"'))
-    if settings.read_token_sha256 or settings.token_sha256:
+    if settings.read_token_sha256 or settings.token_sha256 or any(r.token_sha256 for r in settings.readers):
         challenge.append((hdrs.WWW_AUTHENTICATE, 'Bearer realm="gridwatch"'))
     return challenge
 
@@ -405,11 +405,14 @@ def read_challenge(settings: Settings) -> list[tuple[str, str]]:
 @web.middleware
 async def read_access(request: web.Request, handler: Any) -> web.StreamResponse:
     """Reads (``/metrics``, ``/api/v1`` reads, the board, and any unknown path) need credentials when
-    configured; /healthz and /readyz never do, and the write endpoints check their own token."""
+    configured; /healthz and /readyz never do, and the write endpoints check their own token. A
+    street's credential reads too, scoped: the request carries what it may see (``scope_of``)."""
     if request.path not in OPEN_PATHS and request.match_info.handler not in WRITE_HANDLERS:
-        settings = request.app[READ]().settings
-        if not may_read(settings, request.headers.get(hdrs.AUTHORIZATION)):
-            raise web.HTTPUnauthorized(text="credentials are required to read", headers=read_challenge(settings))
+        model = request.app[READ]()
+        scope = await model.access.scope(request.headers.get(hdrs.AUTHORIZATION))
+        if scope is None:
+            raise web.HTTPUnauthorized(text="credentials are required to read", headers=read_challenge(model.settings))
+        request[SCOPE] = scope
     return await handler(request)
 
 

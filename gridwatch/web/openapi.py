@@ -468,6 +468,17 @@ def _security_schemes() -> dict[str, Any]:
             "scheme": "basic",
             "description": "[server] basic_auth_users: user → SHA-256 of the password",
         },
+        "readerToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "[[server.readers]] token_sha256: reads only its streets' and communities' grids",
+        },
+        "readerBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "[[server.readers]] user and password_hash (bcrypt): reads only its streets' and "
+            "communities' grids",
+        },
     }
 
 
@@ -482,6 +493,11 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
             read_security.append({"basicAuth": []})
         if settings.token_sha256:
             read_security.append({"writeToken": []})
+        readers = getattr(settings, "readers", ())  # a settings-like object may leave them out
+        if any(r.token_sha256 for r in readers):
+            read_security.append({"readerToken": []})
+        if any(r.user for r in readers):
+            read_security.append({"readerBasic": []})
     unauthorized = {"401": _error("credentials missing or wrong")} if read_security else {}
     if settings is None or not settings.reads_protected or getattr(settings, "hostnames", None) is not None:
         unauthorized["421"] = _error("the Host header names neither an IP address, localhost nor [server] hostnames")
@@ -558,7 +574,7 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
             "get": read(
                 "one grid: light, reasons, its series, its alerts and its recent daily lights",
                 _json(_ref("GridDetail"), "ok"),
-                responses={"404": _error("no such grid")},
+                responses={"404": _error("no such grid (or one the credential's streets do not hold)")},
             ),
         },
         "/api/v1/summary": {

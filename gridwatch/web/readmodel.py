@@ -9,8 +9,9 @@ that take pushed rows from it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -20,13 +21,15 @@ from prometheus_client import CollectorRegistry
 
 from gridwatch import __version__, rollup, scorecard
 from gridwatch.alerting.service import Alerting
-from gridwatch.api import Ratio, Sample, Source, Title
+from gridwatch.api import Grid, Ratio, Sample, Source, Title
 from gridwatch.config import Settings
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime
 from gridwatch.plugins import PluginHost
 from gridwatch.scorecard import Period
 from gridwatch.store import Store
+from gridwatch.web.access import Access
+from gridwatch.web.scope import EVERYTHING, Scope
 from gridwatch.web.views import Pages, describe_metrics
 
 log = logging.getLogger(__name__)
@@ -55,9 +58,19 @@ class ReadModel:
             "state_database": {"writable": self.store.writable, "error": self.store.write_error},
         }
 
-    def alerts(self) -> list[dict[str, Any]]:
-        """Alerts as /api/v1/alerts shows them, newest first."""
-        return self.alerting.views()
+    @functools.cached_property
+    def access(self) -> Access:
+        """Who may read what under this config; a reload makes a new read model, which forgets the
+        passwords verified under the old config."""
+        return Access(self.settings)
+
+    def grids(self) -> Mapping[str, Grid]:
+        """The grid registry (grid id → grid)."""
+        return self.pages.grids()
+
+    def alerts(self, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+        """Alerts as /api/v1/alerts shows them to ``scope``, newest first."""
+        return scope.filter_alerts(self.alerting.views(), self.grids())
 
     def waiting(self) -> list[str]:
         """The checks that have not run once since start (or since they were added)."""
@@ -80,10 +93,11 @@ class ReadModel:
         if self.runtime.registry is not None:
             self.runtime.registry.invalidate()
 
-    async def grid_detail(self, grid_id: str, days: int = 30) -> dict[str, Any] | None:
+    async def grid_detail(self, grid_id: str, scope: Scope = EVERYTHING, days: int = 30) -> dict[str, Any] | None:
         """One grid for the board's detail view: light and reasons, its series, its alerts and
-        its recent daily lights."""
-        gl = (await self.pages.lights.get()).by_grid.get(grid_id)
+        its recent daily lights. None for a grid ``scope`` does not see, as for one that does not
+        exist: another street's grid is "no such grid", so its id tells nothing."""
+        gl = (await self.pages.lights_in(scope)).by_grid.get(grid_id)
         if gl is None:
             return None
         since = datetime.now(self.settings.timezone).date() - timedelta(days=days - 1)

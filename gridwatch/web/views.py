@@ -25,8 +25,11 @@ from gridwatch.rules import Rule
 from gridwatch.web.compress import Deflated, deflate
 from gridwatch.web.exposition import Family, SampleText, gauge, join
 from gridwatch.web.memo import Memo
+from gridwatch.web.scope import EVERYTHING, Scope
 
 log = logging.getLogger("gridwatch.web.views")
+
+MAX_SCOPES = 256  # scopes whose pages are kept; more only after reloads that changed the readers
 
 
 def json_bytes(data: Any) -> bytes:
@@ -80,6 +83,21 @@ class Lights:
     by_grid: dict[str, GridLight]
     json: bytes  # /api/v1/grids
     families: list[Family]  # gridwatch_grid_info and gridwatch_grid_light
+    grids: Mapping[str, Grid]  # the registry they were computed from
+
+    @classmethod
+    def of(cls, lights: list[GridLight], grids: Mapping[str, Grid]) -> Lights:
+        return cls(
+            lights,
+            {gl.grid.grid_id: gl for gl in lights},
+            json_bytes([gl.as_dict() for gl in lights]),
+            families(lights),
+            grids,
+        )
+
+    def within(self, scope: Scope) -> Lights:
+        """The lights of the grids ``scope`` sees (the registry stays whole: labels are looked up in it)."""
+        return Lights.of([gl for gl in self.all if scope.allows(gl.grid)], self.grids)
 
 
 @dataclass(frozen=True)
@@ -102,10 +120,26 @@ class Pages:
         self._bodies = {
             om: Memo(lambda: (self.lights.value, self._samples.value), self._joiner(om), pool) for om in (False, True)
         }
-        self._gzipped = {om: Memo(self._body_of(om), deflate, pool) for om in (False, True)}
+        self._gzipped = {om: Memo(_first_of(self._bodies[om]), deflate, pool) for om in (False, True)}
+        self._pool = pool
+        self._scoped: dict[Scope, _ScopedPages] = {}
 
-    def _body_of(self, openmetrics: bool) -> Callable[[], tuple[bytes | None]]:
-        return lambda: (self._bodies[openmetrics].value,)
+    def grids(self) -> Mapping[str, Grid]:
+        """The grid registry (grid id → grid) as it is now."""
+        return self._in.grids()
+
+    async def lights_in(self, scope: Scope) -> Lights:
+        """The lights ``scope`` sees: all of them, or its share, derived once per change."""
+        lights = await self.lights.get()
+        return lights if scope.everything else await self._within(scope).lights.get()
+
+    def _within(self, scope: Scope) -> _ScopedPages:
+        pages = self._scoped.get(scope)
+        if pages is None:
+            if len(self._scoped) >= MAX_SCOPES:
+                self._scoped.clear()
+            pages = self._scoped[scope] = _ScopedPages(self, scope, self._pool)
+        return pages
 
     # -- the lights ----------------------------------------------------------------------------
     def _light_inputs(self) -> tuple[Any, ...]:
@@ -126,12 +160,7 @@ class Pages:
         ]
         rule_metrics = {name: rule.metric for name, rule in rules.items()}
         lights = light.compute(grids, explain(*checks), alerts, rule_metrics)
-        return Lights(
-            lights,
-            {gl.grid.grid_id: gl for gl in lights},
-            json_bytes([gl.as_dict() for gl in lights]),
-            families(lights),
-        )
+        return Lights.of(lights, grids)
 
     # -- /metrics ------------------------------------------------------------------------------
     def _sample_inputs(self) -> tuple[Any, ...]:
@@ -162,17 +191,61 @@ class Pages:
                 await asyncio.wait_for(changed.wait(), every)
             changed.clear()
 
-    async def exposition(self, openmetrics: bool) -> bytes:
+    async def exposition(self, openmetrics: bool, scope: Scope = EVERYTHING) -> bytes:
         """The grids' families and every check's samples, in the format asked for (without the
-        OpenMetrics ``# EOF``, which ends the whole page)."""
+        OpenMetrics ``# EOF``, which ends the whole page); only the series ``scope`` sees."""
+        await self.lights.get()
+        if not scope.everything:
+            return await self._within(scope).exposition(openmetrics)
+        await self._samples.get()
+        return await self._bodies[openmetrics].get()
+
+    async def exposition_gzip(self, openmetrics: bool, scope: Scope = EVERYTHING) -> Deflated:
+        """:meth:`exposition` compressed, to sit in the middle of a gzip stream (once per change)."""
+        if not scope.everything:
+            return await self._within(scope).exposition_gzip(openmetrics)
+        await self.exposition(openmetrics)
+        return await self._gzipped[openmetrics].get()
+
+
+class _ScopedPages:
+    """One scope's share of the pages: made when a reader of that scope first asks, then derived
+    from the whole once per change (a street's board and scrapes cost what the district's do)."""
+
+    def __init__(self, pages: Pages, scope: Scope, pool: Executor) -> None:
+        self._pages = pages
+        self.lights: Memo[Lights] = Memo(lambda: (pages.lights.value,), lambda lights: lights.within(scope), pool)
+        text = SampleText()  # its own: it keeps the label text of this scope's series across renders
+
+        def render(grids: Mapping[str, Grid], *flat: Any) -> list[Family]:
+            pairs = zip(flat[::2], flat[1::2], strict=True)
+            return text.render([(c.name, c.help, scope.filter_samples(samples, grids)) for c, samples in pairs])
+
+        self._samples: Memo[list[Family]] = Memo(self._sample_inputs, render, pool)
+        self._bodies = {
+            om: Memo(lambda: (self.lights.value, self._samples.value), Pages._joiner(om), pool) for om in (False, True)
+        }
+        self._gzipped = {om: Memo(_first_of(self._bodies[om]), deflate, pool) for om in (False, True)}
+
+    def _sample_inputs(self) -> tuple[Any, ...]:
+        """The registry (where each grid lies) and every check's samples: a change of the lights
+        alone (an alert) leaves the series as they were."""
+        lights = self._pages.lights.value
+        return (lights.grids if lights is not None else {}, *self._pages._sample_inputs())
+
+    async def exposition(self, openmetrics: bool) -> bytes:
         await self.lights.get()
         await self._samples.get()
         return await self._bodies[openmetrics].get()
 
     async def exposition_gzip(self, openmetrics: bool) -> Deflated:
-        """:meth:`exposition` compressed, to sit in the middle of a gzip stream (once per change)."""
         await self.exposition(openmetrics)
         return await self._gzipped[openmetrics].get()
+
+
+def _first_of(body: Memo[bytes]) -> Callable[[], tuple[bytes | None]]:
+    """The input of a compressed body: the body, as last computed."""
+    return lambda: (body.value,)
 
 
 def families(lights: list[GridLight]) -> list[Family]:
