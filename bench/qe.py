@@ -94,7 +94,7 @@ def measure(
 ) -> dict[str, Any]:
     """Run query-exporter until ``cycles`` whole evaluation cycles have been watched, scrape it
     ``scrapes`` times between cycles, and stop it."""
-    params = floor.params(now, tz)
+    params = floor.params(now, tz, floor.history_start(db))
     config = work / "query-exporter.yaml"
     write_config(config, db, params, interval)
     port = free_port()

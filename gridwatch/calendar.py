@@ -22,8 +22,11 @@ __all__ = [
     "incident_deadline",
     "latest_due_period",
     "next_due_period",
+    "next_period",
     "parse_limit",
     "period_for",
+    "period_span",
+    "previous_period",
 ]
 
 log = logging.getLogger(__name__)
@@ -258,11 +261,19 @@ def due_time(kind: str, period: str, tz: tzinfo, cutoff: time = time(20, 0)) -> 
         raise ValueError(f"malformed {kind} period {period!r}: due date out of range") from None
 
 
-def _next_period(kind: str, period: str) -> str:
+def period_span(kind: str, period: str) -> tuple[date, date]:
+    """The first and the last local date a period covers ("2026-09": 09-01 and 09-30); a
+    ValueError for a malformed period."""
+    return _span(kind, period)
+
+
+def next_period(kind: str, period: str) -> str:
+    """The period right after ``period`` ("2026-09" -> "2026-10", Friday -> next Tuesday)."""
     return period_for(kind, _span(kind, period)[1] + _DAY)
 
 
-def _prev_period(kind: str, period: str) -> str:
+def previous_period(kind: str, period: str) -> str:
+    """The period right before ``period`` ("2026-Q1" -> "2025-Q4")."""
     return period_for(kind, _span(kind, period)[0] - _DAY)
 
 
@@ -282,7 +293,7 @@ def latest_due_period(kind: str, now: datetime, cutoff: time = time(20, 0)) -> t
     period = period_for(kind, now.date())
     due = due_time(kind, period, tz, cutoff)
     while _utc(due) > _utc(now):
-        period = _prev_period(kind, period)
+        period = previous_period(kind, period)
         due = due_time(kind, period, tz, cutoff)
     return period, due
 
@@ -290,7 +301,7 @@ def latest_due_period(kind: str, now: datetime, cutoff: time = time(20, 0)) -> t
 def next_due_period(kind: str, now: datetime, cutoff: time = time(20, 0)) -> tuple[str, datetime]:
     """The earliest period whose due time is still ahead of `now`, for "due soon"."""
     period, _ = latest_due_period(kind, now, cutoff)
-    period = _next_period(kind, period)
+    period = next_period(kind, period)
     assert now.tzinfo is not None
     return period, due_time(kind, period, now.tzinfo, cutoff)
 
@@ -306,11 +317,11 @@ def expected_periods(
     assert tz is not None
     period, due = latest_due_period(kind, start, cutoff)
     if _utc(due) < _utc(start):
-        period = _next_period(kind, period)
+        period = next_period(kind, period)
         due = due_time(kind, period, tz, cutoff)
     out: list[tuple[str, datetime]] = []
     while _utc(due) <= _utc(end):
         out.append((period, due))
-        period = _next_period(kind, period)
+        period = next_period(kind, period)
         due = due_time(kind, period, tz, cutoff)
     return out

@@ -46,7 +46,8 @@ def _config(tmp_path: Path, name: str, resync: str) -> Path:
             ("visits", 'window = "7d"\nkey_interval = "3d"\n'),
             ("patrols", 'supervisor_interval = "2d"\n'),
             ("incidents", 'window = "5d"\n'),
-            ("reports", 'window = "9d"\nexpect = ["daily", "twice_weekly", "weekly", "monthly"]\n'),
+            # a look-back short enough that reports sent more than 22 days ago are settled
+            ("reports", 'window = "9d"\nlookback = "25d"\nexpect = ["daily", "twice_weekly", "weekly", "monthly"]\n'),
         )
     )
     path = tmp_path / f"{name}.toml"
@@ -145,10 +146,23 @@ class City:
             if self.optional:
                 row["role"] = rnd.choice([None, None, "", "worker", "supervisor", " Supervisor", "head", "visitor"])
             self._insert("patrols", {**row, "patrolled_at": self._stamp(self._when(now, back))})
-        for _ in range(rnd.randint(0, 12)):
-            kind = rnd.choice(["daily", "daily", "twice_weekly", "weekly", "monthly", "bogus"])
-            at = self._when(now, back)
-            period = rnd.choice([None, None, at.date().isoformat() if kind == "daily" else None, "1999-99"])
+        # reports: some grids came into service on a day of their own (grids.since), during the
+        # run for G2; G4's is no date. Reports name their period, or name none (NULL or empty)
+        if "since" not in {c[1] for c in self.db.execute("PRAGMA table_info(grids)")}:
+            self.db.execute("ALTER TABLE grids ADD COLUMN since TEXT")
+        for g, since in (("G2", "2026-09-22"), ("G3", "2026-09-12"), ("G4", "soon")):
+            self.db.execute("UPDATE grids SET since = ? WHERE grid_id = ? AND since IS NULL", [since, g])
+        from gridwatch.calendar import period_for, previous_period
+
+        for _ in range(rnd.randint(0, 16)):
+            kind = rnd.choice(["daily", "daily", "twice_weekly", "twice_weekly", "weekly", "monthly", "bogus"])
+            # now and then read late: days late, or so late it was sent before the reports settled
+            at = self._when(now, back + timedelta(days=rnd.choice([0, 0, 0, 4, 4] * 6 + [24])))
+            named = None
+            if kind != "bogus":  # the period of the day sent, or the one before (sent late)
+                named = period_for(kind, at.date())
+                named = previous_period(kind, named) if rnd.random() < 0.3 else named
+            period = rnd.choice([None, None, "", named, named, "1999-99"])
             row = {"report_id": self._id("R"), "grid_id": self._grid(), "kind": kind, "period": period}
             flag = rnd.choice([None, None, None, "ok", "petition", "weird"])
             self._insert("reports", {**row, "submitted_at": self._stamp(at), "flag": flag})

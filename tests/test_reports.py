@@ -45,9 +45,22 @@ def report(grid: str | None, submitted: str | None, **kw: Any) -> dict[str, Any]
     }
 
 
-def run(rows: list[dict[str, Any]], now: str, gridwatch_check: CheckRunner, n_grids: int = 8, **kw: Any) -> CheckResult:
-    """One run in a fresh directory of its own, so a test may run the check several times."""
-    result = gridwatch_check("reports", {"grids": grids(n_grids), "reports": rows}, now=now, **kw)
+def run(
+    rows: list[dict[str, Any]],
+    now: str,
+    gridwatch_check: CheckRunner,
+    n_grids: int = 8,
+    since: str | None = None,
+    **kw: Any,
+) -> CheckResult:
+    """One run in a fresh directory of its own, so a test may run the check several times.
+    With ``since`` every grid came into service that day (``grids.since``, DOMAIN.md §5): the
+    grids are then read from a table of their own that has the column."""
+    tables: dict[str, list[dict[str, Any]]] = {"grids": grids(n_grids), "reports": rows}
+    if since is not None:
+        tables["registry"] = [{**g, "zone": None, "since": since} for g in tables.pop("grids")]
+        kw["source"] = 'type = "sqlite"\npath = "standard.db"\ntables = { grids = "registry" }'
+    result = gridwatch_check("reports", tables, now=now, **kw)
     assert result.error is None, result.error
     return result
 
@@ -121,7 +134,8 @@ def test_daily_on_time_ratio_counts_a_late_report_as_not_on_time(gridwatch_check
         report("G2", "2026-11-21 20:30", period="2026-11-21"),  # late
         report("G2", "2026-11-21 20:40", period="2026-11-21"),  # a second copy, still late
     ]
-    r = run(rows, "2026-11-21 21:00", gridwatch_check, n_grids=3)
+    # the grids came into service on 1 October (without it they would count from the first report)
+    r = run(rows, "2026-11-21 21:00", gridwatch_check, n_grids=3, since="2026-10-01")
     # window [10-22 21:00, 11-21 21:00]: daily due times 20:00 of 10-23 .. 11-21 = 9 + 21 = 30
     assert r.by_grid(ON_TIME, kind="daily") == {
         "G1": pytest.approx(2 / 30),
@@ -144,7 +158,11 @@ MONTHLY = [
 
 
 def test_monthly_report_not_overdue_until_24_00_of_the_5th(gridwatch_check):
-    r = run(MONTHLY, "2026-10-05 23:59:00", gridwatch_check, n_grids=3, options={"expect": ["monthly"]})
+    # the grids came into service on 1 August (without it they would count from the first report,
+    # 09-03, and owe no August report)
+    r = run(
+        MONTHLY, "2026-10-05 23:59:00", gridwatch_check, n_grids=3, since="2026-08-01", options={"expect": ["monthly"]}
+    )
     # the latest period due by now is August (due 09-06 00:00): G1 sent it, G2 and G3 did not
     assert r.by_grid(OVERDUE, kind="monthly") == {"G1": 0, "G2": 1, "G3": 1}
     # September is due in 1 minute, within the 3-day lead time: due soon unless already sent
@@ -239,7 +257,22 @@ def test_labels_carry_no_ids(gridwatch_check):
     for s in r.samples:
         assert set(s.labels) <= {"grid", "kind"}, s
         assert not ids & set(s.labels.values()), s
-    assert {s.metric for s in r.samples} == {DAILY, OVERDUE, ON_TIME, DUE_SOON, EXPECTED, ON_TIME_COUNT}
+    assert {s.metric for s in r.samples} == {
+        DAILY,
+        OVERDUE,
+        ON_TIME,
+        DUE_SOON,
+        EXPECTED,
+        ON_TIME_COUNT,
+        *PERIODS_MISSING,
+    }
+
+
+PERIODS_MISSING = (
+    "gridwatch_report_missing_periods",
+    "gridwatch_report_oldest_missing_due_timestamp_seconds",
+    "gridwatch_report_oldest_missing_age_seconds",
+)
 
 
 def test_unknown_expected_kind_is_a_config_error(gridwatch_check):
@@ -289,7 +322,13 @@ def test_produces_follows_the_expected_kinds():
     options = reports.ReportsCheck.Options
     counts = {EXPECTED, ON_TIME_COUNT}
     assert reports.ReportsCheck.produces(options()) == {DAILY, ON_TIME, *counts}
-    assert reports.ReportsCheck.produces(options(expect=["monthly"])) == {ON_TIME, OVERDUE, DUE_SOON, *counts}
+    assert reports.ReportsCheck.produces(options(expect=["monthly"])) == {
+        ON_TIME,
+        OVERDUE,
+        DUE_SOON,
+        *counts,
+        *PERIODS_MISSING,
+    }
 
 
 def test_arrivals_of_periods_that_left_the_window_are_forgotten_between_resyncs(tmp_path):
