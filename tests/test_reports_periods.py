@@ -416,8 +416,10 @@ def test_an_overdue_sample_alone_gives_the_kind():
 
 def test_the_new_metrics_are_produced_for_periodic_kinds():
     options = reports.ReportsCheck.Options
-    assert reports.ReportsCheck.produces(options()) == {DAILY, ON_TIME}
+    counts = {reports.EXPECTED, reports.ON_TIME_COUNT}  # the reporting ratio's denominator and numerator
+    assert reports.ReportsCheck.produces(options()) == {DAILY, ON_TIME, *counts}
     assert reports.ReportsCheck.produces(options(expect=["weekly"])) == {
+        *counts,
         ON_TIME,
         OVERDUE,
         DUE_SOON,
