@@ -359,6 +359,7 @@ def check_formats(rec: Recorder, made: str) -> None:
         "incidents_re_reported",
         "incidents_supervised",
     ]
+    assert type(section["streets"][0]["counts"]["incidents_overdue"]) is int  # 1 on the wire, not 1.0
     assert section["streets"] == [
         {
             "street": "东城街道",

@@ -161,6 +161,16 @@ def test_two_replicas_sharing_a_ledger_send_each_digest_once(tmp_path: Path) -> 
                 f"every digest delivered\n{a.log()[-2000:]}\n{b.log()[-2000:]}",
             )
             time.sleep(3)  # several rounds of both replicas: nothing more may go out
+            for n in names:
+                assert a.metric("gridwatch_digests_undelivered", digest=n) == 0
+                assert b.metric("gridwatch_digests_undelivered", digest=n) == 0
+            sent = [
+                d.metric("gridwatch_digest_deliveries_total", digest=n, notifier=h, outcome="success") or 0
+                for d in (a, b)
+                for n in names
+                for h in HOOKS
+            ]
+            assert sum(sent) == len(names) * len(HOOKS)
             assert a.stop() == 0 and b.stop() == 0
         finally:
             a.__exit__()

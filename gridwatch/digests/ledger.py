@@ -123,11 +123,14 @@ def failed(db: sqlite_utils.Database, delivery: int, attempts: int, retry_at: fl
         )
 
 
-def undelivered(db: sqlite_utils.Database) -> dict[str, int]:
-    """Deliveries still waiting, per digest name (``gridwatch_digests_undelivered``)."""
+def undelivered(db: sqlite_utils.Database, notifiers: list[str] | None = None) -> dict[str, int]:
+    """Deliveries still waiting, per digest name (``gridwatch_digests_undelivered``); only those to
+    ``notifiers`` when given (one no longer configured waits for nobody)."""
+    only = "" if notifiers is None else f"AND x.notifier IN ({','.join('?' * len(notifiers))}) "
     return dict(
         db.execute(
             "SELECT d.name, count(*) FROM digest_deliveries x JOIN digests d ON d.id = x.digest_id "
-            "WHERE x.delivered_at IS NULL GROUP BY d.name"
+            f"WHERE x.delivered_at IS NULL {only}GROUP BY d.name",
+            list(notifiers or ()),
         ).fetchall()
     )

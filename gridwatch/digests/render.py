@@ -40,6 +40,11 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
 
 
+def _count(value: float) -> int | float:
+    """A count as JSON writes it: 3, not 3.0."""
+    return int(value) if float(value).is_integer() else value
+
+
 def _link(url: str) -> str:
     """The board's address as a Markdown link target: nothing in it can close the link early."""
     return quote(url.strip(), safe=":/?#@!$&'*+,;=%~-._[]")
@@ -195,7 +200,7 @@ def document(d: Digest) -> dict[str, Any]:
                 "title": s.title,
                 "columns": [{"code": c.code, "title": c.title, "unit": c.unit} for c in s.columns],
                 "streets": [
-                    {"street": street, "counts": {c.code: v for c, v in zip(s.columns, values, strict=True)}}
+                    {"street": street, "counts": {c.code: _count(v) for c, v in zip(s.columns, values, strict=True)}}
                     for street, values in s.streets
                 ],
             }

@@ -122,7 +122,7 @@ class Digests:
         with contextlib.suppress(StateWriteError):  # reported by the store; the next round retries
             await self._make_due(sources)
             await self._deliver()
-            self.waiting = await self.ledger.acall(ledger.undelivered)
+            self.waiting = await self.ledger.acall(ledger.undelivered, list(self.notifiers))
 
     async def _make_due(self, sources: Sources) -> None:
         tz = self.settings.timezone
