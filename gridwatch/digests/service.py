@@ -119,10 +119,13 @@ class Digests:
             await self._tick(sources)
 
     async def _tick(self, sources: Sources) -> None:
-        with contextlib.suppress(StateWriteError):  # reported by the store; the next round retries
+        # a write the state database refuses is reported by the store; the next round retries it,
+        # and what waits is still delivered meanwhile
+        with contextlib.suppress(StateWriteError):
             await self._make_due(sources)
+        with contextlib.suppress(StateWriteError):
             await self._deliver()
-            self.waiting = await self.ledger.acall(ledger.undelivered, list(self.notifiers))
+        self.waiting = await self.ledger.acall(ledger.undelivered, list(self.notifiers))
 
     async def _make_due(self, sources: Sources) -> None:
         tz = self.settings.timezone
