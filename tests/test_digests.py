@@ -688,3 +688,18 @@ def test_a_run_longer_than_the_first_read_is_read_further_back() -> None:
     d = build(spec("daily"), latest_due(spec("daily"), now, TZ), Inputs(grids, [], lights), now)
     assert reads == [date(2026, 10, 21), date(2025, 10, 17)]
     assert d.runs == (Run(grids["G1"], 320, 0, 320),)
+
+
+def test_the_incidents_check_counts_its_cases_per_level_for_the_digests(gridwatch_check: Any) -> None:
+    """Through the plugin test kit, as a plugin author tests a check's digest counts."""
+    result = gridwatch_check(
+        "incidents",
+        {"grids": GRIDS[:2], "incidents": [_incident("I1", "G1", "2026-11-19 08:00:00")]},
+        now="2026-11-21 09:00",
+    )
+    got = {(t.grid, t.section, t.code, t.title, t.value, t.unit) for t in result.tallies}
+    assert got == {
+        (g, "案件督办", f"incidents_{level}", title, float(g == "G1" and level == "overdue"), "件")
+        for g in ("G1", "G2")
+        for level, title in (("overdue", "超期"), ("re_reported", "二次通报"), ("supervised", "挂牌督办"))
+    }
