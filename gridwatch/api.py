@@ -239,6 +239,23 @@ class Reason:
     labels: Mapping[str, str] = field(default_factory=dict)  # ... if the alert has these labels too
 
 
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """A count one grid contributes to the digests (通报, DOMAIN.md §7), summed per street.
+
+    A check gives these from its own samples (:meth:`Check.tallies`), so the digests name no
+    check's metric: the incidents check counts its cases per escalation level this way, and a
+    plugin's check adds a section of its own (消防栓超期未检) the same way.
+    """
+
+    grid: str
+    section: str  # the heading the counts go under, in words people read: "案件督办"
+    code: str  # stable, for machines (the webhook's JSON): "incidents_supervised"
+    title: str  # what people call the count, no code value in it: "挂牌督办"
+    value: float
+    unit: str = ""  # the measure word after the number: "件"
+
+
 Kind = Literal["number", "count", "ratio", "timestamp", "seconds", "flag", "status"]
 """How a metric's values read: ``count`` a whole number, ``ratio`` 0–1 (shown as a percentage),
 ``timestamp`` Unix seconds (shown as a local time), ``seconds`` a duration, ``flag`` 0/1 (no/yes),
@@ -627,6 +644,14 @@ class Check(Generic[OptionsT_co]):
         """
         return ()
 
+    def tallies(self, samples: Sequence[Sample]) -> Iterable[Tally]:
+        """The counts this check's latest samples add to the digests, per grid (none by default).
+
+        Like :meth:`reasons`, a pure function of the latest run's whole sample list, called off
+        the event loop; a grid whose count is 0 may be left out or given as 0.
+        """
+        return ()
+
     def close(self) -> None:
         """Release what the check holds; called on reload and shutdown."""
 
@@ -661,6 +686,11 @@ class Notifier(Generic[NotifierOptionsT_co]):
     Options: ClassVar[builtins.type[NotifierOptions]] = NotifierOptions
     resend_interval: float | None = None
     """If set, firing alerts are re-sent this often (Alertmanager expects it)."""
+    digest_format: ClassVar[Literal["markdown", "json"] | None] = None
+    """What :meth:`send_digest` takes: a digest (通报) as Markdown (chat robots) or as the JSON
+    document; None: this type takes no digests (a ``[[digests]]`` entry naming it is a config error)."""
+    digest_bytes: ClassVar[int] = 4000
+    """The most bytes a Markdown digest may hold: longer lists are cut with "…等 N 个网格"."""
 
     def __init__(self, name: str, options: NotifierOptionsT_co, env: Environment) -> None:
         self.name = name
@@ -672,3 +702,9 @@ class Notifier(Generic[NotifierOptionsT_co]):
 
     async def resend(self, session: Any, firing: list[dict[str, Any]]) -> None:
         """Re-send the alerts still firing (only called when ``resend_interval`` is set)."""
+
+    async def send_digest(self, session: Any, message: dict[str, Any]) -> None:
+        """Deliver one digest rendered as :attr:`digest_format` says: ``{"title", "text"}`` for
+        Markdown, the JSON document for JSON. Raising means "not delivered, retry later"; the
+        same message is sent again, never a new one."""
+        raise NotImplementedError(f"notifier type {self.type!r} takes no digests")

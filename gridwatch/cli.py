@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument("--check", action="append", help="only this check (repeatable)")
     once.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
     once.add_argument("--json", action="store_true", help="print one JSON object")
+    digest = with_config(sub.add_parser("digest", help="print a digest (通报) as of a moment, or send it"))
+    digest.add_argument("kind", choices=["daily", "weekly", "monthly"])
+    digest.add_argument("--now", help="as of this time, ISO 8601 (default: now): the latest period due then")
+    digest.add_argument(
+        "--send", action="store_true", help="send it through the notifiers of the matching [[digests]] entries"
+    )
     plugins = with_config(sub.add_parser("plugins", help="list plugins and the types they provide"))
     plugins.add_argument("--json", action="store_true")
     alerts = with_config(sub.add_parser("alerts", help="alerts in the state database"))
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "check-config": cmd_check_config,
         "once": cmd_once,
+        "digest": cmd_digest,
         "plugins": cmd_plugins,
         "demo": cmd_demo,
         "alerts": cmd_alerts,
@@ -170,6 +177,20 @@ def cmd_once(args: argparse.Namespace) -> int:
         for e in report["errors"]:
             print(f"ERROR {e['check']}: {e['error']}", file=sys.stderr)
     return 1 if report["errors"] else 0
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    """Exit 0 when printed or sent, 1 when a send failed, 2 for a bad config or arguments."""
+    from gridwatch.digests.replay import replay
+
+    path = config.config_path(args.config)
+    settings, host = config.load(path)
+    try:
+        now = parse_now(args.now, settings.timezone)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(replay(settings, host, args.kind, now, send=args.send))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

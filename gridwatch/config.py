@@ -30,7 +30,7 @@ from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
 from gridwatch.scorecard import ItemOptions, default_items
-from gridwatch.settings import AlertingSection, CheckSpec, NotifierSpec, ReaderSpec, Settings, SourceSpec
+from gridwatch.settings import AlertingSection, CheckSpec, DigestSpec, NotifierSpec, ReaderSpec, Settings, SourceSpec
 from gridwatch.tokens import BCRYPT_HASH, digest
 
 log = logging.getLogger("gridwatch.config")
@@ -189,11 +189,18 @@ class ServerSection(_Strict):
 class StateSection(_Strict):
     path: str = "var/gridwatch-state.db"
     history: int = Field(1000, ge=10, description="check runs kept per check")
+    shared_path: str | None = None
+    """a SQLite file the replicas of a shard share: the digests are kept there, so each goes out once"""
 
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
         return _usable_path(v)
+
+    @field_validator("shared_path")
+    @classmethod
+    def _shared(cls, v: str | None) -> str | None:
+        return None if v is None else _usable_path(v)
 
 
 class PluginsSection(_Strict):
@@ -245,6 +252,7 @@ class Root(_Strict):
     plugins: PluginsSection = PluginsSection()
     sources: dict[str, dict[str, Any]] = {}
     checks: list[dict[str, Any]] = []
+    digests: list[dict[str, Any]] = []
 
     @field_validator("timezone")
     @classmethod
@@ -465,6 +473,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
 
     rules = _rules(data, host, checks, fname, errors)
     assessment = _assessment(data, host, checks, fname, errors)
+    digests = _digests(data, notifiers, notifiers_raw, host, root, fname, errors)
 
     if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
         errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
@@ -506,6 +515,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         max_connections=root.server.max_connections,
         hostnames=root.server.hostnames,
         assessment=assessment,
+        digests=digests,
+        shared_path=resolve_path(base_dir, root.state.shared_path) if root.state.shared_path else None,
         raw=data,
     )
 
@@ -644,6 +655,43 @@ def _assessment(
             continue
         items[name] = dataclasses.replace(items[name], **item.model_dump(exclude_none=True))
     return items
+
+
+def _digests(
+    data: dict[str, Any],
+    notifiers: dict[str, NotifierSpec],
+    notifiers_raw: dict[str, Any],
+    host: PluginHost,
+    root: Root | None,
+    fname: str,
+    errors: list[ConfigError],
+) -> list[DigestSpec]:
+    """``[[digests]]``: each entry's notifiers exist and take digests; names are unique."""
+    out: list[DigestSpec] = []
+    raw = _array(data, "digests")
+    if raw and root is not None and root.grids.source is None:
+        errors.append(ConfigError(fname, "digests", "digests count the grids: set [grids] source"))
+    for i, entry in enumerate(raw):
+        prefix = f"digests[{i}]"
+        spec = _validate(DigestSpec, entry, prefix, fname, errors)
+        if spec is None:
+            continue
+        if any(d.name == spec.name for d in out):
+            why = f"duplicate digest name {spec.name!r}: give each {spec.kind} digest its own name"
+            errors.append(ConfigError(fname, f"{prefix}.name", why))
+        for j, name in enumerate(spec.notifiers):
+            found = notifiers.get(name)
+            cls = host.notifier_type(found.type) if found is not None else None
+            if name not in notifiers_raw:
+                known = ", ".join(sorted(notifiers_raw)) or "none"
+                errors.append(
+                    ConfigError(fname, f"{prefix}.notifiers[{j}]", f"unknown notifier {name!r} (known: {known})")
+                )
+            elif cls is not None and cls.digest_format is None and found is not None:
+                why = f"notifier {name!r} ({found.type}) takes no digests; wecom, dingtalk and webhook do"
+                errors.append(ConfigError(fname, f"{prefix}.notifiers[{j}]", why))
+        out.append(spec)
+    return out
 
 
 def _token_digest(server: ServerSection) -> str | None:

@@ -7,12 +7,12 @@ reads settings (the plugin contract included) need not know how they were made.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridwatch.api import Deduction, Options
 from gridwatch.durations import Duration
@@ -29,6 +29,54 @@ class AlertingSection(BaseModel):
     history: int = Field(10_000, ge=100)
     silence_retention: Duration = 120 * 3600.0
     """how long an expired silence stays listed before it is deleted (Alertmanager: 120h)"""
+
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DIGEST_AT = {"daily": time(8, 30), "weekly": time(17, 0), "monthly": time(9, 0)}
+"""When each kind of digest goes out by default (DOMAIN.md §7), local time."""
+
+
+class DigestSpec(BaseModel):
+    """A ``[[digests]]`` entry: which digest (通报) goes out when, to whom, about which streets."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["daily", "weekly", "monthly"]
+    name: str = Field("", pattern=r"^$|^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+    """what the delivery record knows it by (default: the kind); unique among the entries"""
+    at: time | None = None
+    """local time it goes out (default 08:30 daily, 17:00 weekly, 09:00 monthly)"""
+    weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None = None
+    """weekly only: the day it goes out (default friday)"""
+    day: int | None = Field(None, ge=1, le=28)
+    """monthly only: the day of the month it goes out (default 1)"""
+    notifiers: list[str] = Field(min_length=1)
+    streets: list[str] = []
+    """only these streets' grids (a street office's digest); empty: every grid this instance watches"""
+    top: int = Field(10, ge=1, le=100)
+    """how many of the grids lit longest are listed"""
+
+    @model_validator(mode="after")
+    def _fill(self) -> DigestSpec:
+        if self.weekday is not None and self.kind != "weekly":
+            raise ValueError("weekday applies to weekly digests only")
+        if self.day is not None and self.kind != "monthly":
+            raise ValueError("day applies to monthly digests only")
+        if self.at is not None and (self.at.tzinfo is not None or self.at.microsecond):
+            raise ValueError("at is a local time of day, like 08:30 (no offset, no fractions of a second)")
+        if any(not s.strip() for s in self.streets):
+            raise ValueError("a street is a name, not empty")
+        values = {
+            "name": self.name or self.kind,
+            "at": self.at or DIGEST_AT[self.kind],
+            "weekday": self.weekday or ("friday" if self.kind == "weekly" else None),
+            "day": self.day or (1 if self.kind == "monthly" else None),
+            "notifiers": list(dict.fromkeys(self.notifiers)),
+            "streets": list(dict.fromkeys(s.strip() for s in self.streets)),
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)  # the defaults that depend on the kind, filled once
+        return self
 
 
 @dataclass(frozen=True)
@@ -102,6 +150,9 @@ class Settings:
     hostnames: list[str] | None = None  # None: the check applies only while reads are open
     assessment: dict[str, Deduction] = field(default_factory=dict)
     """the scorecard items in force (``[assessment]`` over the defaults), by name"""
+    digests: list[DigestSpec] = field(default_factory=list)
+    shared_path: Path | None = None
+    """``[state] shared_path``: the digest ledger both replicas of a shard share (None: the state database)"""
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property

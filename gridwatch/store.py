@@ -153,7 +153,31 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.table("outbox").create_index(["notifier", "delivered_at", "next_attempt"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    """Digests (通报): one row per digest and period, made once; one delivery per notifier.
+
+    The same tables make up the shared ledger of ``[state] shared_path`` (:data:`SHARED_MIGRATIONS`).
+    """
+    db.execute(
+        "CREATE TABLE digests (id INTEGER PRIMARY KEY, name TEXT NOT NULL, period TEXT NOT NULL, "
+        "kind TEXT NOT NULL, due_at REAL NOT NULL, made_at REAL NOT NULL, made_by TEXT NOT NULL, "
+        "UNIQUE (name, period))"
+    )
+    db.execute(
+        "CREATE TABLE digest_deliveries (id INTEGER PRIMARY KEY, "
+        "digest_id INTEGER NOT NULL REFERENCES digests (id) ON DELETE CASCADE, notifier TEXT NOT NULL, "
+        "payload TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL, "
+        "claimed_by TEXT, claimed_until REAL, delivered_at REAL, last_error TEXT, UNIQUE (digest_id, notifier))"
+    )
+    db.execute("CREATE INDEX digest_deliveries_waiting ON digest_deliveries (delivered_at, next_attempt)")
+    # when a digest was first configured: periods due before it were never owed (a new install
+    # does not send last month's digest), those due after it are sent, late if need be
+    db.execute("CREATE TABLE digest_watch (name TEXT PRIMARY KEY, since REAL NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+SHARED_MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v3]
+"""The schema of a ledger the replicas of a shard share (``[state] shared_path``): digests only."""
 
 
 def _wal(conn: sqlite3.Connection, wait: float = 10.0) -> None:
@@ -272,9 +296,20 @@ def _pid_in(fd: int) -> int | None:
 class Store:
     """Owns the state database; every method runs on the store's own thread."""
 
-    def __init__(self, path: Path, history: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        history: int = 1000,
+        *,
+        journal: str = "WAL",
+        migrations: Sequence[Callable[[sqlite_utils.Database], None]] = MIGRATIONS,
+    ) -> None:
+        """``journal`` and ``migrations`` differ for a ledger other processes open too (see
+        :data:`SHARED_MIGRATIONS`): a rollback journal needs no shared memory between them."""
         self.path = path
         self.history = history
+        self.journal = journal
+        self.migrations = migrations
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gridwatch-store")
         self.db: sqlite_utils.Database | None = None
         self._inserts = 0
@@ -313,7 +348,10 @@ class Store:
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=10)
-        _wal(conn)
+        if self.journal == "WAL":
+            _wal(conn)
+        else:
+            conn.execute(f"PRAGMA journal_mode = {self.journal}")
         conn.execute("PRAGMA synchronous = NORMAL")
         self.db = sqlite_utils.Database(conn)
         st = os.stat(self.path)
@@ -329,17 +367,17 @@ class Store:
     def migrate(self) -> None:
         db = self.db
         assert db is not None
-        current = self.version
-        if current > len(MIGRATIONS):
+        current, migrations = self.version, self.migrations
+        if current > len(migrations):
             raise StoreError(
                 f"{self.path} has schema version {current}, newer than this gridwatch knows "
-                f"({len(MIGRATIONS)}): refusing to downgrade"
+                f"({len(migrations)}): refusing to downgrade"
             )
-        while current < len(MIGRATIONS):
+        while current < len(migrations):
             with transaction(db):  # a kill half-way must not leave tables without their version
                 current = self.version  # again, under the write lock: another process may have migrated
-                if current < len(MIGRATIONS):
-                    MIGRATIONS[current](db)
+                if current < len(migrations):
+                    migrations[current](db)
                     db.execute(f"PRAGMA user_version = {current + 1}")
                     current += 1
 

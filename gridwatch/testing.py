@@ -164,10 +164,13 @@ class CheckResult:
         grids: Mapping[str, Any] | None = None,
         directory: Path | None = None,
         reasons: list[Any] | None = None,
+        tallies: list[Any] | None = None,
     ):
         self.samples = samples
         self.reasons = reasons or []
         """the light reasons the check gives for these samples (:class:`gridwatch.api.Reason`)"""
+        self.tallies = tallies or []
+        """the counts the check adds to the digests for these samples (:class:`gridwatch.api.Tally`)"""
         self.rejected = rejected
         self.error = error
         self.rules = dict(rules or {})
@@ -380,7 +383,8 @@ def run_check(
             grids = runtime.registry.cached() if runtime.registry is not None else {}
             if runtime.registry is not None and not grids:
                 grids = runtime.load_grids(now, Results())
-            reasons = list(runtime.runners[check_type].check.reasons(outcome.samples))
+            check = runtime.runners[check_type].check
+            reasons, tallies = list(check.reasons(outcome.samples)), list(check.tallies(outcome.samples))
             return CheckResult(
                 outcome.samples,
                 rejected,
@@ -389,6 +393,7 @@ def run_check(
                 grids=grids,
                 directory=tmp_path,
                 reasons=reasons,
+                tallies=tallies,
             )
         finally:
             runtime.close()

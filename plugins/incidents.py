@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import field_validator, model_validator
 
-from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Deduction, Ratio, Reason, RunContext, Sample, Title
+from gridwatch.api import RED, ROW_KEY, YELLOW, Check, Deduction, Ratio, Reason, RunContext, Sample, Tally, Title
 from gridwatch.calendar import WorkCalendar, incident_deadline, parse_limit
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.feeds import IncrementalOptions, Tracker
@@ -66,6 +66,7 @@ DUE_EXTENDED = "gridwatch_incidents_due_extended"
 CLOSED = "gridwatch_incidents_closed"
 CLOSED_REWORKED = "gridwatch_incidents_closed_reworked"
 LEVELS = ("overdue", "re_reported", "supervised")  # the escalation ladder, bottom up
+LEVEL_ZH = {"overdue": "超期", "re_reported": "二次通报", "supervised": "挂牌督办"}
 DAY = 86400.0
 
 
@@ -346,6 +347,13 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
                 days = int(longest.get((grid, "supervised"), 0.0) // DAY)  # whole days, rounded down
                 text = f"挂牌督办案件 {n} 件，超期 {days} 天"
                 yield Reason(grid, RED, "incidents_supervised", text, ESCALATED, {"level": "supervised"})
+
+    def tallies(self, samples: Sequence[Sample]) -> Iterator[Tally]:
+        """The digests' 案件督办: open cases per escalation level, every level for every grid."""
+        for s in samples:
+            level = s.labels.get("level", "")
+            if s.metric == ESCALATED and level in LEVEL_ZH:
+                yield Tally(s.labels["grid"], "案件督办", f"incidents_{level}", LEVEL_ZH[level], s.value, "件")
 
 
 @hookimpl

@@ -58,9 +58,17 @@ class RobotOptions(NotifierOptions):
 class WeComNotifier(Notifier[RobotOptions]):
     type = "wecom"
     Options = RobotOptions
+    digest_format = "markdown"
+    digest_bytes = 4096  # the documented limit of markdown.content
 
     async def send(self, session: Any, alerts: list[dict[str, Any]]) -> None:
         _title, body = markdown(alerts)
+        await self._post(session, body)
+
+    async def send_digest(self, session: Any, message: dict[str, Any]) -> None:
+        await self._post(session, message["text"])
+
+    async def _post(self, session: Any, body: str) -> None:
         answer = await post_json(
             session,
             str(self.options.url),
@@ -83,9 +91,16 @@ def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
 class DingTalkNotifier(Notifier[DingTalkOptions]):
     type = "dingtalk"
     Options = DingTalkOptions
+    digest_format = "markdown"
+    digest_bytes = 20000  # the documented limit of a message
 
     async def send(self, session: Any, alerts: list[dict[str, Any]]) -> None:
-        title, body = markdown(alerts)
+        await self._post(session, *markdown(alerts))
+
+    async def send_digest(self, session: Any, message: dict[str, Any]) -> None:
+        await self._post(session, message["title"], message["text"])
+
+    async def _post(self, session: Any, title: str, body: str) -> None:
         url = str(self.options.url)
         if self.options.secret:
             ts = int(time.time() * 1000)

@@ -55,6 +55,8 @@ def webhook_payload(receiver: str, alerts: list[dict[str, Any]], external_url: s
 class WebhookNotifier(Notifier["WebhookNotifier.Options"]):
     type = "webhook"
 
+    digest_format = "json"
+
     class Options(NotifierOptions):
         url: AnyHttpUrl
 
@@ -63,6 +65,9 @@ class WebhookNotifier(Notifier["WebhookNotifier.Options"]):
         external_url = next((a["generatorURL"] for a in alerts if a.get("generatorURL")), "")
         body = webhook_payload(self.name, alerts, external_url)
         await post_json(session, str(self.options.url), body, self.options.timeout)
+
+    async def send_digest(self, session: Any, message: dict[str, Any]) -> None:
+        await post_json(session, str(self.options.url), message, self.options.timeout)
 
 
 @hookimpl

@@ -17,8 +17,9 @@ from prometheus_client.core import Metric
 
 from gridwatch import __version__, config
 from gridwatch.alerting.service import Alerting
-from gridwatch.api import Grid, Sample
+from gridwatch.api import Check, Grid, Sample
 from gridwatch.config import ConfigErrors, Settings
+from gridwatch.digests.service import Digests
 from gridwatch.pipeline.grids import EMPTY
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import BuildError, Outcome, Runner, Runtime, assemble
@@ -26,7 +27,7 @@ from gridwatch.pipeline.scheduler import Scheduler
 from gridwatch.plugins import PluginHost
 from gridwatch.process import systemd
 from gridwatch.process.looplag import LoopLagMonitor
-from gridwatch.store import StateWriteError, Store
+from gridwatch.store import SHARED_MIGRATIONS, StateWriteError, Store
 from gridwatch.web.app import make_app, server_options, server_tls
 from gridwatch.web.readmodel import ReadModel
 from gridwatch.web.selfmetrics import (
@@ -60,6 +61,7 @@ class Daemon:
         self.collector.extra.append(lambda: state_db_families(self.store))
         self.loop_lag = LoopLagMonitor()
         self.collector.extra.append(lambda: loop_lag_families(self.loop_lag))
+        self.collector.extra.append(lambda: self.digests.metric_families() if self.digests is not None else iter(()))
         self.registry = registry(self.collector)
         self.web_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gridwatch-web")
         self.pages = Pages(
@@ -76,6 +78,8 @@ class Daemon:
         self.runtime: Runtime | None = None
         self.scheduler: Scheduler | None = None
         self.alerting: Alerting | None = None
+        self.digests: Digests | None = None
+        self.shared: Store | None = None  # [state] shared_path: the digest ledger the replicas share
         self.view: ReadModel | None = None  # what the web layer reads; replaced whole on reload
         self._web: web.AppRunner | None = None
         self.gate: Gate | None = None  # the open connections (made in start)
@@ -94,6 +98,11 @@ class Daemon:
         self._look_around(self.runtime, grids=True)
         self.alerting = self._alerting(self.settings, self.runtime)
         await self.alerting.start(self._rule_inputs)
+        if self.settings.shared_path is not None:
+            self.shared = Store(self.settings.shared_path, journal="DELETE", migrations=SHARED_MIGRATIONS)
+            await loop.run_in_executor(None, self.shared.open)
+        self.digests = self._digests(self.settings, self.alerting)
+        await self.digests.start(self._digest_sources)
         self.view = self._view()
         self._call_hook("startup")
         self._web = web.AppRunner(
@@ -160,6 +169,18 @@ class Daemon:
     def _alerting(self, settings: Settings, runtime: Runtime) -> Alerting:
         return Alerting(settings, self.host, self.store, runtime.env, clock=self._wall)
 
+    def _digests(self, settings: Settings, alerting: Alerting) -> Digests:
+        return Digests(settings, self.host, alerting.notifiers, self.store, self.shared or self.store, self.clock)
+
+    def _digest_sources(self) -> tuple[dict[str, Grid], list[tuple[Check, list[Sample]]]] | None:
+        """The grids and each check with its latest samples, for a digest; None until every check
+        has run once (a digest made on the empty samples of a fresh start would count nothing)."""
+        runtime = self.runtime
+        if self._waiting() or runtime is None:
+            return None
+        grids = runtime.registry.cached() if runtime.registry is not None else {}
+        return grids, [(r.check, r.state.samples) for r in runtime.runners.values()]
+
     def _rule_inputs(self) -> tuple[list[Sample], dict[str, Grid]] | None:
         """Samples and grids for the rules; None until every check has run once (or kept its
         samples through a reload) and the grid registry has been read (or kept), lest samples or
@@ -221,8 +242,11 @@ class Daemon:
             self.settings.state_path,
             self.settings.tls_cert is None,
             self.settings.client_timeout,
-        ):
-            log.warning("server.listen, tls on/off, client_timeout and state.path changes take effect on restart")
+        ) or settings.shared_path != self.settings.shared_path:
+            log.warning(
+                "server.listen, tls on/off, client_timeout, state.path and state.shared_path changes take effect "
+                "on restart"
+            )
         if self.gate is not None:
             self.gate.limit = descriptors(settings.max_connections)
         if self._tls is not None and settings.tls_cert is not None and settings.tls_key is not None:
@@ -233,6 +257,8 @@ class Daemon:
         assert self.scheduler is not None and self.runtime is not None
         systemd.notify("RELOADING=1")
         await self.scheduler.stop(SHUTDOWN_GRACE)
+        if self.digests is not None:
+            await self.digests.stop()
         if self.alerting is not None:
             await self.alerting.stop()
         old, self.runtime, self.settings = self.runtime, runtime, settings
@@ -245,6 +271,8 @@ class Daemon:
         old.close()
         previous, self.alerting = self.alerting, alerting
         await alerting.start(self._rule_inputs, previous)
+        self.digests = self._digests(settings, alerting)  # shared_path changes take effect on restart
+        await self.digests.start(self._digest_sources)
         self.view = self._view()
         self._start_scheduler()
         self._look_around(runtime, grids=True)  # a new registry is read now, a kept one when due
@@ -259,6 +287,8 @@ class Daemon:
             task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop(SHUTDOWN_GRACE)
+        if self.digests is not None:
+            await self.digests.stop()
         if self.alerting is not None:
             await self.alerting.stop()
             if self.alerting.engine.unwritten:
@@ -268,6 +298,8 @@ class Daemon:
             await self._web.cleanup()
         if self.runtime is not None:
             self.runtime.close()
+        if self.shared is not None:
+            self.shared.close()
         self.store.close()
         self.web_pool.shutdown(wait=False, cancel_futures=True)
         log.info("gridwatch stopped")
