@@ -15,7 +15,7 @@ from typing import Any
 
 from gridwatch import __version__, config
 from gridwatch.api import PLUGIN_API_VERSION
-from gridwatch.config import ConfigErrors
+from gridwatch.config import ConfigErrors, Settings
 from gridwatch.plugins import PluginError, PluginHost
 
 EXIT_CONFIG = 2
@@ -112,17 +112,33 @@ def parse_now(text: str | None, tz: Any) -> datetime:
     return dt.replace(tzinfo=tz) if dt.tzinfo is None else dt
 
 
+def load_to_run(path: Path) -> tuple[Settings, PluginHost]:
+    """The config as ``run`` starts from it: validated, and every source made (nothing connected),
+    so a missing database driver is a config problem rather than a traceback at start."""
+    from gridwatch.pipeline import connect
+
+    settings, host = config.load(path)
+    problems = connect.build_problems(settings, host, fname=str(path))
+    if problems:
+        raise ConfigErrors(problems)
+    return settings, host
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from gridwatch.pipeline.runtime import BuildError
     from gridwatch.process.daemon import Daemon
 
     path = config.config_path(args.config)
-    settings, host = config.load(path)
+    settings, host = load_to_run(path)
     daemon = Daemon(path, settings, host)
     try:
         asyncio.run(daemon.serve())
     except OSError as exc:
         logging.getLogger("gridwatch").error("cannot start: %s", exc)
         return 1
+    except BuildError as exc:  # a check a plugin cannot make from its options
+        print(f"gridwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if threading.active_count() > 1:
         # a plugin thread stuck past its timeout must not keep the process alive after SIGTERM
         logging.shutdown()
@@ -135,6 +151,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     a check reads is looked up (nothing is run)."""
     path = config.config_path(args.config)
     problems = list(config.problems(path))
+    if not problems:
+        try:
+            load_to_run(path)
+        except ConfigErrors as exc:
+            problems = [str(e) for e in exc.errors]
     if not problems and args.connect:
         from gridwatch.pipeline import connect
 
@@ -148,12 +169,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
+    from gridwatch.pipeline.runtime import BuildError
     from gridwatch.process.once import run_once
 
     path = config.config_path(args.config)
-    settings, host = config.load(path)
+    settings, host = load_to_run(path)
     now = parse_now(args.now, settings.timezone)
-    report = asyncio.run(run_once(settings, host, now, args.check))
+    try:
+        report = asyncio.run(run_once(settings, host, now, args.check))
+    except BuildError as exc:
+        print(f"gridwatch: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
