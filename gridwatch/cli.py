@@ -21,44 +21,84 @@ from gridwatch.plugins import PluginError, PluginHost
 EXIT_CONFIG = 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gridwatch", description="Monitoring daemon for community grid management.")
+# Options a person may put before or after the command (``gridwatch -c FILE once`` and
+# ``gridwatch once -c FILE``): dest → (flags, argparse keywords, default). Each parser adds them
+# with no default of its own, so a later parser never overwrites what an earlier one read.
+_GLOBAL: dict[str, tuple[tuple[str, ...], dict[str, Any], Any]] = {
+    "config": (
+        ("-c", "--config"),
+        {"metavar": "FILE", "help": "config file (default: $GRIDWATCH_CONFIG or ./gridwatch.toml)"},
+        None,
+    ),
+    "json": (("--json",), {"action": "store_true", "help": "print JSON"}, False),
+    "now": (("--now",), {"metavar": "ISO8601", "help": "as of this time (default: now)"}, None),
+    "log_format": (("--log-format",), {"choices": ["text", "json"], "help": "log lines (default: text)"}, "text"),
+    "log_level": (
+        ("--log-level",),
+        {"choices": ["debug", "info", "warning", "error"], "help": "least severity logged (default: info)"},
+        "info",
+    ),
+}
+_LOGGING = ("log_format", "log_level")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Records which global options each command takes, to refuse one given where it does not apply."""
+
+    takes: dict[str, set[str]]
+
+
+def _global(p: argparse.ArgumentParser, *dests: str, help: str | None = None) -> None:
+    for dest in dests:
+        flags, kwargs, _ = _GLOBAL[dest]
+        p.add_argument(*flags, dest=dest, default=argparse.SUPPRESS, **(kwargs | ({"help": help} if help else {})))
+
+
+def _parser() -> _Parser:
+    p = _Parser(
+        prog="gridwatch",
+        description="Monitoring daemon for community grid management. "
+        "-c, --json, --now and the log options may stand before or after the command.",
+    )
     p.add_argument("--version", action="version", version=f"gridwatch {__version__}")
-    p.add_argument("--log-format", choices=["text", "json"], default="text")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    _global(p, *_GLOBAL)
+    p.takes = {}
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("-c", "--config", help="config file (default: $GRIDWATCH_CONFIG or ./gridwatch.toml)")
+    def command(name: str, *dests: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, **kwargs)
+        _global(sp, *dests, *_LOGGING)
+        p.takes[name] = {*dests, *_LOGGING}
         return sp
 
-    with_config(sub.add_parser("run", help="run the daemon"))
-    check_config = with_config(sub.add_parser("check-config", help="validate a config; exit 2 on problems"))
+    command("run", "config", help="run the daemon")
+    check_config = command("check-config", "config", help="validate a config; exit 2 on problems")
     check_config.add_argument(
         "--connect",
         action="store_true",
         help="also open every source and look up the tables and columns the checks read",
     )
-    once = with_config(sub.add_parser("once", help="run checks once, print samples and alerts"))
+    once = command("once", "config", help="run checks once, print samples and alerts")
+    _global(once, "json", help="print one JSON object")
+    _global(once, "now", help="evaluation time, ISO 8601 (default: now)")
+    p.takes["once"] |= {"json", "now"}
     once.add_argument("--check", action="append", help="only this check (repeatable)")
-    once.add_argument("--now", help="evaluation time, ISO 8601 (default: now)")
-    once.add_argument("--json", action="store_true", help="print one JSON object")
-    plugins = with_config(sub.add_parser("plugins", help="list plugins and the types they provide"))
-    plugins.add_argument("--json", action="store_true")
-    alerts = with_config(sub.add_parser("alerts", help="alerts in the state database"))
-    alerts.add_argument("--json", action="store_true")
+    command("plugins", "config", "json", help="list plugins and the types they provide")
+    alerts = command("alerts", "config", "json", help="alerts in the state database")
     alerts.add_argument("--history", type=int, metavar="N", help="also the last N transitions")
-    silence = with_config(sub.add_parser("silence", help="add, list or expire silences"))
+    silence = command("silence", "config", help="add, list or expire silences")
     silence_sub = silence.add_subparsers(dest="action", required=True)
     add = silence_sub.add_parser("add", help="silence alerts matching all matchers")
     add.add_argument("matchers", nargs="+", metavar="NAME=VALUE", help="label matchers (NAME=~REGEX too)")
     add.add_argument("--duration", default="2h", help="how long (default 2h)")
     add.add_argument("--author", required=True)
     add.add_argument("--comment", default="")
-    silence_sub.add_parser("list", help="list silences")
+    listing = silence_sub.add_parser("list", help="list silences")
     expire = silence_sub.add_parser("expire", help="end a silence now")
     expire.add_argument("id")
-    new_plugin = sub.add_parser(
+    for action in (add, listing, expire):
+        _global(action, "config", *_LOGGING)
+    new_plugin = command(
         "new-plugin",
         help="write a pip-installable check plugin package to start from",
         description="Write the package gridwatch-NAME (module gridwatch_NAME): a check type with typed "
@@ -66,17 +106,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     new_plugin.add_argument("name", metavar="NAME", help="the check type's name, e.g. elderly_calls")
     new_plugin.add_argument("--dir", help="where to write the package (default: ./gridwatch-NAME)")
-    demo = sub.add_parser("demo", help="write the synthetic demo city into SQLite")
+    demo = command("demo", help="write the synthetic demo city into SQLite")
+    _global(demo, "now", help="generate history up to this time, ISO 8601 (default: now)")
+    p.takes["demo"].add("now")
     demo.add_argument("--db", default="var/demo.db", help="output file (default: var/demo.db)")
     demo.add_argument("--grids", type=int, default=60)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--days", type=int, default=90)
-    demo.add_argument("--now", help="generate history up to this time, ISO 8601 (default: now)")
     return p
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, global options read wherever they stand; one given to a command that
+    does not take it is a usage error (exit 2), not silently ignored."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    for dest, (flags, _, default) in _GLOBAL.items():
+        if dest not in vars(args):
+            setattr(args, dest, default)
+        elif dest not in parser.takes[args.command]:
+            parser.error(f"{flags[-1]} does not apply to {args.command}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     from gridwatch.process import logs
 
     logs.setup(args.log_format, args.log_level)

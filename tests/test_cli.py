@@ -4,7 +4,9 @@ problem and exit 2 instead of a traceback, times in the configured zone."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -84,3 +86,107 @@ def test_a_missing_database_driver_is_one_line_naming_the_extra(tmp_path, url, m
         ), command
     assert not (tmp_path / "state.db").exists()  # refused before anything was started
     assert path.exists()
+
+
+# --------------------------------------------------------------------------- options in either place
+
+ONE_CHECK = """
+timezone = "Asia/Shanghai"
+
+[sources.platform]
+type = "sqlite"
+path = "platform.db"
+
+[[checks]]
+name = "open_cases"
+type = "sql"
+source = "platform"
+metric = "gridwatch_custom_open_cases"
+value = "n"
+query = "SELECT 2 AS n"
+"""
+
+
+@pytest.fixture
+def one_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    sqlite3.connect(tmp_path / "platform.db").close()
+    monkeypatch.chdir(tmp_path)  # no ./gridwatch.toml is found: only -c names the file
+    monkeypatch.delenv("GRIDWATCH_CONFIG", raising=False)
+    config = tmp_path / "conf" / "one.toml"
+    config.parent.mkdir()
+    config.write_text(ONE_CHECK.replace('"platform.db"', f'"{tmp_path / "platform.db"}"'), encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["once", "-c", "{c}", "--json", "--now", "2026-11-20T17:45:00"],
+        ["-c", "{c}", "once", "--json", "--now", "2026-11-20T17:45:00"],
+        ["--json", "-c", "{c}", "--now", "2026-11-20T17:45:00", "once"],
+        ["--now", "2026-11-20T17:45:00", "once", "--config={c}", "--json"],
+        ["--log-level", "warning", "once", "--json", "-c", "{c}", "--now", "2026-11-20T17:45:00"],
+        ["once", "--json", "-c", "{c}", "--now", "2026-11-20T17:45:00", "--log-level", "warning"],
+    ],
+)
+def test_global_options_before_or_after_the_command(one_check, capsys, argv):
+    from gridwatch.cli import main
+
+    assert main([a.format(c=one_check) for a in argv]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["now"] == "2026-11-20T17:45:00+08:00"
+    assert out["samples"] == [
+        {"check": "open_cases", "metric": "gridwatch_custom_open_cases", "labels": {}, "value": 2}
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check-config", "-c", "{c}"],
+        ["-c", "{c}", "check-config"],
+        ["-c", "{c}", "alerts", "--json"],
+        ["--json", "alerts", "-c", "{c}"],
+        ["-c", "{c}", "silence", "list"],
+        ["silence", "-c", "{c}", "list"],
+        ["silence", "list", "-c", "{c}"],
+        ["--json", "plugins", "-c", "{c}"],
+    ],
+)
+def test_the_config_option_before_or_after_every_command_that_reads_one(one_check, capsys, argv):
+    from gridwatch.cli import main
+
+    assert main([a.format(c=one_check) for a in argv]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_takes_now_before_or_after(tmp_path):
+    from gridwatch.cli import main
+
+    main(["--now", "2026-11-20T17:45:00", "demo", "--db", str(tmp_path / "a.db"), "--grids", "2", "--days", "2"])
+    main(["demo", "--db", str(tmp_path / "b.db"), "--grids", "2", "--days", "2", "--now", "2026-11-20T17:45:00"])
+    for table in ("visits", "reports"):
+        assert rows(tmp_path / "a.db", table) == rows(tmp_path / "b.db", table) != []
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--json", "run"], "--json does not apply to run"),
+        (["--now", "2026-11-20T17:45:00", "alerts"], "--now does not apply to alerts"),
+        (["-c", "x.toml", "demo"], "--config does not apply to demo"),
+        (["run", "--json"], "unrecognized arguments: --json"),
+    ],
+)
+def test_a_global_option_where_it_does_not_apply_is_a_usage_error(capsys, argv, problem):
+    from gridwatch.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"gridwatch: error: {problem}"
+
+
+def rows(db: Path, table: str) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
