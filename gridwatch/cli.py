@@ -17,6 +17,7 @@ from gridwatch import __version__, config
 from gridwatch.api import PLUGIN_API_VERSION
 from gridwatch.config import ConfigErrors, Settings
 from gridwatch.plugins import PluginError, PluginHost
+from gridwatch.process import logs
 
 EXIT_CONFIG = 2
 
@@ -131,8 +132,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from gridwatch.process import logs
-
     logs.setup(args.log_format, args.log_level)
     handler = {
         "run": cmd_run,
@@ -175,6 +174,7 @@ def load_to_run(path: Path) -> tuple[Settings, PluginHost]:
     problems = connect.build_problems(settings, host, fname=str(path))
     if problems:
         raise ConfigErrors(problems)
+    logs.use_timezone(settings.timezone)
     return settings, host
 
 
@@ -288,9 +288,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _state(args: argparse.Namespace) -> Any:
+    """The state database of the config, opened; its times are printed in the config's zone."""
     from gridwatch.store import Store
 
     settings, _ = config.load(config.config_path(args.config))
+    logs.use_timezone(settings.timezone)
     store = Store(settings.state_path, settings.history)
     store.open()
     return store
@@ -332,11 +334,17 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     for v in views:
         mark = " (silenced)" if v["silenced"] else ""
         labels = ",".join(f"{k}={val}" for k, val in v["labels"].items() if k != "alertname")
-        print(f"{v['state']:<9}{v['severity']:<9}{v['alert']} {{{labels}}} {v['summary']}{mark}")
+        since = f" since {_local(v['active_since'])}" if v.get("active_since") else ""
+        print(f"{v['state']:<9}{v['severity']:<9}{v['alert']} {{{labels}}} {v['summary']}{mark}{since}")
     for h in history:
-        when = datetime.fromtimestamp(h["at"], UTC).isoformat()
+        when = logs.local_time(h["at"])
         print(f"{when} {h['alert']} {h['labels']} {h['from_state']} -> {h['to_state']} ({h['severity']})")
     return 0
+
+
+def _local(iso: str) -> str:
+    """An API time (UTC, ``Z``) as the CLI prints it: in the configured zone, with its offset."""
+    return logs.local_time(datetime.fromisoformat(iso).timestamp())
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
@@ -361,7 +369,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
             for s in store.call(load_silences):
                 v = s.view(now)
                 m = ",".join(f"{x['name']}{'=~' if x['isRegex'] else '='}{x['value']}" for x in s.matchers)
-                print(f"{s.id} {v['status']['state']:<8} {m} until {v['endsAt']} by {s.created_by}: {s.comment}")
+                until = logs.local_time(s.ends_at)
+                print(f"{s.id} {v['status']['state']:<8} {m} until {until} by {s.created_by}: {s.comment}")
         elif not store.call(expire_silence, args.id, now):
             print(f"gridwatch: no active silence {args.id}", file=sys.stderr)
             return 1

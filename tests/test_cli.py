@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -190,3 +193,63 @@ def test_a_global_option_where_it_does_not_apply_is_a_usage_error(capsys, argv, 
 def rows(db: Path, table: str) -> list[tuple]:
     with sqlite3.connect(db) as con:
         return con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+
+
+# --------------------------------------------------------------------------- times in the configured zone
+
+FIRED = datetime(2026, 11, 20, 9, 45, tzinfo=UTC).timestamp()  # 17:45 in Shanghai, 15:15 in Kolkata
+
+
+def test_alerts_and_silences_print_times_in_the_configured_zone(tmp_path, capsys):
+    from gridwatch.alerting.engine import AlertEngine
+    from gridwatch.alerting.silences import add_silence
+    from gridwatch.api import Grid, Sample
+    from gridwatch.cli import main
+    from gridwatch.rules import Rule, evaluate
+    from gridwatch.store import Store
+
+    config = tmp_path / "gridwatch.toml"
+    config.write_text('timezone = "Asia/Shanghai"\n[state]\npath = "state.db"\n', encoding="utf-8")
+    rule = Rule.model_validate(
+        {"alert": "TestValueHigh", "metric": "gridwatch_test_value", "above": {"critical": 8}, "summary": "high"}
+    )
+    hits = evaluate([rule], [Sample("gridwatch_test_value", {"grid": "G1"}, 9)], {"G1": Grid("G1", "一网格", "c", "s")})
+    store = Store(tmp_path / "state.db")
+    store.open()
+    try:
+        store.call(AlertEngine().step, FIRED, hits, {rule.alert: rule})
+        matchers = [{"name": "grid", "value": "G1", "isRegex": False}]
+        silence = store.call(add_silence, matchers, FIRED, FIRED + 2 * 3600, "ops", "repair", FIRED)
+    finally:
+        store.close()
+
+    silenced = " (silenced)" if time.time() < FIRED + 7200 else ""  # the silence ends 19:45
+    assert main(["alerts", "-c", str(config), "--history", "5"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"firing   critical TestValueHigh {{grid=G1}} high{silenced} since 2026-11-20T17:45:00+08:00",
+        '2026-11-20T17:45:00+08:00 TestValueHigh {"grid": "G1", "alertname": "TestValueHigh"} '
+        "pending -> firing (critical)",
+        '2026-11-20T17:45:00+08:00 TestValueHigh {"grid": "G1", "alertname": "TestValueHigh"} '
+        "inactive -> pending (critical)",
+    ]
+    assert main(["silence", "list", "-c", str(config)]) == 0
+    state = "active" if time.time() < FIRED + 7200 else "expired"
+    assert capsys.readouterr().out.splitlines() == [
+        f"{silence.id} {state:<8} grid=G1 until 2026-11-20T19:45:00+08:00 by ops: repair"
+    ]
+
+
+def test_text_log_lines_carry_the_configured_zone_and_its_offset(tmp_path):
+    (tmp_path / "gridwatch.toml").write_text(
+        'timezone = "Asia/Kolkata"\n' + ONE_CHECK.split("\n", 2)[2].replace("SELECT 2 AS n", "SELECT nothing"),
+        encoding="utf-8",
+    )
+    sqlite3.connect(tmp_path / "platform.db").close()
+    before = time.time()
+    result = gridwatch("once", "-c", "gridwatch.toml", cwd=tmp_path)
+    assert result.returncode == 1  # the check failed, and said so in the log
+    [line] = [x for x in result.stderr.splitlines() if " WARNING " in x]
+    stamp, level, logger = line.split(" ")[:3]
+    assert (level, logger) == ("WARNING", "gridwatch.pipeline.runtime:")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30", stamp), stamp
+    assert before - 1 <= datetime.fromisoformat(stamp).timestamp() <= time.time()
