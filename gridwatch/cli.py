@@ -114,6 +114,11 @@ def _parser() -> _Parser:
     demo.add_argument("--grids", type=int, default=60)
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--days", type=int, default=90)
+    demo.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the file even if it is not a demo city (by default only a demo city is overwritten)",
+    )
     return p
 
 
@@ -282,7 +287,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gridwatch.tools import demo
 
     now = parse_now(args.now, ZoneInfo("Asia/Shanghai")) if args.now else None
-    counts = demo.generate(Path(args.db), grids=args.grids, seed=args.seed, now=now, days=args.days)
+    db = Path(args.db)
+    why = demo.not_a_demo_city(db)
+    if why and not (args.force and db.is_file()):
+        hint = "; --force replaces it" if db.is_file() else ""
+        print(f"gridwatch demo: {db} is not a demo city ({why}): left as it is{hint}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        counts = demo.generate(db, grids=args.grids, seed=args.seed, now=now, days=args.days)
+    except ValueError as exc:
+        print(f"gridwatch demo: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     print(f"{args.db}: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
     return 0
 
