@@ -385,11 +385,11 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         # the references are judged on the entry as written, so a wrong key elsewhere in it
         # (a bad interval, an unknown type) never hides an unknown source
         raw = entry if isinstance(entry, dict) else {}
-        name, type_name, source = raw.get("name"), raw.get("type"), raw.get("source")
-        if isinstance(name, str):
-            if name in seen:
-                errors.append(ConfigError(fname, f"{prefix}.name", f"duplicate check name {name!r}"))
-            seen.add(name)
+        check_name, type_name, source = raw.get("name"), raw.get("type"), raw.get("source")
+        if isinstance(check_name, str):
+            if check_name in seen:
+                errors.append(ConfigError(fname, f"{prefix}.name", f"duplicate check name {check_name!r}"))
+            seen.add(check_name)
         cls = host.check_type(type_name) if isinstance(type_name, str) else None
         if source is None and cls is not None and cls.needs_source:
             errors.append(ConfigError(fname, f"{prefix}.source", f"check type {type_name!r} needs a source"))

@@ -91,6 +91,16 @@ def test_a_missing_database_driver_is_one_line_naming_the_extra(tmp_path, url, m
     assert path.exists()
 
 
+def test_a_postgresql_url_without_a_driver_uses_the_one_the_extra_installs(tmp_path, capsys):
+    """``postgresql://`` meant psycopg2 before SQLAlchemy 2.1; the ``postgres`` extra installs psycopg 3."""
+    from gridwatch.cli import main
+
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed here")
+    path = write_config(tmp_path, SQL_SOURCE.format(url="postgresql://grid@127.0.0.1:1/grid"))
+    assert main(["check-config", "-c", str(path)]) == 0, capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- options in either place
 
 ONE_CHECK = """
