@@ -263,3 +263,35 @@ def test_text_log_lines_carry_the_configured_zone_and_its_offset(tmp_path):
     assert (level, logger) == ("WARNING", "gridwatch.pipeline.runtime:")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+05:30", stamp), stamp
     assert before - 1 <= datetime.fromisoformat(stamp).timestamp() <= time.time()
+
+
+BROKEN_PLUGIN = """
+from gridwatch import hookimpl
+from gridwatch.api import Check
+
+
+class Unmakeable(Check):
+    type = "unmakeable"
+    needs_source = False
+
+    def __init__(self, name, options, source, env):
+        raise RuntimeError("cannot be made on purpose")
+
+    def run(self, ctx):
+        return []
+
+
+@hookimpl
+def register_check_types():
+    return [Unmakeable]
+"""
+
+
+def test_a_check_its_plugin_cannot_make_stops_run_and_once_with_one_line(tmp_path):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "unmakeable.py").write_text(BROKEN_PLUGIN, encoding="utf-8")
+    write_config(tmp_path, '[plugins]\ndirs = ["plugins"]\n[[checks]]\nname = "u"\ntype = "unmakeable"\n')
+    for command in ("once", "run"):
+        result = gridwatch(command, "-c", "gridwatch.toml", cwd=tmp_path)
+        expected = "gridwatch: check 'u' (unmakeable (plugin unmakeable)): cannot be made on purpose\n"
+        assert (result.returncode, result.stderr) == (2, expected), command
