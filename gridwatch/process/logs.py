@@ -19,21 +19,21 @@ def use_timezone(tz: tzinfo | None) -> None:
     _zone = tz
 
 
+def _aware(ts: float, tz: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(ts, tz) if tz is not None else datetime.fromtimestamp(ts).astimezone()
+
+
 def local_time(ts: float, tz: tzinfo | None = None) -> str:
     """``2026-11-20T17:45:00+08:00``: a Unix time in ``tz`` (default: the log's zone), with its
     offset, so a time read off a terminal or a log is never taken for another zone's."""
-    zone = tz or _zone
-    dt = datetime.fromtimestamp(ts, zone) if zone is not None else datetime.fromtimestamp(ts).astimezone()
-    return dt.isoformat(timespec="seconds")
+    return _aware(ts, tz or _zone).isoformat(timespec="seconds")
 
 
 class TextFormatter(logging.Formatter):
     """``2026-11-20T17:45:00.123+08:00 INFO gridwatch: message``: local time with its offset."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        zone = _zone
-        when = datetime.fromtimestamp(record.created, zone) if zone else datetime.fromtimestamp(record.created)
-        return (when if zone else when.astimezone()).isoformat(timespec="milliseconds")
+        return _aware(record.created, _zone).isoformat(timespec="milliseconds")
 
 
 class JsonFormatter(logging.Formatter):
