@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gridwatch.api import Check, Deduction, Notifier, Options, Source
 from gridwatch.durations import Duration
@@ -271,6 +279,13 @@ class CheckBase(_Strict):
     interval: Duration = 60.0
     timeout: Duration = 30.0
 
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _longer_than_zero(cls, v: float, info: ValidationInfo) -> float:
+        if v <= 0:
+            raise ValueError(f"{info.field_name} must be longer than zero")
+        return v
+
 
 class SourceBase(_Strict):
     type: str
@@ -438,20 +453,22 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     for i, entry in enumerate(checks_raw):
         prefix = f"checks[{i}]"
         spec = _typed(entry, prefix, CheckBase, host.types["check"], "check", fname, errors)
+        # the references are judged on the entry as written, so a wrong key elsewhere in it
+        # (a bad interval, an unknown type) never hides an unknown source
+        raw = entry if isinstance(entry, dict) else {}
+        check_name, type_name, source = raw.get("name"), raw.get("type"), raw.get("source")
+        if isinstance(check_name, str):
+            if check_name in seen:
+                errors.append(ConfigError(fname, f"{prefix}.name", f"duplicate check name {check_name!r}"))
+            seen.add(check_name)
+        cls = host.check_type(type_name) if isinstance(type_name, str) else None
+        if source is None and cls is not None and cls.needs_source:
+            errors.append(ConfigError(fname, f"{prefix}.source", f"check type {type_name!r} needs a source"))
+        elif isinstance(source, str) and source not in sources_raw:
+            errors.append(ConfigError(fname, f"{prefix}.source", f"unknown source {source!r}"))
         if not spec:
             continue
         base, options = spec
-        if base.name in seen:
-            errors.append(ConfigError(fname, f"{prefix}.name", f"duplicate check name {base.name!r}"))
-        seen.add(base.name)
-        cls = host.check_type(base.type)
-        if base.source is None and cls is not None and cls.needs_source:
-            errors.append(ConfigError(fname, f"{prefix}.source", f"check type {base.type!r} needs a source"))
-        elif base.source is not None and base.source not in sources_raw:
-            errors.append(ConfigError(fname, f"{prefix}.source", f"unknown source {base.source!r}"))
-        for key, seconds in (("interval", base.interval), ("timeout", base.timeout)):
-            if seconds <= 0:
-                errors.append(ConfigError(fname, f"{prefix}.{key}", f"{key} must be longer than zero"))
         checks.append(CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options))
 
     if root is not None and root.grids.source is not None and root.grids.source not in sources_raw:

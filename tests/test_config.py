@@ -133,3 +133,55 @@ def test_config_path_precedence(monkeypatch):
 def test_check_config_ok_exits_zero(tmp_path, capsys):
     assert main(["check-config", "-c", str(write(tmp_path, GOOD))]) == 0
     assert "ok" in capsys.readouterr().out
+
+
+def test_every_problem_of_one_check_is_reported(tmp_path, capsys):
+    """One wrong key never hides another: an unknown source is named next to a bad interval, an
+    unknown type or missing options, and a zero timeout next to a bad option."""
+    path = write(
+        tmp_path,
+        """
+        [[checks]]
+        name = "a"
+        type = "sql"
+        source = "nowhere"
+        interval = "often"
+        metric = "m"
+        value = "n"
+        query = "SELECT 1 AS n"
+
+        [[checks]]
+        name = "b"
+        type = "no_such_type"
+        source = "nowhere"
+
+        [[checks]]
+        name = "c"
+        type = "sql"
+        source = "nowhere"
+        timeout = "0s"
+        value = "n"
+
+        [[checks]]
+        name = "c"
+        type = "sql"
+        interval = "0s"
+        metric = "m"
+        value = "n"
+        query = "SELECT 1 AS n"
+        """,
+    )
+    assert main(["check-config", "-c", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path}: checks[0].interval: expected a duration like 30s, 5m, 1h or 1d, got 'often'",
+        f"{path}: checks[0].source: unknown source 'nowhere'",
+        f"{path}: checks[1].type: unknown check type 'no_such_type' (known: incidents, patrols, reports, sql, visits)",
+        f"{path}: checks[1].source: unknown source 'nowhere'",
+        f"{path}: checks[2].timeout: timeout must be longer than zero",
+        f"{path}: checks[2].metric: required key is missing",
+        f"{path}: checks[2].query: required key is missing",
+        f"{path}: checks[2].source: unknown source 'nowhere'",
+        f"{path}: checks[3].interval: interval must be longer than zero",
+        f"{path}: checks[3].name: duplicate check name 'c'",
+        f"{path}: checks[3].source: check type 'sql' needs a source",
+    ]

@@ -510,3 +510,72 @@ def test_the_larger_city_has_the_optional_data_too(city60):
         city60.execute("SELECT grid_id, max(patrolled_at) FROM patrols WHERE role = 'supervisor' GROUP BY grid_id")
     )
     assert {g for g, t in last.items() if t <= WEEK_AGO} == set(special_grids(60)["supervisor_overdue"])
+
+
+# --------------------------------------------------------------------------- overwriting
+
+
+def demo(db, *more: str) -> int:
+    from gridwatch.cli import main
+
+    return main(["demo", "--db", str(db), "--grids", "2", "--days", "2", "--now", "2026-10-09T15:30:00", *more])
+
+
+def platform_copy(path) -> None:
+    """A copy of a platform's database: the standard schema's tables, rows of its own."""
+    c = sqlite3.connect(path)
+    c.execute("CREATE TABLE grids (grid_id TEXT PRIMARY KEY, name TEXT, community TEXT, street TEXT, zone TEXT)")
+    c.execute("CREATE TABLE visits (visit_id TEXT, household_id TEXT, grid_id TEXT, worker_id TEXT, visited_at TEXT)")
+    c.execute("INSERT INTO grids VALUES ('A01', '东湖一网格', '东湖社区', '东街街道', NULL)")
+    c.commit()
+    c.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (platform_copy, "it is an SQLite database gridwatch demo did not write"),
+        (lambda p: p.write_text("网格员名单\n张伟 13812345678\n", encoding="utf-8"), "it is not an SQLite database"),
+    ],
+)
+def test_demo_refuses_to_overwrite_a_file_it_did_not_write(tmp_path, capsys, make, why):
+    path = tmp_path / "copy.db"
+    make(path)
+    before = path.read_bytes()
+    assert demo(path) == 2
+    assert capsys.readouterr().err == (
+        f"gridwatch demo: {path} is not a demo city ({why}): left as it is; --force replaces it\n"
+    )
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["copy.db"]  # no temporary file left behind
+
+    assert demo(path, "--force") == 0
+    with sqlite3.connect(path) as c:
+        assert c.execute("SELECT count(*) FROM grids").fetchone() == (2,)
+
+
+def test_demo_refuses_a_directory_even_with_force(tmp_path, capsys):
+    (tmp_path / "var").mkdir()
+    assert demo(tmp_path / "var", "--force") == 2
+    assert capsys.readouterr().err == (
+        f"gridwatch demo: {tmp_path / 'var'} is not a demo city (it is not a regular file): left as it is\n"
+    )
+
+
+def test_demo_replaces_a_demo_city_and_an_empty_file(tmp_path, capsys):
+    path = tmp_path / "city.db"
+    generate(path, grids=3, seed=1, now=NOW, days=2)
+    with sqlite3.connect(path) as c:
+        assert c.execute("PRAGMA application_id").fetchone() == (0x47576463,)  # "GWdc"
+    assert demo(path) == 0
+    assert len(rows(path, "grids")) == 2
+    # a demo city written before the marker: exactly the demo's tables and indexes
+    with sqlite3.connect(path) as c:
+        c.execute("PRAGMA application_id = 0")
+    assert demo(path, "--grids", "4") == 0
+    assert len(rows(path, "grids")) == 4
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert demo(empty) == 0
+    assert len(rows(empty, "grids")) == 2
+    assert capsys.readouterr().err == ""

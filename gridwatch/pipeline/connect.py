@@ -64,6 +64,26 @@ def problems(settings: Settings, host: PluginHost, fname: str | None = None) -> 
     return out
 
 
+def build_problems(settings: Settings, host: PluginHost, fname: str | None = None) -> list[ConfigError]:
+    """Every source made as ``run`` makes it at start, and closed again: nothing is connected, so
+    plain ``check-config`` stays offline, yet a source that cannot even be made (its database
+    driver not installed, a URL SQLAlchemy cannot read) is one line here, not a traceback at start."""
+    fname = fname or str(settings.path)
+    env = Environment(settings.base_dir, settings.timezone, settings.state_path.parent)
+    out: list[ConfigError] = []
+    for name, source_spec in settings.sources.items():
+        source_type = host.source_type(source_spec.type)
+        if source_type is None:
+            continue
+        try:
+            source: Source = source_type(name, source_spec.options, env)
+        except Exception as exc:
+            out.append(ConfigError(fname, f"sources.{name}", str(exc).removeprefix(f"source {name}: ")))
+            continue
+        source.close()
+    return out
+
+
 def _want(wanted: Wanted, source: str, table: str, columns: Sequence[str], who: str) -> None:
     by_column = wanted.setdefault(source, {}).setdefault(table, {})
     for column in columns:

@@ -25,7 +25,7 @@ from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import BuildError, Outcome, Runner, Runtime, assemble
 from gridwatch.pipeline.scheduler import Scheduler
 from gridwatch.plugins import PluginHost
-from gridwatch.process import systemd
+from gridwatch.process import logs, systemd
 from gridwatch.process.looplag import LoopLagMonitor
 from gridwatch.store import SHARED_MIGRATIONS, StateWriteError, Store
 from gridwatch.web.app import make_app, server_options, server_tls
@@ -278,6 +278,7 @@ class Daemon:
         self._look_around(runtime, grids=True)  # a new registry is read now, a kept one when due
         self.results.reload_ok = True
         systemd.notify("READY=1")
+        logs.use_timezone(settings.timezone)  # the text log's times follow a changed timezone
         log.info("config reloaded: %d check(s)", len(runtime.runners))
         return True
 

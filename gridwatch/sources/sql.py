@@ -39,8 +39,9 @@ from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
 from gridwatch.sources.sqlite import UNDECODABLE, decode_text
 
-# the extra that installs the driver a backend needs
+# the extra that installs the driver a backend needs, and that driver
 _EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+_EXTRA_DRIVERS = {"postgres": "psycopg", "mysql": "pymysql"}
 
 # PostgreSQL SQLSTATEs: the statement was cancelled by statement_timeout; the server is
 # going away or out of connections (retry later); a name does not exist (operator's fix)
@@ -92,12 +93,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
                 connect_args=self._connect_args(),
             )
         except ImportError as exc:
-            extra = _EXTRAS.get(self.backend)
-            hint = f": pip install 'gridwatch[{extra}]'" if extra else ""
-            raise CheckError(
-                f"source {name}: the database driver for {self.url.drivername} is not "
-                f"installed ({exc.name or exc}){hint}"
-            ) from None
+            raise CheckError(f"source {name}: {_missing_driver(self.url, exc)}") from None
         except sa_exc.NoSuchModuleError:
             raise CheckError(f"source {name}: SQLAlchemy knows no database {self.url.drivername!r}") from None
         except (sa_exc.ArgumentError, TypeError) as exc:
@@ -313,10 +309,26 @@ def _decode_per_value(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _with_installed_driver(url: URL) -> URL:
-    """``mysql://`` means MySQLdb to SQLAlchemy; the ``mysql`` extra installs PyMySQL."""
+    """``mysql://`` means MySQLdb to SQLAlchemy, and ``postgresql://`` psycopg2 before 2.1; the
+    extras install PyMySQL and psycopg 3."""
     if url.drivername in ("mysql", "mariadb") and importlib.util.find_spec("MySQLdb") is None:
         return url.set(drivername=f"{url.drivername}+pymysql")
+    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
+        return url.set(drivername="postgresql+psycopg")
     return url
+
+
+def _missing_driver(url: URL, exc: ImportError) -> str:
+    """What to install: the extra when it brings the URL's driver; else that driver, or the
+    extra's driver named in the URL (an extra installing psycopg does not help ``+pg8000``)."""
+    missing = f"the database driver for {url.drivername} is not installed ({exc.name or exc})"
+    extra = _EXTRAS.get(url.get_backend_name())
+    if extra is None:
+        return missing
+    driver = _EXTRA_DRIVERS[extra]
+    if url.get_driver_name() == driver:
+        return f"{missing}: pip install 'gridwatch[{extra}]'"
+    return f"{missing}: install it, or write {url.get_backend_name()}+{driver}:// and pip install 'gridwatch[{extra}]'"
 
 
 def _value(v: Any) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +35,18 @@ from zoneinfo import ZoneInfo
 
 from gridwatch.schema import STANDARD_SCHEMA
 
-__all__ = ["OPTIONAL", "ROLES", "SCHEMA", "generate", "special_grids"]
+__all__ = [
+    "APPLICATION_ID",
+    "OPTIONAL",
+    "ROLES",
+    "SCHEMA",
+    "generate",
+    "not_a_demo_city",
+    "special_grids",
+]
+
+APPLICATION_ID = int.from_bytes(b"GWdc", "big")
+"""``PRAGMA application_id`` of a demo city: how ``gridwatch demo`` knows a file it may overwrite."""
 
 #: The standard schema's optional columns and table, as the city writes them (after the
 #: required columns of their table).
@@ -792,6 +804,38 @@ def _local_now(now: datetime | None, tz: str) -> datetime:
     return now.replace(tzinfo=None, microsecond=0)
 
 
+def _objects(ddl: str) -> set[tuple[str, str]]:
+    return {(kind.lower(), name) for kind, name in re.findall(r"CREATE (?:UNIQUE )?(TABLE|INDEX) (\w+)", ddl)}
+
+
+_LEGACY = _objects(_DDL) | _objects(_INDEXES)
+"""Every table and index of a demo city: one written before the marker is recognised by them."""
+
+
+def not_a_demo_city(path: str | Path) -> str | None:
+    """Why ``path`` may not be overwritten by a demo city, or None when it may: it does not exist,
+    is empty, or is one (its ``application_id``, or exactly the demo's tables and indexes)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_file():
+        return "it is not a regular file"
+    if path.stat().st_size == 0:
+        return None
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            objects = set(con.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:  # a locked or unreadable file is refused too, saying why
+        return "it is not an SQLite database" if "not a database" in str(exc) else f"it cannot be read: {exc}"
+    if app_id == APPLICATION_ID or (app_id == 0 and objects == _LEGACY):
+        return None
+    return "it is an SQLite database gridwatch demo did not write"
+
+
 def generate(
     path: str | Path,
     *,
@@ -801,7 +845,8 @@ def generate(
     days: int = 90,
     tz: str = "Asia/Shanghai",
 ) -> dict[str, int]:
-    """Write the demo city; returns row counts per table. Overwrites an existing file.
+    """Write the demo city; returns row counts per table. Overwrites an existing file (``gridwatch
+    demo`` first asks `not_a_demo_city`, so ``--db`` pointed at a platform's copy never wipes it).
 
     ``now`` is tz-aware or naive local time (default: the current time); the history covers
     ``days`` calendar days up to and including today and ends at ``now``. The file is built
@@ -830,6 +875,7 @@ def _write(file: Path, city: _City) -> dict[str, int]:
         con.execute("PRAGMA journal_mode = OFF")
         con.execute("PRAGMA synchronous = OFF")
         con.execute("PRAGMA cache_size = -131072")
+        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         con.execute("BEGIN")
         for stmt in _DDL.split(";"):
             if stmt.strip():
