@@ -34,10 +34,10 @@ from pydantic import (
 )
 
 from gridwatch.api import Check, Deduction, Notifier, Options, Source
+from gridwatch.assessment.scorecard import ItemOptions, default_items
 from gridwatch.durations import Duration
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
-from gridwatch.scorecard import ItemOptions, default_items
 from gridwatch.settings import AlertingSection, CheckSpec, DigestSpec, NotifierSpec, ReaderSpec, Settings, SourceSpec
 from gridwatch.tokens import BCRYPT_HASH, digest
 

@@ -24,9 +24,9 @@ import pytest
 
 from gridwatch import config
 from gridwatch.api import Deduction, Grid, Ratio, Sample
+from gridwatch.assessment.rollup import Pooled, counts, pool, rank, summary
+from gridwatch.assessment.scorecard import LIGHT_ITEMS, LightDays, count_days, parse_period, score
 from gridwatch.process.daemon import Daemon
-from gridwatch.rollup import Pooled, counts, pool, rank, summary
-from gridwatch.scorecard import LIGHT_ITEMS, LightDays, count_days, parse_period, score
 from gridwatch.testing import free_port, write_standard_db
 
 TZ = ZoneInfo("Asia/Shanghai")

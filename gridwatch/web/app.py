@@ -17,10 +17,10 @@ from pydantic import BaseModel, ValidationError
 
 from gridwatch.alerting.silences import add_silence, check_regex, expire_silence, load_silences
 from gridwatch.api import SourceUnavailable
+from gridwatch.assessment.rollup import BY
+from gridwatch.assessment.scorecard import Period, month_of, parse_period
 from gridwatch.config import tls_context
 from gridwatch.durations import parse_duration
-from gridwatch.rollup import BY
-from gridwatch.scorecard import Period, month_of, parse_period
 from gridwatch.tokens import bearer_matches
 from gridwatch.web import board, export, openapi
 from gridwatch.web.compress import accepts_gzip, gzip_chunks

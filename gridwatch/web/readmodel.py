@@ -19,14 +19,15 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from gridwatch import __version__, rollup, scorecard
+from gridwatch import __version__
 from gridwatch.alerting.service import Alerting
 from gridwatch.api import Grid, Ratio, Sample, Source, Title
+from gridwatch.assessment import rollup, scorecard
+from gridwatch.assessment.scorecard import Period
 from gridwatch.config import Settings
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime
 from gridwatch.plugins import PluginHost
-from gridwatch.scorecard import Period
 from gridwatch.store import Store
 from gridwatch.web.access import Access
 from gridwatch.web.scope import EVERYTHING, Scope

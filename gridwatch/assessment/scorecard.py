@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.api import Check, Deduction, Grid, Ratio, Sample
-from gridwatch.rollup import Pooled, by_metric, counts, rank
+from gridwatch.assessment.rollup import Pooled, by_metric, counts, rank
 
 YELLOW_DAYS, RED_DAYS = "yellow_days", "red_days"
 LIGHT_ITEMS = {
