@@ -24,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gridwatch.api import Check, Notifier, Options, Source
 from gridwatch.durations import Duration
+from gridwatch.names import NameTable, is_name_table
+from gridwatch.names import merge as merge_names
+from gridwatch.names import problems as name_problems
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
 from gridwatch.settings import AlertingSection, CheckSpec, NotifierSpec, Settings, SourceSpec
@@ -182,6 +185,8 @@ class Root(_Strict):
     plugins: PluginsSection = PluginsSection()
     sources: dict[str, dict[str, Any]] = {}
     checks: list[dict[str, Any]] = []
+    display_names: dict[str, Any] = {}
+    """label -> {code -> name}: what people read for a code (checked by :func:`gridwatch.names.problems`)"""
 
     @field_validator("timezone")
     @classmethod
@@ -401,6 +406,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
             notifiers[name] = NotifierSpec(name, spec[0].type, spec[1])
 
     rules = _rules(data, host, checks, fname, errors)
+    names_raw = data.get("display_names", {})
+    errors += [ConfigError(fname, where, problem) for where, problem in name_problems(names_raw)]
 
     if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
         errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
@@ -437,6 +444,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         tls_cert=resolve_path(base_dir, root.server.tls_cert) if root.server.tls_cert else None,
         tls_key=resolve_path(base_dir, root.server.tls_key) if root.server.tls_key else None,
         client_timeout=root.server.client_timeout,
+        names=merge_names(_contributed_names(host), names_raw),
         raw=data,
     )
 
@@ -548,6 +556,19 @@ def _rules(
             continue
         rules[rule.alert] = rule
     return rules
+
+
+def _contributed_names(host: PluginHost) -> list[NameTable]:
+    """Every check type's display names, in the order the types were registered; a malformed
+    table is left out (another team's slip must not stop the config: its codes show as codes)."""
+    out = []
+    for type_name, cls in host.types["check"].items():
+        table = getattr(cls, "display_names", {})
+        if is_name_table(table):
+            out.append(table)
+        else:
+            log.error("check type %r: display_names is not {label: {code: (中文, English)}}; left out", type_name)
+    return out
 
 
 def _token_digest(server: ServerSection) -> str | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.api import Options
 from gridwatch.durations import Duration
+from gridwatch.names import DisplayNames
 from gridwatch.rules import Rule
 
 
@@ -83,6 +84,8 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_timeout: float = 30.0
+    names: DisplayNames = field(default_factory=DisplayNames)
+    """the display names of codes: every check type's, then the config's ``[display_names]``"""
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property

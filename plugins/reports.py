@@ -63,6 +63,14 @@ KIND_ZH = {
     "annual": "年报",
 }
 """Display names of the report kinds, for light reasons."""
+KIND_EN = {
+    "daily": "daily report",
+    "twice_weekly": "twice-weekly information",
+    "weekly": "weekly report form",
+    "monthly": "monthly report",
+    "quarterly": "quarterly analysis",
+    "annual": "annual report",
+}
 
 OK, PENDING, MISSING, FLAGGED = 0, 1, 2, 3
 KINDS = {k: k for k in REPORT_KINDS}  # a kind read, as the one string every key shares
@@ -127,6 +135,15 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
         OVERDUE: Title("逾期未报", "Report overdue", "flag"),
         ON_TIME: Title("上报率", "On-time reporting ratio", "ratio"),
         DUE_SOON: Title("即将到期", "Report due soon", "flag"),
+    }
+    display_names = {
+        "kind": {kind: (KIND_ZH[kind], en) for kind, en in KIND_EN.items()},
+        "flag": {
+            "ok": ("无", "none"),
+            "major_dispute": ("重大矛盾纠纷", "major dispute"),
+            "early_warning": ("预警性矛盾纠纷", "early-warning dispute"),
+            "petition": ("上访动向", "petition movement"),
+        },
     }
 
     class Options(IncrementalOptions):
@@ -329,7 +346,7 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
                 yield Reason(grid, YELLOW, "daily_report_missing", "今日信息未按时报送", DAILY)
             elif s.metric == OVERDUE and s.value > 0:
                 kind = s.labels.get("kind", "")
-                yield Reason(grid, YELLOW, "report_overdue", f"{KIND_ZH.get(kind, kind)}逾期未报", OVERDUE)
+                yield Reason(grid, YELLOW, "report_overdue", f"{self.display_name('kind', kind)}逾期未报", OVERDUE)
 
 
 @hookimpl
@@ -348,16 +365,16 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": DAILY,
             "above": {"warning": 1.5, "critical": 2.5},
             "for": "0s",
-            "summary": "{grid_name}今日信息报送亮灯（状态{value:.0f}：2 未按时报送，3 涉重大事项）",
-            "description": "{street}{community}{grid_name}：状态2为截止时间前未报送或迟报（黄灯）；"
-            "状态3为报送内容涉及重大矛盾纠纷、预警性矛盾纠纷或上访动向（红灯）。",
+            "summary": "{grid_title}今日信息报送亮{light_name}",
+            "description": "{grid_title}：今日信息截止时间前未报送或迟报的亮黄灯；"
+            "报送内容涉及重大矛盾纠纷、预警性矛盾纠纷或上访动向的亮红灯。",
         },
         {
             "alert": "PeriodicReportOverdue",
             "metric": OVERDUE,
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "{grid_name}的{kind}报告已过报送期限仍未报送",
-            "description": "{street}{community}{grid_name}：最近一期{kind}报告的报送期限已过，尚未收到，请督促报送。",
+            "summary": "{grid_title}{kind_name}逾期未报",
+            "description": "{grid_title}：最近一期{kind_name}的报送期限已过，尚未收到，请督促报送。",
         },
     ]
