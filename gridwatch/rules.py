@@ -173,11 +173,13 @@ class Hit:
     """A sample a rule found to be a problem."""
 
     rule: Rule
-    labels: dict[str, str]  # the alert's labels: sample labels + rule labels + alertname
+    labels: dict[str, str]  # the alert's labels: the grid's place + sample labels + rule labels + alertname
     value: float
     severity: str
     summary: str
     description: str
+    place: tuple[str, ...] = ()
+    """the labels of ``labels`` that came from the grid registry (``street``, ``community``)"""
 
 
 def alert_labels(
@@ -231,14 +233,17 @@ def evaluate(
                 "severity_name": names.name("severity", severity),
                 "value": s.value,
             }
+            labels = alert_labels(rule, s.labels, context, grid)
+            place = tuple(k for k in PLACE if k in labels and k not in s.labels and k not in rule.labels)
             hits.append(
                 Hit(
                     rule,
-                    alert_labels(rule, s.labels, context, grid),
+                    labels,
                     s.value,
                     severity,
                     render(rule.summary, fields),
                     render(rule.description, fields),
+                    place,
                 )
             )
     return hits

@@ -468,6 +468,8 @@ def fired_alerts(
     ``names``: the display names of codes (``{category_name}``…), None for those of the run, or of
     every installed check type when given samples.
     A rule fires as soon as a value crosses it: ``for`` is the daemon's business, not a check's.
+    The labels are the series' and the rule's: the ``street`` and ``community`` every grid alert
+    also gets from the registry are left out (the summary names them).
     Returns ``[(alert, severity, labels)]`` sorted by alert and labels.
     """
     from gridwatch.api import Grid
@@ -497,7 +499,7 @@ def fired_alerts(
         Fired(
             h.rule.alert,
             h.severity,
-            {k: v for k, v in h.labels.items() if k != "alertname"},
+            {k: v for k, v in h.labels.items() if k != "alertname" and k not in h.place},
             h.value,
             h.summary,
             h.description,
