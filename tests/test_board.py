@@ -638,4 +638,4 @@ def test_a_link_to_a_grid_opens_its_detail_with_codes_named(city, board):
     assert series["labels"] == {"grid": "E3", "severity": "major", "stage": "reported"}  # the API keeps codes
     assert series["label_titles"]["stage"] == {"zh": "已上报", "en": "reported"}
     page.click("#d-close")
-    assert "grid=" not in page.url  # closed: a reload shows the whole board
+    page.wait_for_function("() => !location.search.includes('grid=')")  # a reload shows the whole board
