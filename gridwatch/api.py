@@ -27,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from typing_extensions import TypeVar
 
 from gridwatch.durations import Duration
+from gridwatch.names import DisplayNames, Lang
 from gridwatch.schema import ISO, STANDARD_CODES, check_time_format
 
 PLUGIN_API_VERSION = 1
@@ -136,6 +137,8 @@ class Environment:
     tz: tzinfo  # the configured timezone; naive timestamps are local time in it
     state_dir: Path  # where a plugin may keep files of its own
     loop: Any = None  # the daemon's event loop, for sources that do async I/O
+    names: DisplayNames = field(default_factory=DisplayNames)
+    """the display names of codes: every check type's, with the operator's ``[display_names]``"""
 
     def resolve(self, value: str | Path) -> Path:
         """A path from config: absolute as given, relative to the config file's directory."""
@@ -605,6 +608,11 @@ class Check(Generic[OptionsT_co]):
     """The numerator and denominator of each ratio metric, for the roll-ups that pool them."""
     deductions: ClassVar[dict[str, Deduction]] = {}
     """Scorecard items by name (``[assessment.NAME]``), in force while a check of the type runs."""
+    display_names: ClassVar[dict[str, dict[str, tuple[str, str]]]] = {}
+    """What people call the code values of this type's labels, ``{label: {code: (中文, English)}}``
+    (``{"category": {"elderly_alone": ("独居老人", "elderly living alone")}}``): rule templates
+    get them as ``{category_name}``, the board and robots show them, and the operator may rename
+    them or name a platform's own codes under ``[display_names]``. Labels keep the codes."""
 
     def __init__(self, name: str, options: OptionsT_co, source: Source | None, env: Environment):
         self.name = name
@@ -632,6 +640,16 @@ class Check(Generic[OptionsT_co]):
     def metric_help(self) -> dict[str, str]:
         """Help text per metric this instance produces (override when names come from config)."""
         return dict(self.metrics)
+
+    def display_name(self, label: str, code: str, lang: Lang = "zh") -> str:
+        """What a person reads for ``code`` under ``label`` (for light reasons): the operator's
+        name, else this type's (:attr:`display_names`), else the core's, else the code itself."""
+        names = getattr(getattr(self, "env", None), "names", None)  # (a check built without __init__ too)
+        found = names.get(label, code, lang) if isinstance(names, DisplayNames) else None
+        if found is None:
+            own = type(self).display_names.get(label, {}).get(code)
+            found = None if own is None else own[0] if lang == "zh" else own[1]
+        return found if found is not None else DisplayNames().name(label, code, lang)
 
     def run(self, ctx: RunContext) -> Iterable[Sample] | Iterator[Sample]:
         raise NotImplementedError

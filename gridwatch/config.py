@@ -36,6 +36,9 @@ from pydantic import (
 from gridwatch.api import Check, Deduction, Notifier, Options, Source
 from gridwatch.assessment.scorecard import ItemOptions, default_items
 from gridwatch.durations import Duration
+from gridwatch.names import NameTable, is_name_table
+from gridwatch.names import merge as merge_names
+from gridwatch.names import problems as name_problems
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
 from gridwatch.settings import AlertingSection, CheckSpec, DigestSpec, NotifierSpec, ReaderSpec, Settings, SourceSpec
@@ -261,6 +264,8 @@ class Root(_Strict):
     sources: dict[str, dict[str, Any]] = {}
     checks: list[dict[str, Any]] = []
     digests: list[dict[str, Any]] = []
+    display_names: dict[str, Any] = {}
+    """label -> {code -> name}: what people read for a code (checked by :func:`gridwatch.names.problems`)"""
 
     @field_validator("timezone")
     @classmethod
@@ -491,6 +496,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     rules = _rules(data, host, checks, fname, errors)
     assessment = _assessment(data, host, checks, fname, errors)
     digests = _digests(data, notifiers, notifiers_raw, host, root, fname, errors)
+    names_raw = data.get("display_names", {})
+    errors += [ConfigError(fname, where, problem) for where, problem in name_problems(names_raw)]
 
     if root is not None and set(root.calendar.holidays) & set(root.calendar.workdays):
         errors.append(ConfigError(fname, "calendar", "a date is both a holiday and a workday"))
@@ -534,6 +541,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         assessment=assessment,
         digests=digests,
         shared_path=resolve_path(base_dir, root.state.shared_path) if root.state.shared_path else None,
+        names=merge_names(_contributed_names(host), names_raw),
         raw=data,
     )
 
@@ -708,6 +716,19 @@ def _digests(
                 why = f"notifier {name!r} ({found.type}) takes no digests; wecom, dingtalk and webhook do"
                 errors.append(ConfigError(fname, f"{prefix}.notifiers[{j}]", why))
         out.append(spec)
+    return out
+
+
+def _contributed_names(host: PluginHost) -> list[NameTable]:
+    """Every check type's display names, in the order the types were registered; a malformed
+    table is left out (another team's slip must not stop the config: its codes show as codes)."""
+    out = []
+    for type_name, cls in host.types["check"].items():
+        table = getattr(cls, "display_names", {})
+        if is_name_table(table):
+            out.append(table)
+        else:
+            log.error("check type %r: display_names is not {label: {code: (中文, English)}}; left out", type_name)
     return out
 
 

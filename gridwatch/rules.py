@@ -3,6 +3,12 @@
 A rule names a metric, optional label matchers, ``below``/``above`` thresholds with a warning
 and/or a critical level, and templates for the words an operator reads. "Below" and "above"
 are strict: a coverage of exactly 0.80 under ``below.critical = 0.8`` is not critical.
+
+The words an operator reads name what the codes stand for (DOMAIN.md §8): beside every label
+``X`` of the series a template has ``{X_name}``, its display name (``{category_name}`` reads
+独居老人 where ``{category}`` reads ``elderly_alone``), and the grid is named once by
+``{grid_title}`` (东街街道和平社区第5网格). The alert's labels keep the codes, and gain the
+grid's ``street`` and ``community`` from the registry, so a receiver can route by street.
 """
 
 from __future__ import annotations
@@ -18,10 +24,30 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from gridwatch.api import METRIC_NAME, Grid, Sample
 from gridwatch.durations import Duration
+from gridwatch.names import DisplayNames, grid_title
 
 SEVERITIES = ("warning", "critical")
 RANK = {"info": 0, "warning": 1, "critical": 2}
-TEMPLATE_FIELDS = ("alert", "severity", "value", "grid", "grid_name", "community", "street")
+TEMPLATE_FIELDS = (
+    "alert",
+    "severity",
+    "severity_name",
+    "light_name",
+    "value",
+    "grid",
+    "grid_name",
+    "grid_title",
+    "community",
+    "street",
+)
+"""The fields every template has, besides each label ``X`` of the series and its ``X_name``.
+``severity`` is the alert's (warning, critical; ``severity_name`` 一般, 严重), whatever a series'
+own ``severity`` label says; ``light_name`` the light that severity gives the grid (黄灯, 红灯);
+``grid_title`` is street + community + name, each said once."""
+LIGHT_OF = {"warning": "yellow", "critical": "red"}
+"""The light an alert's severity gives its grid (DOMAIN.md §4)."""
+PLACE = ("street", "community")
+"""The labels a grid alert gets from the registry: where the grid is, for routing by street."""
 
 
 class Levels(BaseModel):
@@ -147,23 +173,37 @@ class Hit:
     """A sample a rule found to be a problem."""
 
     rule: Rule
-    labels: dict[str, str]  # the alert's labels: sample labels + rule labels + alertname
+    labels: dict[str, str]  # the alert's labels: the grid's place + sample labels + rule labels + alertname
     value: float
     severity: str
     summary: str
     description: str
+    place: tuple[str, ...] = ()
+    """the labels of ``labels`` that came from the grid registry (``street``, ``community``)"""
 
 
 def alert_labels(
-    rule: Rule, sample_labels: Mapping[str, str], fields: Mapping[str, Any] | None = None
+    rule: Rule,
+    sample_labels: Mapping[str, str],
+    fields: Mapping[str, Any] | None = None,
+    grid: Grid | None = None,
 ) -> dict[str, str]:
-    """Sample labels, the rule's labels (templates rendered with the grid's names), alertname."""
+    """The grid's street and community (those it has), the sample's labels, the rule's labels
+    (templates rendered with the grid's names), alertname: each later one wins a name."""
+    place = {k: v for k, v in ((k, getattr(grid, k)) for k in PLACE) if v} if grid is not None else {}
     extra = {k: render(v, fields or sample_labels) if "{" in v else v for k, v in rule.labels.items()}
-    return {**dict(sample_labels), **extra, "alertname": rule.alert}
+    return {**place, **dict(sample_labels), **extra, "alertname": rule.alert}
 
 
-def evaluate(rules: Iterable[Rule], samples: Iterable[Sample], grids: Mapping[str, Grid]) -> list[Hit]:
-    """Every (rule, series) whose value crosses a threshold, with its rendered words."""
+def evaluate(
+    rules: Iterable[Rule],
+    samples: Iterable[Sample],
+    grids: Mapping[str, Grid],
+    names: DisplayNames | None = None,
+) -> list[Hit]:
+    """Every (rule, series) whose value crosses a threshold, with its rendered words
+    (``names``: the display names of codes; the core's own without them)."""
+    names = names if names is not None else DisplayNames()
     by_metric: dict[str, list[Sample]] = {}
     for s in samples:
         by_metric.setdefault(s.metric, []).append(s)
@@ -181,15 +221,46 @@ def evaluate(rules: Iterable[Rule], samples: Iterable[Sample], grids: Mapping[st
             severity = rule.level(s.value)
             if severity is None:
                 continue
-            fields = {**context, "alert": rule.alert, "severity": severity, "value": s.value}
+            # the words only for the series that cross: most do not
+            context.update(names.fields(s.labels))
+            if grid is not None:
+                context["grid_title"] = grid_title(grid.name, grid.community, grid.street)
+            fields = {
+                "light_name": names.name("light", LIGHT_OF[severity]),  # (a series' own light label wins)
+                **context,
+                "alert": rule.alert,
+                "severity": severity,
+                "severity_name": names.name("severity", severity),
+                "value": s.value,
+            }
+            labels = alert_labels(rule, s.labels, context, grid)
+            place = tuple(k for k in PLACE if k in labels and k not in s.labels and k not in rule.labels)
             hits.append(
                 Hit(
                     rule,
-                    alert_labels(rule, s.labels, context),
+                    labels,
                     s.value,
                     severity,
                     render(rule.summary, fields),
                     render(rule.description, fields),
+                    place,
                 )
             )
     return hits
+
+
+def value_text(rule: Rule | None, value: float | None) -> str:
+    """``value`` as the rule's summary writes it (``{value:.0%}`` → 92%), for a message that
+    quotes a value the summary does not (the current one, when an alert resolves); "" for none."""
+    if value is None or math.isnan(value):
+        return ""
+    spec = ""
+    for text in (rule.summary, rule.description) if rule is not None else ():
+        found = next((sp for _, f, sp, _ in string.Formatter().parse(text) if f == "value"), None)
+        if found is not None:
+            spec = found
+            break
+    try:
+        return format(value, spec) if spec else format(value, "g")
+    except (ValueError, TypeError):
+        return format(value, "g")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gridwatch.api import Deduction, Options
 from gridwatch.durations import Duration
+from gridwatch.names import DisplayNames
 from gridwatch.rules import Rule
 
 
@@ -153,6 +154,8 @@ class Settings:
     digests: list[DigestSpec] = field(default_factory=list)
     shared_path: Path | None = None
     """``[state] shared_path``: the digest ledger both replicas of a shard share (None: the state database)"""
+    names: DisplayNames = field(default_factory=DisplayNames)
+    """the display names of codes: every check type's, then the config's ``[display_names]``"""
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
     @property

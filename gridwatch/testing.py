@@ -165,8 +165,11 @@ class CheckResult:
         directory: Path | None = None,
         reasons: list[Any] | None = None,
         tallies: list[Any] | None = None,
+        names: Any = None,
     ):
         self.samples = samples
+        self.names = names
+        """the display names of codes in force for the run (:class:`gridwatch.names.DisplayNames`)"""
         self.reasons = reasons or []
         """the light reasons the check gives for these samples (:class:`gridwatch.api.Reason`)"""
         self.tallies = tallies or []
@@ -394,6 +397,7 @@ def run_check(
                 directory=tmp_path,
                 reasons=reasons,
                 tallies=tallies,
+                names=settings.names,
             )
         finally:
             runtime.close()
@@ -459,13 +463,18 @@ def fired_alerts(
     result: CheckResult | Iterable[Any],
     rules: Iterable[Any] | Mapping[str, Any] | None = None,
     grids: Any = None,
+    names: Any = None,
 ) -> list[Fired]:
     """Which alerts ``rules`` fire on a result's samples, through :func:`gridwatch.rules.evaluate`.
 
     ``rules``: ``Rule`` objects or ``[[rules]]``-shaped dicts (a plugin's ``default_rules()``), a
     {name: rule} mapping, or None for the rules in force for the run. ``grids``: a {grid_id: Grid}
     mapping, a list of ``grids`` rows, or None for the run's registry (names fill the templates).
+    ``names``: the display names of codes (``{category_name}``…), None for those of the run, or of
+    every installed check type when given samples.
     A rule fires as soon as a value crosses it: ``for`` is the daemon's business, not a check's.
+    The labels are the series' and the rule's: the ``street`` and ``community`` every grid alert
+    also gets from the registry are left out (the summary names them).
     Returns ``[(alert, severity, labels)]`` sorted by alert and labels.
     """
     from gridwatch.api import Grid
@@ -495,14 +504,23 @@ def fired_alerts(
         Fired(
             h.rule.alert,
             h.severity,
-            {k: v for k, v in h.labels.items() if k != "alertname"},
+            {k: v for k, v in h.labels.items() if k != "alertname" and k not in h.place},
             h.value,
             h.summary,
             h.description,
         )
-        for h in evaluate(parsed, samples, grids)
+        for h in evaluate(parsed, samples, grids, names or getattr(result, "names", None) or installed_names())
     ]
     return sorted(fired, key=lambda f: (f.alert, sorted(f.labels.items()), f.severity))
+
+
+def installed_names() -> Any:
+    """The display names every installed check type gives its codes (no config's overrides)."""
+    from gridwatch.names import merge
+    from gridwatch.plugins import PluginHost
+
+    host = PluginHost.default()
+    return merge(getattr(cls, "display_names", {}) for cls in host.types["check"].values())
 
 
 # -- a daemon on a config ------------------------------------------------------------------------

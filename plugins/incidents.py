@@ -171,6 +171,26 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
         "incidents_overdue": Deduction(OVERDUE, "超期未办结案件", 2.0, 10.0, unit="件"),
         "on_time_closure": Deduction(ON_TIME, "按期结案率", 0.5, 10.0, target=0.90),
     }
+    display_names = {
+        "severity": {"normal": ("一般", "normal"), "major": ("重大", "major")},
+        "stage": {
+            "reported": ("已上报", "reported"),
+            "accepted": ("已受理", "accepted"),
+            "dispatched": ("已派遣", "dispatched"),
+            "resolved": ("已处置待核查", "resolved, awaiting verification"),
+        },
+        "tier": {
+            "community": ("社区", "community"),
+            "subdistrict": ("街道", "street office"),
+            "department": ("职能部门", "functional department"),
+            "special": ("特殊", "special"),
+        },
+        "level": {
+            "overdue": ("超期", "overdue"),
+            "re_reported": ("二次通报", "reported again"),
+            "supervised": ("挂牌督办", "supervised by a leader"),
+        },
+    }
 
     class Options(IncrementalOptions):
         limits: dict[str, str] = DEFAULT_LIMITS
@@ -372,18 +392,17 @@ def default_rules() -> list[dict[str, Any]]:
             "match": {"severity": "major"},
             "above": {"critical": 0},
             "for": "0s",
-            "summary": "{grid_name}有{value:.0f}件重大事件未结案（{stage}阶段）",
-            "description": "{street}{community}{grid_name}：重大矛盾纠纷、预警性矛盾纠纷、"
-            "上访动向或突发公共卫生事件未结案，网格亮红灯，须直报并跟踪至结案。",
+            "summary": "{grid_title}有{value:.0f}件重大事件未结案（{stage_name}）",
+            "description": "{grid_title}：重大矛盾纠纷、预警性矛盾纠纷、上访动向或突发公共卫生事件未结案，"
+            "网格亮红灯，须直报并跟踪至结案。",
         },
         {
             "alert": "IncidentsOverdue",
             "metric": OVERDUE,
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "{grid_name}有{value:.0f}件事件超过限时办结期限",
-            "description": "{street}{community}{grid_name}：未结案事件已超过所属层级的办结时限"
-            "（延期的按延长后的期限），请督促办理。",
+            "summary": "{grid_title}有{value:.0f}件事件超过限时办结期限",
+            "description": "{grid_title}：未结案事件已超过所属层级的办结时限（延期的按延长后的期限），请督促办理。",
         },
         {
             "alert": "IncidentsReReported",
@@ -391,8 +410,8 @@ def default_rules() -> list[dict[str, Any]]:
             "match": {"level": "re_reported"},
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "二次通报：{street}{grid_name}有{value:.0f}件事件超期未办结",
-            "description": "{street}{community}{grid_name}：事件超过办结期限后久未办结，已达二次通报时限，"
+            "summary": "{level_name}：{grid_title}有{value:.0f}件事件超期未办结",
+            "description": "{grid_title}：事件超过办结期限后久未办结，已达二次通报时限，"
             "予以二次通报，请{street}督促办理。",
         },
         {
@@ -401,16 +420,15 @@ def default_rules() -> list[dict[str, Any]]:
             "match": {"level": "supervised"},
             "above": {"critical": 0},
             "for": "0s",
-            "summary": "挂牌督办：{grid_name}有{value:.0f}件事件严重超期未办结",
-            "description": "{street}{community}{grid_name}：事件超期已达挂牌督办时限，由领导挂牌督办，"
-            "网格亮红灯，须跟踪督办至结案。",
+            "summary": "{level_name}：{grid_title}有{value:.0f}件事件严重超期未办结",
+            "description": "{grid_title}：事件超期已达挂牌督办时限，由领导挂牌督办，网格亮红灯，须跟踪督办至结案。",
         },
         {
             "alert": "OnTimeClosureLow",
             "metric": ON_TIME,
             "below": {"warning": 0.90},
             "for": "0s",
-            "summary": "{grid_name}按期结案率{value:.1%}，低于90%",
-            "description": "{street}{community}{grid_name}：统计窗口内到期事件按期结案的比例低于目标值90%。",
+            "summary": "{grid_title}按期结案率{value:.1%}，低于90%",
+            "description": "{grid_title}：统计窗口内到期事件按期结案的比例低于目标值90%。",
         },
     ]

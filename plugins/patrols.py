@@ -93,6 +93,13 @@ class PatrolsCheck(Check["PatrolsCheck.Options"]):
         LAST: Title("最近巡查", "Last patrol", "timestamp"),
         OVERDUE: Title("巡查超时", "Patrol overdue", "flag"),
     }
+    display_names = {
+        "role": {
+            WORKER: ("网格员", "grid worker"),
+            SUPERVISOR: ("督导员", "supervisor"),
+            HEAD: ("网格长", "grid head"),
+        },
+    }
 
     class Options(IncrementalOptions):
         work_start: time = time(7, 15)
@@ -226,10 +233,10 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": OVERDUE,
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "网格{grid_name}巡查超期",
+            "summary": "{grid_title}巡查超时",
             "description": (
-                "{street}{community}网格{grid_name}（{grid}）未按规定频次巡查"
-                "（每日工作时段至少一次，红/黄/蓝区按区域间隔），请网格员尽快巡查。"
+                "{grid_title}（编号{grid}）未按规定频次巡查"
+                "（每日工作时段至少一次，红／黄／蓝区按区域间隔），请网格员尽快巡查。"
             ),
         },
         {
@@ -237,9 +244,7 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": SUPERVISOR_OVERDUE,
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "网格{grid_name}督导员巡查超期",
-            "description": (
-                "{street}{community}网格{grid_name}（{grid}）已超过规定周期无督导员巡查，请督导员尽快到网格巡查。"
-            ),
+            "summary": "{grid_title}督导员巡查超期",
+            "description": "{grid_title}（编号{grid}）已超过规定周期无督导员巡查，请督导员尽快到网格巡查。",
         },
     ]

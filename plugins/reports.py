@@ -103,6 +103,14 @@ KIND_ZH = {
     "annual": "年报",
 }
 """Display names of the report kinds, for light reasons."""
+KIND_EN = {
+    "daily": "daily report",
+    "twice_weekly": "twice-weekly information",
+    "weekly": "weekly report form",
+    "monthly": "monthly report",
+    "quarterly": "quarterly analysis",
+    "annual": "annual report",
+}
 
 OK, PENDING, MISSING_OR_LATE, FLAGGED = 0, 1, 2, 3
 KINDS = {k: k for k in REPORT_KINDS}  # a kind read, as the one string every key shares
@@ -293,6 +301,15 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
     }
     ratios = {ON_TIME: Ratio(ON_TIME_COUNT, EXPECTED)}
     deductions = {"reporting": Deduction(ON_TIME, "上报率", 1.0, 10.0, target=0.90)}
+    display_names = {
+        "kind": {kind: (KIND_ZH[kind], en) for kind, en in KIND_EN.items()},
+        "flag": {
+            "ok": ("无", "none"),
+            "major_dispute": ("重大矛盾纠纷", "major dispute"),
+            "early_warning": ("预警性矛盾纠纷", "early-warning dispute"),
+            "petition": ("上访动向", "petition movement"),
+        },
+    }
 
     class Options(IncrementalOptions):
         cutoff: time = time(20, 0)
@@ -637,21 +654,21 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
                 yield Reason(grid, YELLOW, "daily_report_missing", "今日信息未按时报送", DAILY)
             elif s.metric == OVERDUE and s.value > 0:
                 kind = s.labels.get("kind", "")
-                text = _overdue_text(kind, missing.get((grid, kind), {}), tz)
+                text = _overdue_text(self.display_name("kind", kind), kind, missing.get((grid, kind), {}), tz)
                 yield Reason(grid, YELLOW, "report_overdue", text, OVERDUE)
 
 
-def _overdue_text(kind: str, missing: dict[str, float], tz: tzinfo | None) -> str:
-    """九月月报逾期未报, 九月月报等 2 期逾期未报; the kind alone (月报逾期未报) when the samples
-    do not say which period."""
+def _overdue_text(shown: str, kind: str, missing: dict[str, float], tz: tzinfo | None) -> str:
+    """九月月报逾期未报, 九月月报等 2 期逾期未报; the kind alone (``shown``: 月报逾期未报) when the
+    samples do not say which period."""
     due, age = missing.get(OLDEST_DUE), missing.get(OLDEST_AGE)
     if tz is None or due is None or age is None or kind not in KIND_ZH:
-        return f"{KIND_ZH.get(kind, kind)}逾期未报"
+        return f"{shown}逾期未报"
     try:
         year = datetime.fromtimestamp(due + age, tz).year  # the evaluation time's year
         name = period_name(kind, period_due_at(kind, due, tz), year)
     except (ValueError, OverflowError, OSError):
-        return f"{KIND_ZH[kind]}逾期未报"
+        return f"{shown}逾期未报"
     n = int(missing.get(MISSING, 1))
     return f"{name}逾期未报" if n <= 1 else f"{name}等 {n} 期逾期未报"
 
@@ -676,17 +693,16 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": DAILY,
             "above": {"warning": 1.5, "critical": 2.5},
             "for": "0s",
-            "summary": "{grid_name}今日信息报送亮灯（状态{value:.0f}：2 未按时报送，3 涉重大事项）",
-            "description": "{street}{community}{grid_name}：状态2为截止时间前未报送或迟报（黄灯）；"
-            "状态3为报送内容涉及重大矛盾纠纷、预警性矛盾纠纷或上访动向（红灯）。",
+            "summary": "{grid_title}今日信息报送亮{light_name}",
+            "description": "{grid_title}：今日信息截止时间前未报送或迟报的亮黄灯；"
+            "报送内容涉及重大矛盾纠纷、预警性矛盾纠纷或上访动向的亮红灯。",
         },
         {
             "alert": "PeriodicReportOverdue",
             "metric": OVERDUE,
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "{grid_name}的{kind}报告已过报送期限仍未报送",
-            "description": "{street}{community}{grid_name}：有{kind}报告已过报送期限仍未收到（逾期未补报的期数见"
-            " gridwatch_report_missing_periods），请督促补报。",
+            "summary": "{grid_title}{kind_name}逾期未报",
+            "description": "{grid_title}：有{kind_name}已过报送期限仍未收到，请督促补报。",
         },
     ]

@@ -61,15 +61,20 @@ UNVISITED = "gridwatch_visit_unvisited_households"
 VISITED = "gridwatch_visit_visited_households"
 KEY_OVERDUE = "gridwatch_visit_key_households_overdue"
 
-CATEGORY_ZH = {
-    "community_correction": "社区矫正人员",
-    "floating": "流动人口",
-    "pregnant": "孕妇",
-    "elderly_alone": "独居老人",
-    "disabled": "残疾人",
-    "left_behind_child": "留守儿童",
+CATEGORY_NAMES = {
+    "community_correction": ("社区矫正人员", "persons under community correction"),
+    "floating": ("流动人口", "floating population"),
+    "pregnant": ("孕妇", "pregnant women"),
+    "elderly_alone": ("独居老人", "elderly living alone"),
+    "disabled": ("残疾人", "persons with disabilities"),
+    "left_behind_child": ("留守儿童", "left-behind children"),
+    "drug_rehab": ("吸毒人员", "drug users in rehabilitation"),
+    "released_prisoner": ("刑满释放人员", "released prisoners"),
+    "mental_disorder": ("严重精神障碍患者", "persons with severe mental disorders"),
+    "empty_nest": ("空巢老人", "empty-nest elderly"),
 }
-"""Display names of the standard key-household categories, for light reasons."""
+"""Display names of the common key-household categories; a platform's own are named in the
+config (``[display_names.category]``)."""
 
 
 Categories = str | tuple[str, ...] | None
@@ -97,6 +102,7 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         "visit_coverage": Deduction(COVERAGE, "走访覆盖率", 1.0, 20.0, target=0.90),
         "key_households_overdue": Deduction(KEY_OVERDUE, "重点人群超期未走访", 2.0, 10.0, unit="户"),
     }
+    display_names = {"category": CATEGORY_NAMES}
 
     class Options(IncrementalOptions):
         window: Duration = 30 * DAY
@@ -220,8 +226,8 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
     def reasons(self, samples: Sequence[Sample]) -> Iterator[Reason]:
         for s in samples:
             if s.metric == KEY_OVERDUE and s.value > 0:
-                cat = s.labels.get("category", "")
-                text = f"重点人群（{CATEGORY_ZH.get(cat, cat)}）超期未走访 {int(s.value)} 户"
+                category = self.display_name("category", s.labels.get("category", ""))
+                text = f"重点人群（{category}）超期未走访 {int(s.value)} 户"
                 yield Reason(s.labels["grid"], YELLOW, "key_households_overdue", text, KEY_OVERDUE)
 
 
@@ -264,10 +270,9 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": COVERAGE,
             "below": {"warning": 0.9, "critical": 0.8},
             "for": "0s",
-            "summary": "网格{grid_name}走访覆盖率{value:.0%}",
+            "summary": "{grid_title}走访覆盖率{value:.0%}",
             "description": (
-                "{street}{community}网格{grid_name}（{grid}）走访窗口内的入户覆盖率为"
-                "{value:.1%}，未达目标，请安排未走访户的走访。"
+                "{grid_title}（编号{grid}）走访窗口内的入户覆盖率为{value:.1%}，未达目标，请安排未走访户的走访。"
             ),
         },
         {
@@ -275,10 +280,10 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": KEY_OVERDUE,
             "above": {"warning": 0},
             "for": "0s",
-            "summary": "网格{grid_name}有{value:.0f}户{category}重点户走访超期",
+            "summary": "{grid_title}有{value:.0f}户{category_name}超期未走访",
             "description": (
-                "{street}{community}网格{grid_name}（{grid}）有{value:.0f}户{category}"
-                "重点户超过规定周期未走访，请尽快上门走访。"
+                "{grid_title}（编号{grid}）有{value:.0f}户重点人群（{category_name}）超过规定周期未走访，"
+                "请尽快上门走访。"
             ),
         },
     ]

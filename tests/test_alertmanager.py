@@ -168,7 +168,14 @@ def test_alert_arrives_is_resent_escalates_and_resolves(tmp_path, alertmanager, 
 
         # it arrives, with its labels and annotations
         [a] = wait_for(lambda: am_alerts(am, "G1"), 10, f"the alert in Alertmanager\n{d.log()}")
-        assert a["labels"] == {"alertname": "TestValueHigh", "grid": "G1", "team": "网格中心", "severity": "warning"}
+        place = {"street": "东街街道", "community": "东湖社区"}  # from the grid registry: routes by street
+        assert a["labels"] == {
+            "alertname": "TestValueHigh",
+            "grid": "G1",
+            **place,
+            "team": "网格中心",
+            "severity": "warning",
+        }
         assert a["annotations"] == {"summary": "东湖一网格测试值过高：7", "description": "东街街道东湖社区，请核查"}
         assert a["status"]["state"] == "active"
         assert a["generatorURL"] == EXTERNAL_URL

@@ -266,6 +266,9 @@ COUNTS_JS = """(sel) => Object.fromEntries([...document.querySelector(sel).query
 SYMBOL = {"green": "●", "yellow": "▲", "red": "■"}
 
 
+GREY_JS = "() => [...document.querySelectorAll('.tile')].map(t => getComputedStyle(t).backgroundColor)"
+
+
 def visible_tiles(page: Page) -> set[str]:
     return {t["grid"] for t in page.evaluate(TILES_JS) if t["visible"]}
 
@@ -324,7 +327,10 @@ def test_tiles_are_grouped_coloured_and_counted_as_the_api_says(city, board):
         got = page.evaluate(COUNTS_JS, f'[data-street="{street}"] .street-head')
         per = Counter(g["light"] for g in api if g["street"] == street)
         assert got == {c: per[c] for c in SYMBOL}
-    assert page.text_content("#totals").count("告警") == 1  # the words go with the colours
+    # the words go with the colours, the seeds' words (DOMAIN.md §3): 红灯／黄灯／绿灯
+    totals = page.text_content("#totals")
+    assert all(totals.count(word) == 1 for word in ("红灯", "黄灯", "绿灯")), totals
+    assert not any(word in totals for word in ("告警", "关注", "正常"))
     assert page.locator("#updated").text_content().startswith("更新于")
     assert page.locator("#warning").is_hidden()
     firing = [a for a in city.json("/api/v1/alerts") if a["state"] == "firing"]
@@ -406,9 +412,9 @@ def test_reasons_on_hover_and_the_detail_view_on_click(city, board):
     assert page.text_content("h1").strip().endswith("Grid status board")
     page.hover('.tile[data-grid="E3"]')
     assert "1 major case(s) open" in page.text_content("#tip")
-    assert "Alarm" in page.text_content("#totals")
+    assert "Red" in page.text_content("#totals")
     page.click("#lang")
-    assert "告警" in page.text_content("#totals")
+    assert "红灯" in page.text_content("#totals")
 
 
 @browser_test
@@ -488,15 +494,26 @@ def test_a_source_down_or_gridwatch_unreachable_shows_a_warning(city, city_db, b
         wait_for(lambda: not city.json("/api/v1/status")["sources"][0]["up"], 10, "the source to be down")
         page.wait_for_selector("#warning", state="visible", timeout=(2 * REFRESH + 1) * 1000)  # one refresh
         assert "数据源 data 不可用" in page.text_content("#warning")
+        # the lights may no longer hold: every tile grey (which grids the source covers is not
+        # known to the board), the last light kept as its symbol and in data-light, and said so
+        assert "网格灯色已置灰" in page.text_content("#warning")
+        assert page.get_attribute("#grids", "data-greyed") == "true"
+        assert set(page.evaluate(GREY_JS)) == {"rgb(93, 109, 126)"}
+        assert page.get_attribute('.tile[data-grid="E3"]', "data-light") == "red"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "board-greyed.png")
     finally:
         away.rename(city_db)
     wait_for(lambda: city.json("/api/v1/status")["sources"][0]["up"], 10, "the source to be back")
     page.wait_for_selector("#warning", state="hidden", timeout=(2 * REFRESH + 1) * 1000)
+    assert page.get_attribute("#grids", "data-greyed") == "false"
+    assert "rgb(93, 109, 126)" not in page.evaluate(GREY_JS)
 
     page.route("**/api/v1/**", lambda route: route.abort())  # gridwatch itself out of reach
     page.wait_for_selector("#warning", state="visible", timeout=(2 * REFRESH + 1) * 1000)
     assert "无法连接 gridwatch" in page.text_content("#warning")
-    assert page.locator(".tile").count() == len(GRIDS)  # the last data stays on the wall
+    assert page.locator(".tile").count() == len(GRIDS)  # the last data stays on the wall, grey
+    assert page.get_attribute("#grids", "data-greyed") == "true"
 
 
 @browser_test
@@ -568,3 +585,57 @@ def test_the_board_fits_a_wall_screen_and_a_laptop(demo_city, city, chromium, wi
         board.assert_clean()
     finally:
         board.close()
+
+
+@browser_test
+def test_the_wall_says_red_yellow_and_green_lights_and_pages_its_alerts(demo_city, chromium):
+    """The seeds' words on the wall (DOMAIN.md §3, §8), and an alert column that turns its pages
+    by itself: nobody stands at a wall screen to scroll it."""
+    require("chromium", "chromium")  # fails under CI, skips elsewhere
+    ARTIFACTS.mkdir(exist_ok=True)
+    board = Board(chromium, 1366, 768)
+    try:
+        page = board.open(demo_city.base, "&page=1")
+        page.wait_for_function("() => document.querySelectorAll('#alert-list li').length > 0")
+        page.screenshot(path=ARTIFACTS / "board-lights-words.png")
+        shown = page.evaluate("document.body.innerText")
+        for word in ("红灯", "黄灯", "绿灯", "严重", "一般"):
+            assert word in shown, word
+        assert page.text_content(".legend").split() == ["●", "绿灯", "▲", "黄灯", "■", "红灯"]
+        for word in ("关注", "警告"):
+            assert word not in shown, word
+        # every summary on the wall names codes by their words, and no rule by its name
+        for summary in page.locator("#alert-list .summary").all_text_contents():
+            assert not re.search(r"[a-z]+_[a-z_]+|[A-Z][a-z]+[A-Z]\w+", summary), summary
+        # the column is longer than the screen: it turns a page every second here
+        assert page.evaluate("(l => l.scrollHeight > l.clientHeight)(document.querySelector('#alert-list'))")
+        page.wait_for_function("() => document.querySelector('#alert-list').scrollTop > 0", timeout=5000)
+        assert page.locator("#alert-page").is_visible()
+        assert re.fullmatch(r"\d+/\d+ 页", page.text_content("#alert-page"))
+        # ... to the last page, and from there back to the first
+        wrapped = """() => {
+            const l = document.querySelector('#alert-list');
+            window.__far = Math.max(window.__far || 0, l.scrollTop);
+            return window.__far >= l.scrollHeight - l.clientHeight - 2 && l.scrollTop < l.clientHeight;
+        }"""
+        page.wait_for_function(wrapped, polling=100, timeout=60000)
+        board.assert_clean()
+    finally:
+        board.close()
+
+
+@browser_test
+def test_a_link_to_a_grid_opens_its_detail_with_codes_named(city, board):
+    """The robots link to ``/?grid=ID``; a grid's series show their labels' display names."""
+    require("chromium", "chromium")  # fails under CI, skips elsewhere
+    page = board.open(city.base, "&grid=E3")
+    page.wait_for_function("() => document.querySelector('#d-metrics tr') !== null")
+    assert page.locator("#detail").is_visible() and page.text_content("#d-name") == "新村社区第1网格"
+    row = page.locator('#d-metrics tr[data-metric="gridwatch_incidents_open"] .lbl')
+    assert row.text_content() == "重大 · 已上报"  # severity major, stage reported
+    detail = city.json("/api/v1/grids/E3")
+    [series] = [m for m in detail["metrics"] if m["metric"] == "gridwatch_incidents_open"]
+    assert series["labels"] == {"grid": "E3", "severity": "major", "stage": "reported"}  # the API keeps codes
+    assert series["label_titles"]["stage"] == {"zh": "已上报", "en": "reported"}
+    page.click("#d-close")
+    page.wait_for_function("() => !location.search.includes('grid=')")  # a reload shows the whole board

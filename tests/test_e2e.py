@@ -84,7 +84,7 @@ urls = ["{am_url}"]
 resend_interval = "1s"
 
 {checks}
-# what deploy/alertmanager/alertmanager.yml suggests for a street office's own route
+# a rule of the street's own: its alerts carry the street, as every grid alert does
 [[rules]]
 alert = "DongjieVisitCoverageLow"
 metric = "gridwatch_visit_coverage_ratio"
@@ -276,11 +276,15 @@ def check_alerts_reach_alertmanager_routed_and_inhibited(gw: DaemonProcess, am) 
 
     assert receivers(alertname="MajorIncidentOpen", grid="G0036") == [["command-centre"]]
     assert receivers(alertname="DailyReportStatus", grid="G0050") == [["command-centre"]]
-    assert receivers(alertname="VisitCoverageLow", grid="G0012") == [["grid-office"]]
-    # the street's own rule adds street="东街街道": its office gets it, besides the usual route
+    # every grid alert carries its grid's street: 东街街道's office gets its grids' alerts, besides
+    # the usual route, with no rule of its own; other streets' alerts do not reach it
+    assert receivers(alertname="VisitCoverageLow", grid="G0012") == [["grid-office", "street-dongjie"]]
+    assert receivers(alertname="VisitCoverageLow", grid="G0005") == [["command-centre", "street-dongjie"]]
     assert receivers(alertname="DongjieVisitCoverageLow", grid="G0005") == [["command-centre", "street-dongjie"]]
     assert receivers(alertname="DongjieVisitCoverageLow", grid="G0012") == [["grid-office", "street-dongjie"]]
     assert all(a["labels"]["street"] == EAST for a in find(alerts, alertname="DongjieVisitCoverageLow"))
+    east = {a["labels"]["grid"] for a in alerts if a["labels"].get("street") == EAST}
+    assert east and all(g <= "G0020" for g in east)  # the demo's first street: G0001-G0020
 
     # G0005 is red (coverage below 0.80) and has overdue key households (warnings): inhibited
     warnings = find(alerts, grid="G0005", severity="warning")

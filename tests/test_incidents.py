@@ -12,7 +12,7 @@ from gridwatch.api import Ratio
 from gridwatch.config import ConfigErrors
 from gridwatch.pipeline.light import compute
 from gridwatch.pytest_plugin import CheckRunner
-from gridwatch.rules import Rule
+from gridwatch.rules import TEMPLATE_FIELDS, Rule
 from gridwatch.testing import CheckResult
 
 GRIDS = [
@@ -306,7 +306,7 @@ def test_default_rules_are_valid_and_use_metrics_the_check_produces():
         assert set(rule.match) <= known
         for template in (rule.summary, rule.description):
             fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-            assert fields <= known | {"grid_name", "community", "street", "value"}, template
+            assert fields <= known | {f"{k}_name" for k in known} | set(TEMPLATE_FIELDS), template
 
 
 # -- escalation (督办, DOMAIN.md §2) -------------------------------------------------------------
@@ -436,9 +436,17 @@ def test_supervised_turns_the_grid_red_and_says_why(gridwatch_check):
     # on-time closure of 0 / 4 is below 0.90, the one reason an alert adds
     assert got["G1"][0] == "red"
     assert sorted(got["G1"][1]) == sorted(
-        ["挂牌督办案件 2 件，超期 17 天", "二次通报案件 1 件", "超期未办结案件 4 件", "一网格按期结案率0.0%，低于90%"]
+        [
+            "挂牌督办案件 2 件，超期 17 天",
+            "二次通报案件 1 件",
+            "超期未办结案件 4 件",
+            "城关街道幸福社区一网格按期结案率0.0%，低于90%",
+        ]
     )
-    assert got["G2"] == ("yellow", ["超期未办结案件 1 件", "二次通报案件 1 件", "二网格按期结案率0.0%，低于90%"])
+    assert got["G2"] == (
+        "yellow",
+        ["超期未办结案件 1 件", "二次通报案件 1 件", "城关街道幸福社区二网格按期结案率0.0%，低于90%"],
+    )
     assert got["G3"] == ("green", [])
 
 

@@ -150,7 +150,7 @@ class Bench:
     def step(self, now: float, values: dict[str, float], metric: str = METRIC) -> None:
         samples = [Sample(metric, {"grid": g}, v) for g, v in values.items()]
         hits = evaluate(self.rules.values(), samples, GRIDS)
-        self.store.call(self.engine.step, now, hits, self.rules)
+        self.store.call(self.engine.step, now, hits, self.rules, samples)
 
     def state(self, grid: str = "G1") -> str | None:
         found = [a.state for a in self.engine.snapshot if a.labels.get("grid") == grid]
@@ -213,7 +213,9 @@ def test_for_pending_then_firing_exactly_when_for_has_passed(bench):
     [row] = b.outbox()
     p = row["payload"]
     assert (row["notifier"], p["status"], p["startsAt"], p["endsAt"]) == ("am", "firing", iso(T0 + 60), None)
-    assert p["labels"] == {"alertname": "VisitCoverageLow", "grid": "G1", "severity": "critical"}
+    # the grid's street and community from the registry: a receiver routes by street
+    place = {"street": "东街街道", "community": "东湖社区"}
+    assert p["labels"] == {"alertname": "VisitCoverageLow", "grid": "G1", **place, "severity": "critical"}
     assert b.history() == [(T0, "inactive", "pending"), (T0 + 60, "pending", "firing")]
     # later evaluations of the same firing alert queue nothing more
     b.step(T0 + 61, {"G1": 0.3})
@@ -313,7 +315,13 @@ def test_label_matchers_see_the_grid_registry(bench):
     b.step(T0, {"G1": 0.3, "G2": 0.3, "G3": 0.7})
     assert (b.state("G1"), b.state("G2"), b.state("G3")) == ("firing", None, "firing")
     labels = b.alert("G3").labels
-    assert labels == {"alertname": "VisitCoverageLow", "grid": "G3", "team": "东街网格中心"}
+    assert labels == {
+        "alertname": "VisitCoverageLow",
+        "grid": "G3",
+        "street": "东街街道",
+        "community": "南山社区",
+        "team": "东街网格中心",
+    }
 
 
 def test_templates_render_chinese_text_and_format_specs(bench):
@@ -436,10 +444,13 @@ def test_wecom_gets_one_markdown_message_for_everything_queued(tmp_path, recorde
     assert set(body["markdown"]) == {"content"}
     content = body["markdown"]["content"]
     assert isinstance(content, str) and len(content.encode()) <= 4096
-    assert content.startswith("### 网格监测：3 条告警，0 条恢复")
+    assert content.startswith("### 网格监测：3 条告警（严重 2 条）")
     for line in ("东湖一网格走访覆盖率 30%", "西河二网格走访覆盖率 70%", "南山三网格走访覆盖率 40%"):
         assert content.count(line) == 1
-    assert content.count("【告警·严重】") == 2 and content.count("【告警·警告】") == 1
+    # 严重 and 一般 in WeCom's two warm colours (it has no red), never the rule's name
+    assert content.count('<font color="warning">【严重】</font>') == 2
+    assert content.count('<font color="comment">【一般】</font>') == 1
+    assert "VisitCoverageLow" not in content
 
 
 def test_a_long_batch_is_cut_to_fit_the_robot_limit(tmp_path, recorder):
@@ -494,7 +505,7 @@ def test_dingtalk_markdown_is_signed(tmp_path, recorder):
     assert parse_qs(req.query_string)["sign"] == [sign]  # a bare '+' would read as a space
     body = req.body
     assert body["msgtype"] == "markdown" and set(body["markdown"]) == {"title", "text"}
-    assert body["markdown"]["title"] == "网格监测：2 条告警，0 条恢复"
+    assert body["markdown"]["title"] == "网格监测：2 条告警（严重 1 条）"
     assert "东湖一网格走访覆盖率 30%" in body["markdown"]["text"]
     assert "西河二网格走访覆盖率 70%" in body["markdown"]["text"]
 
@@ -572,7 +583,8 @@ def test_webhook_body_follows_alertmanagers_webhook_payload(tmp_path, recorder):
     }
     assert (first["version"], first["status"], first["receiver"]) == ("4", "firing", "hook")
     assert first["groupLabels"] == {"alertname": "VisitCoverageLow"}
-    assert first["commonLabels"] == {"alertname": "VisitCoverageLow", "severity": "critical"}
+    # G1 and G3 are both in 东街街道: its street is common to the group
+    assert first["commonLabels"] == {"alertname": "VisitCoverageLow", "street": "东街街道", "severity": "critical"}
     assert first["commonAnnotations"] == {}  # the summaries differ
     assert first["externalURL"] == url
     assert [a["labels"]["grid"] for a in first["alerts"]] == ["G1", "G3"]
@@ -609,7 +621,13 @@ def test_alertmanager_notifier_posts_api_v2_alerts_to_every_url(tmp_path, record
     assert one == two and len(one) == 1
     [[item]] = one
     assert set(item) == {"labels", "annotations", "startsAt", "endsAt"}
-    assert item["labels"] == {"alertname": "VisitCoverageLow", "grid": "G1", "severity": "critical"}
+    assert item["labels"] == {
+        "alertname": "VisitCoverageLow",
+        "grid": "G1",
+        "street": "东街街道",
+        "community": "东湖社区",
+        "severity": "critical",
+    }
 
 
 # -- check-config ------------------------------------------------------------------------------
@@ -702,6 +720,12 @@ def test_rule_labels_may_be_templates_so_alertmanager_can_route_by_street():
     )
     grids = {"G1": Grid("G1", "东湖一网格", "东湖社区", "东街街道")}
     [hit] = evaluate([rule], [Sample("m", {"grid": "G1"}, 0.5)], grids)
-    assert hit.labels == {"grid": "G1", "street": "东街街道", "team": "grid-office", "alertname": "CoverageLow"}
+    assert hit.labels == {
+        "grid": "G1",
+        "street": "东街街道",
+        "community": "东湖社区",
+        "team": "grid-office",
+        "alertname": "CoverageLow",
+    }
     with pytest.raises(ValueError, match="bad template"):
         Rule.model_validate({"alert": "X", "metric": "m", "above": {"warning": 1}, "labels": {"street": "{street"}})

@@ -223,7 +223,7 @@ def test_default_rule_references_produced_metric(gridwatch_check: CheckRunner) -
     assert rule["metric"] in patrols.PatrolsCheck.metrics
     labels = {"grid": "R", "grid_name": "红区网格", "community": "东湖社区", "street": "城关街道"}
     for key in ("summary", "description"):
-        assert rule[key].format(**labels, value=1)
+        assert rule[key].format(**labels, grid_title="城关街道东湖社区红区网格", value=1)
 
 
 # -- who patrolled (DOMAIN.md §1): only the grid's own workers keep the cadence; a supervisor

@@ -13,7 +13,7 @@ from gridwatch_plugins import reports
 
 from gridwatch.config import ConfigErrors
 from gridwatch.pytest_plugin import CheckRunner
-from gridwatch.rules import Rule
+from gridwatch.rules import TEMPLATE_FIELDS, Rule
 from gridwatch.testing import CheckResult, Fired, fired_alerts
 
 DAILY = "gridwatch_report_daily_status"
@@ -303,7 +303,7 @@ def test_default_rule_warns_on_an_overdue_periodic_report(gridwatch_check):
     [hit] = _alerts(r)
     assert (hit.alert, hit.severity, hit.labels["grid"]) == ("PeriodicReportOverdue", "warning", "G1")
     assert hit.labels["kind"] == "monthly"
-    assert "1号网格" in hit.summary and "monthly" in hit.summary
+    assert hit.summary == "城关街道幸福社区1号网格月报逾期未报"  # the kind by its name, not its code
 
 
 def test_default_rules_use_metrics_the_check_produces():
@@ -315,7 +315,7 @@ def test_default_rules_use_metrics_the_check_produces():
         assert set(rule.match) <= known
         for template in (rule.summary, rule.description):
             fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
-            assert fields <= known | {"grid_name", "community", "street", "value"}, template
+            assert fields <= known | {f"{k}_name" for k in known} | set(TEMPLATE_FIELDS), template
 
 
 def test_produces_follows_the_expected_kinds():

@@ -229,10 +229,11 @@ def test_default_rules_reference_produced_metrics(gridwatch_check: CheckRunner) 
     )
     produced = {s.metric for s in result.samples}
     labels = {"grid": "G1", "grid_name": "一网格", "community": "东湖社区", "street": "城关街道"}
+    words = {"grid_title": "城关街道东湖社区一网格", "category_name": "社区矫正人员"}
     for rule in rules.values():
         assert rule["metric"] in produced and rule["metric"] in visits.VisitsCheck.metrics
         for key in ("summary", "description"):
-            assert rule[key].format(**labels, category="社区矫正", value=0.85)
+            assert rule[key].format(**labels, **words, category="community_correction", value=0.85)
 
 
 # -- several registers (DOMAIN.md §1): household_categories adds categories to the one in

@@ -18,7 +18,8 @@ import sqlite_utils
 
 from gridwatch.alerting.alert import FIRING, PENDING, RESOLVED, Alert, fingerprint, iso
 from gridwatch.alerting.silences import Silence, load_silences
-from gridwatch.rules import RANK, Hit, Rule
+from gridwatch.api import Sample
+from gridwatch.rules import PLACE, RANK, Hit, Rule, value_text
 from gridwatch.store import insert_rows, transaction
 
 log = logging.getLogger("gridwatch.alerting.engine")
@@ -33,6 +34,8 @@ class _Changes:
     deleted: set[str] = field(default_factory=set)
     history: list[dict[str, Any]] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    current: dict[str, float | None] = field(default_factory=dict)
+    """alert id -> the value of its series when it resolved (None: the series is gone)"""
 
     def __bool__(self) -> bool:
         return bool(self.changed or self.deleted or self.history or self.outbox)
@@ -66,6 +69,7 @@ class _Changes:
         self.changed.update(later.changed)
         self.history += later.history
         self.outbox += later.outbox
+        self.current.update(later.current)
 
 
 @dataclass(frozen=True)
@@ -147,11 +151,20 @@ class AlertEngine:
             for a in self.snapshot
         ]
 
-    def step(self, db: sqlite_utils.Database, now: float, hits: Iterable[Hit], rules: Mapping[str, Rule]) -> set[str]:
+    def step(
+        self,
+        db: sqlite_utils.Database,
+        now: float,
+        hits: Iterable[Hit],
+        rules: Mapping[str, Rule],
+        samples: Iterable[Sample] = (),
+    ) -> set[str]:
         """Apply one evaluation at ``now``: transitions, history and notifications, atomically.
 
-        Returns the notifiers that got new notifications. When the write fails the changes stay
-        in memory (``unwritten``) and go in with the next evaluation's, and the error propagates.
+        ``samples`` are those the rules saw: an alert that resolves is announced with the value
+        its series has now. Returns the notifiers that got new notifications. When the write
+        fails the changes stay in memory (``unwritten``) and go in with the next evaluation's,
+        and the error propagates.
         """
         if self.alerts is None:
             self.load(db)
@@ -164,14 +177,25 @@ class AlertEngine:
             if aid not in seen:  # the first hit of a label set counts
                 seen.add(aid)
                 self._hold(changes, aid, hit, now)
+        series = _Series(samples)
         for aid, a in list(self.alerts.items()):
             if aid not in seen:
-                self._release(changes, a, now, rules.get(a.alert))
+                self._release(changes, a, now, rules.get(a.alert), series)
         for a in self.alerts.values():
-            self._announce(changes, a, now)
+            self._announce(changes, a, now, rules.get(a.alert))
         self._snap()
         for h in changes.history:
-            log.info("alert %s %s → %s (%s)", h["alert"], h["from_state"], h["to_state"], h["severity"])
+            # the alert and its grid (never a person: labels carry none), so a log tells which grid moved
+            grid = json.loads(h["labels"]).get("grid", "-")
+            log.info(
+                "alert %s grid %s %s → %s (%s)",
+                h["alert"],
+                grid,
+                h["from_state"],
+                h["to_state"],
+                h["severity"],
+                extra={"alert": h["alert"], "grid": grid},
+            )
         self.unwritten.merge(changes)
         return self._write(db)
 
@@ -179,7 +203,7 @@ class AlertEngine:
         """The transition of an alert whose rule holds: it starts pending (again, after a
         resolution) and fires once it has held for the rule's ``for``."""
         assert self.alerts is not None
-        a = self.alerts.get(aid)
+        a = self.alerts.get(aid) or self._placed(changes, aid, hit)
         if a is None or a.state == RESOLVED:
             a = Alert(
                 aid,
@@ -202,10 +226,28 @@ class AlertEngine:
             a.fired_at = now
             changes.move(a, FIRING, now)
 
-    def _release(self, changes: _Changes, a: Alert, now: float, rule: Rule | None) -> None:
+    def _placed(self, changes: _Changes, aid: str, hit: Hit) -> Alert | None:
+        """The alert a gridwatch kept before grid alerts carried their ``street`` and
+        ``community``, taken over under its new labels, still pending or firing: an upgrade does
+        not resolve and fire again every alert (nor tell the robots twice). None if there is none."""
+        assert self.alerts is not None
+        added = [k for k in PLACE if k in hit.labels and k not in hit.rule.labels]
+        if not added:
+            return None
+        old = self.alerts.get(fingerprint({k: v for k, v in hit.labels.items() if k not in added}))
+        if old is None or old.state not in (PENDING, FIRING):
+            return None
+        del self.alerts[old.id]
+        changes.drop(old.id)
+        a = replace(old, id=aid, labels=dict(hit.labels))
+        self.alerts[aid] = a
+        changes.changed[aid] = a
+        return a
+
+    def _release(self, changes: _Changes, a: Alert, now: float, rule: Rule | None, series: _Series) -> None:
         """The transition of an alert whose rule no longer holds: a pending one is forgotten, a
-        firing one resolves after ``keep_firing_for``, a resolved one is dropped after the
-        retention (so the API still shows it for a while)."""
+        firing one resolves after ``keep_firing_for`` (with the value its series has now), a
+        resolved one is dropped after the retention (so the API still shows it for a while)."""
         assert self.alerts is not None
         keep = rule.keep_firing_for if rule is not None and rule.enabled else 0.0
         if a.state == PENDING:
@@ -214,20 +256,24 @@ class AlertEngine:
             changes.drop(a.id)
         elif a.state == FIRING and now - a.last_true >= keep:
             a.resolved_at = now
+            current = series.value(a, rule)
+            changes.current[a.id] = current
+            if current is not None:
+                a.value = current
             changes.move(a, RESOLVED, now)
         elif a.state == RESOLVED and now - (a.resolved_at or now) >= self.resolved_retention:
             del self.alerts[a.id]
             changes.drop(a.id)
 
-    def _announce(self, changes: _Changes, a: Alert, now: float) -> None:
+    def _announce(self, changes: _Changes, a: Alert, now: float, rule: Rule | None) -> None:
         """Queue what receivers have not heard yet: a firing alert not announced at its current
         severity (unless silenced), or a resolution of one that was announced."""
         if a.state == FIRING and a.notified_severity != a.severity and not self.silenced(a, now):
-            changes.outbox += self._notify(a, now, FIRING)
+            changes.outbox += self._notify(a, now, FIRING, rule, a.value)
             a.notified_severity = a.severity
             changes.changed[a.id] = a
         elif a.state == RESOLVED and a.notified_severity is not None:
-            changes.outbox += self._notify(a, now, RESOLVED)
+            changes.outbox += self._notify(a, now, RESOLVED, rule, changes.current.get(a.id, a.value))
             a.notified_severity = None
             changes.changed[a.id] = a
 
@@ -253,9 +299,12 @@ class AlertEngine:
         self.unwritten = _Changes()
         return {r["notifier"] for r in todo.outbox}
 
-    def _notify(self, a: Alert, now: float, status: str) -> list[dict[str, Any]]:
+    def _notify(
+        self, a: Alert, now: float, status: str, rule: Rule | None = None, value: float | None = None
+    ) -> list[dict[str, Any]]:
         """The outbox rows of one announcement, one per route that takes the alert at its severity."""
         payload = self.payload(a, now, status)
+        payload["value"], payload["valueText"] = value, value_text(rule, value)
         severity = a.severity if status == FIRING else (a.notified_severity or a.severity)
 
         def row(notifier: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +332,9 @@ class AlertEngine:
         return rows
 
     def payload(self, a: Alert, now: float, status: str, ends_in: float = 0.0) -> dict[str, Any]:
-        """An alert in Alertmanager's shape (API v2 and the webhook payload share it)."""
+        """An alert in Alertmanager's shape (API v2 and the webhook payload share it). An
+        announcement adds ``value`` (a resolution's: the series' value now, None when the series
+        is gone) and ``valueText`` (that value as the rule's summary writes it, 92%; "" for None)."""
         severity = a.severity if status == FIRING else (a.notified_severity or a.severity)
         out = {
             "status": status,
@@ -301,3 +352,27 @@ class AlertEngine:
 
     def firing(self, now: float) -> list[Alert]:
         return [a for a in (self.alerts or {}).values() if a.state == FIRING and not self.silenced(a, now)]
+
+
+class _Series:
+    """The samples of one evaluation, looked up by the alert they would raise: built on the first
+    question (an evaluation in which nothing resolves never indexes its samples)."""
+
+    def __init__(self, samples: Iterable[Sample]) -> None:
+        self._samples = samples
+        self._by_metric: dict[str, list[Sample]] | None = None
+
+    def value(self, a: Alert, rule: Rule | None) -> float | None:
+        """The value of the series ``a`` watches, or None when it is gone (or the rule is)."""
+        if rule is None or not rule.metric:
+            return None
+        if self._by_metric is None:
+            self._by_metric = {}
+            for s in self._samples:
+                self._by_metric.setdefault(s.metric, []).append(s)
+        # the alert's labels are the series' plus the grid's place, the rule's own and alertname
+        beside = {"alertname", *PLACE, *rule.labels}
+        for s in self._by_metric.get(rule.metric, ()):
+            if all(a.labels.get(k) == v for k, v in s.labels.items()) and set(a.labels) - set(s.labels) <= beside:
+                return s.value
+        return None

@@ -106,10 +106,10 @@ class Alerting:
         rules = self.settings.rules
         # tens of thousands of samples against every rule: in a worker, not on the event loop
         hits: list[Hit] = await asyncio.get_running_loop().run_in_executor(
-            None, evaluate, rules.values(), samples, grids
+            None, evaluate, rules.values(), samples, grids, self.settings.names
         )
         try:
-            fresh = await self.store.awrite("alert state", self.engine.step, now, hits, rules)
+            fresh = await self.store.awrite("alert state", self.engine.step, now, hits, rules, samples)
         except StateWriteError:
             return  # the engine keeps the changes; the next evaluation writes them
         self.outbox.wake(fresh)
@@ -161,7 +161,7 @@ def stateless_views(settings: Settings, samples: list[Sample], grids: dict[str, 
     from gridwatch.alerting.alert import Alert, fingerprint
 
     out = []
-    for h in evaluate(settings.rules.values(), samples, grids):
+    for h in evaluate(settings.rules.values(), samples, grids, settings.names):
         state = "firing" if h.rule.for_ == 0 else "pending"
         a = Alert(
             fingerprint(h.labels),

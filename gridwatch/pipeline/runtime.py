@@ -113,6 +113,7 @@ class Runtime:
             tz=settings.timezone,
             state_dir=settings.state_path.parent,
             loop=loop,
+            names=settings.names,
         )
         # a stuck query must not starve the others: each check gets a worker of its own
         self.pool = ThreadPoolExecutor(

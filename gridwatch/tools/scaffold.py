@@ -278,11 +278,10 @@ def default_rules() -> list[dict[str, Any]]:
             "metric": OVERDUE,
             "above": {"warning": 0, "critical": 5},
             "for": "0s",
-            "summary": "网格{grid_name}有{value:.0f}个对象超期未跟进",
-            "description": (
-                "{street}{community}网格{grid_name}（{grid}）有{value:.0f}个对象超过规定周期未跟进"
-                f"（{TITLE}），请尽快安排。"
-            ),
+            # what a duty officer reads: the grid named once ({grid_title}), a label's code by
+            # its display name ({X_name}), never the rule's name
+            "summary": "{grid_title}有{value:.0f}个对象超期未跟进",
+            "description": "{grid_title}有{value:.0f}个对象超过规定周期未跟进（" + TITLE + "），请尽快安排。",
         }
     ]
 '''

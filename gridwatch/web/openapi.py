@@ -232,6 +232,12 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                                     "description": "the name of a status value; null for other values",
                                     "oneOf": [_ref("Names"), {"type": "null"}],
                                 },
+                                "label_titles": {
+                                    "description": "label -> the display name of its value (独居老人 for "
+                                    "category elderly_alone), for the labels whose value has one",
+                                    "type": "object",
+                                    "additionalProperties": _ref("Names"),
+                                },
                             },
                         },
                     },

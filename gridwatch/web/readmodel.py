@@ -111,7 +111,7 @@ class ReadModel:
         return {
             **gl.as_dict(),
             "zone": gl.grid.zone,
-            "metrics": describe_metrics(self.results.checks.values(), grid_id),
+            "metrics": describe_metrics(self.results.checks.values(), grid_id, self.settings.names),
             "alerts": [a for a in self.alerts() if a["labels"].get("grid") == grid_id],
             "days": [{"day": d.isoformat(), "light": light} for d, light in history],
         }

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridwatch.api import Grid, Title
+from gridwatch.names import DisplayNames
 from gridwatch.pipeline import light
 from gridwatch.pipeline.light import GridLight
 from gridwatch.pipeline.results import CheckState, explain
@@ -40,12 +41,17 @@ def json_bytes(data: Any) -> bytes:
         return json.dumps(data, ensure_ascii=True, default=str).encode("ascii")
 
 
-def describe_metrics(checks: Iterable[CheckState], grid: str) -> list[dict[str, Any]]:
+def describe_metrics(
+    checks: Iterable[CheckState], grid: str, names: DisplayNames | None = None
+) -> list[dict[str, Any]]:
     """A grid's series for its detail view, each with what its check calls it and how its value
     reads (:attr:`gridwatch.api.Check.titles`): the board shows metrics it knows nothing of.
 
     ``title`` ({"zh", "en"}), ``kind`` and ``value_title`` (a status value's name) are None where
-    the check gives none; the board then shows the metric's name and reads its suffix."""
+    the check gives none; the board then shows the metric's name and reads its suffix.
+    ``label_titles`` names the labels' values (``names``: the display names of codes), so the
+    board shows 独居老人, not ``elderly_alone``, and knows no check's codes either."""
+    names = names if names is not None else DisplayNames()
     out: list[dict[str, Any]] = []
     for check in list(checks):
         titles = check.titles if isinstance(check.titles, Mapping) else {}
@@ -57,8 +63,18 @@ def describe_metrics(checks: Iterable[CheckState], grid: str) -> list[dict[str, 
                         "labels": dict(s.labels),
                         "value": s.value,
                         **_shown(titles.get(s.metric), s.value),
+                        "label_titles": _label_titles(names, s.labels),
                     }
                 )
+    return out
+
+
+def _label_titles(names: DisplayNames, labels: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out = {}
+    for k, v in labels.items():
+        zh, en = names.get(k, v, "zh"), names.get(k, v, "en")
+        if k != "grid" and zh is not None and en is not None:
+            out[k] = {"zh": zh, "en": en}
     return out
 
 

@@ -11,6 +11,7 @@
   };
   const REFRESH_MS = seconds(params.get("refresh"), 10, 1, 3600) * 1000; // ?refresh=2 for tests and kiosks
   const STALE_MS = seconds(params.get("stale"), 900, 5, 86400) * 1000; // a check older than this is stale
+  const PAGE_MS = seconds(params.get("page"), 8, 1, 600) * 1000; // the alert column turns a page this often
 
   // Page loads in this tab: it stays 1 while the board refreshes itself (kiosk scripts check it).
   let loads = 1;
@@ -33,15 +34,15 @@
       loading: "正在加载…",
       street: "街道",
       community: "社区",
-      colour: "状态",
+      colour: "灯色",
       search: "搜索网格名称",
       allStreets: "全部街道",
       allCommunities: "全部社区",
-      allLights: "全部状态",
-      notGreen: "▲■ 关注和告警",
-      green: "正常",
-      yellow: "关注",
-      red: "告警",
+      allLights: "全部灯色",
+      notGreen: "▲■ 黄灯和红灯",
+      green: "绿灯",
+      yellow: "黄灯",
+      red: "红灯",
       unknown: "未知",
       total: "全部 {n} 个网格",
       gridsTitle: "网格",
@@ -50,7 +51,7 @@
       noAlerts: "当前没有告警",
       silenced: "已静默",
       critical: "严重",
-      warning: "警告",
+      warning: "一般",
       info: "提示",
       updated: "更新于 {time}",
       shown: "显示 {n} / {total}",
@@ -58,7 +59,7 @@
       reasons: "亮灯原因",
       noReasons: "各项工作正常",
       days: "近期每日亮灯",
-      daysSum: "正常 {green} 天 · 关注 {yellow} 天 · 告警 {red} 天",
+      daysSum: "绿灯 {green} 天 · 黄灯 {yellow} 天 · 红灯 {red} 天",
       noDays: "暂无每日亮灯记录",
       gridAlerts: "本网格告警",
       noGridAlerts: "无",
@@ -77,6 +78,8 @@
       checkFailed: "检查 {name} 运行失败：{error}",
       checkStale: "数据已过时：检查 {name} 最近一次运行在 {time}",
       checkNever: "检查 {name} 尚未运行",
+      greyed: "网格灯色已置灰：数据没有按时更新，各网格的灯色可能已经变化",
+      page: "{n}/{total} 页",
       more: "另有 {n} 条",
       detailError: "无法读取该网格的详情（{error}）",
       langButton: "English",
@@ -94,10 +97,10 @@
       allStreets: "All streets",
       allCommunities: "All communities",
       allLights: "All lights",
-      notGreen: "▲■ Attention and alarm",
-      green: "OK",
-      yellow: "Attention",
-      red: "Alarm",
+      notGreen: "▲■ Yellow and red",
+      green: "Green",
+      yellow: "Yellow",
+      red: "Red",
       unknown: "Unknown",
       total: "All {n} grids",
       gridsTitle: "Grids",
@@ -114,7 +117,7 @@
       reasons: "Why this light",
       noReasons: "All work on track",
       days: "Recent daily lights",
-      daysSum: "OK {green} d · attention {yellow} d · alarm {red} d",
+      daysSum: "green {green} d · yellow {yellow} d · red {red} d",
       noDays: "No daily lights recorded yet",
       gridAlerts: "Alerts on this grid",
       noGridAlerts: "None",
@@ -133,6 +136,8 @@
       checkFailed: "Check {name} failed: {error}",
       checkStale: "Stale data: check {name} last ran at {time}",
       checkNever: "Check {name} has not run yet",
+      greyed: "Lights greyed: the data is not up to date, and any grid's light may have changed",
+      page: "page {n}/{total}",
       more: "{n} more",
       detailError: "Cannot read this grid's details ({error})",
       langButton: "中文",
@@ -159,23 +164,6 @@
     季度分析: "Quarterly",
     年报: "Annual",
   };
-  const LABEL_VALUES = {
-    zh: {
-      category: {
-        community_correction: "社区矫正人员",
-        floating: "流动人口",
-        pregnant: "孕妇",
-        elderly_alone: "独居老人",
-        disabled: "残疾人",
-        left_behind_child: "留守儿童",
-      },
-      kind: { daily: "日报", twice_weekly: "综合信息", weekly: "周报告单", monthly: "月报", quarterly: "季度分析", annual: "年报" },
-      severity: { normal: "一般", major: "重大" },
-      stage: { reported: "信息采集", accepted: "受理立项", dispatched: "任务派遣", resolved: "处理反馈" },
-    },
-    en: {},
-  };
-
   let lang = "zh";
   try {
     lang = params.get("lang") || localStorage.getItem("gridwatch.web.board.lang") || "zh";
@@ -286,6 +274,7 @@
     }
   }
 
+  let asked = params.get("grid"); // ?grid=ID opens that grid's detail (the robots link to it)
   async function refresh() {
     try {
       const [grids, alerts, status] = await Promise.all([
@@ -304,6 +293,10 @@
     }
     try {
       render();
+      if (asked !== null && state.byId.has(asked)) {
+        openDetail(asked);
+        asked = null;
+      }
       if (openGrid !== null) await loadDetail(openGrid);
     } catch (exc) {
       setTimeout(() => {
@@ -544,7 +537,31 @@
     $("alert-list").replaceChildren(...firing.map(alertItem));
     $("alert-count").textContent = String(firing.length);
     $("no-alerts").hidden = firing.length > 0;
+    showPage();
   }
+
+  // -- the alert column pages itself: a wall screen has nobody to scroll it ---------------------
+  const alertList = $("alert-list");
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)");
+  function showPage() {
+    const box = $("alert-page");
+    const pages = Math.ceil(alertList.scrollHeight / Math.max(1, alertList.clientHeight) - 0.02);
+    box.hidden = pages <= 1;
+    const end = alertList.scrollTop + alertList.clientHeight >= alertList.scrollHeight - 2;
+    const at = end ? pages : 1 + Math.floor(alertList.scrollTop / Math.max(1, alertList.clientHeight));
+    box.textContent = t("page", { n: Math.min(pages, at), total: pages });
+  }
+  function turnPage() {
+    const over = alertList.scrollHeight - alertList.clientHeight;
+    // a person reading (pointer on the column, focus in it, a grid's detail open) holds the page
+    const reading = alertList.matches(":hover") || alertList.contains(document.activeElement) || dialog.open;
+    if (over > 2 && !reading) {
+      const top = alertList.scrollTop >= over - 2 ? 0 : Math.min(over, alertList.scrollTop + alertList.clientHeight);
+      alertList.scrollTo({ top, behavior: still.matches ? "auto" : "smooth" });
+    }
+  }
+  alertList.addEventListener("scroll", showPage, { passive: true });
+  setInterval(turnPage, PAGE_MS);
 
   function renderStatus() {
     const updated = $("updated");
@@ -558,22 +575,30 @@
           : t("connNever", { error: state.error }),
       );
     }
+    // A light is only as fresh as the data behind it. Which grids a check or a source covers is
+    // not known here, so one that failed or fell behind greys every tile rather than leave the
+    // wall showing colours that may no longer hold; so does losing gridwatch itself.
+    let stale = Boolean(state.error);
     const st = state.status;
     if (st) {
       const db = st.state_database;
       if (db && db.writable === false) lines.unshift(t("stateDb", { error: db.error || "—" }));
       for (const s of st.sources || []) {
         if (s.up === false) lines.push(t("sourceDown", { name: s.name, error: s.error || "—" }));
+        stale = stale || s.up === false;
       }
       const started = parseTime(st.started_at);
       for (const c of st.checks || []) {
         const last = parseTime(c.last_run);
+        const before = lines.length;
         if (c.ok === false) lines.push(t("checkFailed", { name: c.name, error: c.error || "—" }));
         else if (!Number.isFinite(last)) {
           if (serverNow() - started > STALE_MS) lines.push(t("checkNever", { name: c.name }));
         } else if (serverNow() - last > STALE_MS) lines.push(t("checkStale", { name: c.name, time: clock(last) }));
+        stale = stale || lines.length > before;
       }
     }
+    if (stale && state.grids.length) lines.unshift(t("greyed"));
     const box = $("warning");
     const shownLines = lines.slice(0, 4);
     if (lines.length > shownLines.length) shownLines.push(t("more", { n: lines.length - shownLines.length }));
@@ -581,6 +606,8 @@
     box.hidden = lines.length === 0;
     document.body.classList.toggle("is-stale", lines.length > 0);
     document.body.classList.toggle("is-offline", Boolean(state.error));
+    document.body.classList.toggle("is-greyed", stale);
+    $("grids").dataset.greyed = String(stale);
   }
 
   // -- hover: the reasons of a light -------------------------------------------------------
@@ -686,11 +713,12 @@
     return Number.isInteger(v) ? String(v) : v.toFixed(2);
   }
 
-  function labelText(labels) {
-    const names = LABEL_VALUES[lang];
-    return Object.entries(labels || {})
+  // a label's value by its display name (the server names the codes: 独居老人, not elderly_alone)
+  function labelText(m) {
+    const titles = m.label_titles && typeof m.label_titles === "object" ? m.label_titles : {};
+    return Object.entries(m.labels || {})
       .filter(([k]) => k !== "grid")
-      .map(([k, v]) => (names[k] && names[k][v]) || String(v))
+      .map(([k, v]) => inLang(titles[k]) || String(v))
       .join(" · ");
   }
 
@@ -750,7 +778,7 @@
         th.title = m.metric;
         th.scope = "row";
         tr.dataset.metric = m.metric;
-        tr.append(th, el("td", "lbl", labelText(m.labels)), el("td", "val", formatValue(m)));
+        tr.append(th, el("td", "lbl", labelText(m)), el("td", "val", formatValue(m)));
         return tr;
       }),
     );
@@ -763,6 +791,12 @@
   dialog.addEventListener("close", () => {
     openGrid = null;
     openData = null;
+    const p = new URLSearchParams(location.search);
+    if (p.has("grid")) {
+      p.delete("grid"); // closed: a reload shows the whole board again
+      const qs = p.toString();
+      history.replaceState(null, "", qs ? `?${qs}` : location.pathname);
+    }
   });
   $("alert-list").addEventListener("click", (e) => {
     const li = e.target.closest("li.clickable");
