@@ -448,6 +448,7 @@ def test_a_daemon_sends_each_digest_once_and_a_missed_one_when_it_comes_back(cit
         check_formats(rec, made="09:00")
         rows = ledger(city / "state.db")
         assert rows == [("daily", "2026-11-20", n, 1) for n in ("ding", "hook", "wecom")]
+        assert rec.received("/hook")[0].body["rankings"] == []  # a daily digest ranks nobody
 
         # a restart the same day sends nothing again
         clock.at = datetime(2026, 11, 21, 10, 0, tzinfo=TZ)
@@ -460,6 +461,29 @@ def test_a_daemon_sends_each_digest_once_and_a_missed_one_when_it_comes_back(cit
         periods = [r.body["period"]["key"] for r in rec.received("/hook")]
         assert periods == ["2026-11-20", "2026-11-22"]
         assert [r[1] for r in ledger(city / "state.db")] == ["2026-11-20"] * 3 + ["2026-11-22"] * 3
+    finally:
+        rec.stop()
+
+
+def test_a_weekly_digest_from_the_daemon_ranks_the_streets_and_their_grids(city: Path) -> None:
+    rec = Recorder().start()
+    try:
+        cfg = write_config(city, notifiers(rec) + '[[digests]]\nkind = "weekly"\nnotifiers = ["hook"]\n')
+        clock = Clock(datetime(2026, 11, 20, 16, 0, tzinfo=TZ))  # a Friday, before 17:00: owed from now on
+        asyncio.run(run_daemon(cfg, clock, lambda: True))
+        clock.at = datetime(2026, 11, 20, 17, 0, 5, tzinfo=TZ)
+        asyncio.run(run_daemon(cfg, clock, lambda: len(rec.received("/hook")) == 1))
+        [hook] = rec.received("/hook")
+        rankings = hook.body["rankings"]
+        # the streets by their grids' mean score, then each street's grids: every grid once
+        assert [r["title"] for r in rankings][0] == "街道得分排名"
+        assert {e["name"] for e in rankings[0]["entries"]} == {"东城街道", "西城街道"}
+        assert sorted(r["title"] for r in rankings[1:]) == ["东城街道网格得分排名", "西城街道网格得分排名"]
+        assert sorted(e["grid"] for r in rankings[1:] for e in r["entries"]) == ["G1", "G2", "G3", "G4", "G5"]
+        for r in rankings:
+            assert [e["rank"] for e in r["entries"]] == sorted(e["rank"] for e in r["entries"])
+            scores = [e["score"] for e in r["entries"]]
+            assert scores == sorted(scores, reverse=True)  # rank 1 is the best score
     finally:
         rec.stop()
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +18,10 @@ from prometheus_client.core import Metric
 from gridwatch import __version__, config
 from gridwatch.alerting.service import Alerting
 from gridwatch.api import Check, Grid, Sample
+from gridwatch.assessment import rollup, scorecard
 from gridwatch.config import ConfigErrors, Settings
+from gridwatch.digests.content import Ranked, Ranking
+from gridwatch.digests.periods import Period as DigestPeriod
 from gridwatch.digests.service import Digests
 from gridwatch.pipeline.grids import EMPTY
 from gridwatch.pipeline.results import Results
@@ -170,7 +173,46 @@ class Daemon:
         return Alerting(settings, self.host, self.store, runtime.env, clock=self._wall)
 
     def _digests(self, settings: Settings, alerting: Alerting) -> Digests:
-        return Digests(settings, self.host, alerting.notifiers, self.store, self.shared or self.store, self.clock)
+        return Digests(
+            settings,
+            self.host,
+            alerting.notifiers,
+            self.store,
+            self.shared or self.store,
+            self.clock,
+            rankings=self._rankings,
+        )
+
+    def _rankings(self, period: DigestPeriod, grids: Mapping[str, Grid]) -> list[Ranking]:
+        """The period's scorecard as a digest shows it: the streets by their grids' mean score, and
+        the grids of each street (called from a worker while a digest is made). A daily digest has
+        none: the rankings are the week's and the month's (DOMAIN.md §7)."""
+        view = self.view
+        if view is None or period.kind == "daily":
+            return []
+        every = list(view.grids().values())
+        assessed_period = scorecard.Period(period.key, period.start, period.end)
+        hook = self.host.pm.hook.daily_lights
+        today = self.clock().astimezone(self.settings.timezone).date()
+        days = self.store.call(lambda db: scorecard.light_days(db, hook, every, assessed_period, today))
+        samples, ratios, _ = view.figures()
+        items = self.settings.assessment
+        assessed = scorecard.assess(every, items, days, scorecard.figures(samples, items, ratios))
+        rows = [r for r in assessed if r["grid"] in grids]
+        streets: dict[str, list[float]] = {}
+        for r in rows:
+            streets.setdefault(r["street"], []).append(r["score"])
+        means = {street: sum(v) / len(v) for street, v in streets.items()}
+        street_rank = {s: r or 0 for s, r in rollup.rank(means).items()}
+        order = sorted(means, key=lambda s: street_rank[s])
+        out = [Ranking("街道得分排名", [Ranked(street_rank[s], s, round(means[s], 1), street=s) for s in order])]
+        for street in order:
+            mine = sorted((r for r in rows if r["street"] == street), key=lambda r: r["rank"]["street"] or 0)
+            entries = [
+                Ranked(r["rank"]["street"] or 0, r["name"], r["score"], street=street, grid=r["grid"]) for r in mine
+            ]
+            out.append(Ranking(f"{street}网格得分排名", entries))
+        return out
 
     def _digest_sources(self) -> tuple[dict[str, Grid], list[tuple[Check, list[Sample]]]] | None:
         """The grids and each check with its latest samples, for a digest; None until every check

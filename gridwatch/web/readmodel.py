@@ -122,7 +122,7 @@ class ReadModel:
         """Today in the configured timezone, by the daemon's clock (a replay's day in tests)."""
         return datetime.fromtimestamp(self.runtime.clock(), self.settings.timezone).date()
 
-    def _figures(self) -> tuple[list[Sample], dict[str, Ratio], dict[str, Title]]:
+    def figures(self) -> tuple[list[Sample], dict[str, Ratio], dict[str, Title]]:
         """Every check's latest samples, the ratios they declare and what they call their metrics."""
         samples: list[Sample] = []
         ratios: dict[str, Ratio] = {}
@@ -142,7 +142,7 @@ class ReadModel:
         today = self.today()
         hook = self.host.pm.hook.daily_lights
         days = await self.store.acall(lambda db: scorecard.light_days(db, hook, grids, period, today))
-        samples, ratios, _ = self._figures()
+        samples, ratios, _ = self.figures()
         items = self.settings.assessment
 
         def rows() -> list[dict[str, Any]]:
@@ -177,7 +177,7 @@ class ReadModel:
         period = period or scorecard.month_of(self.today())
         assessed = await self.assessment(period)
         lights = await self.pages.lights.get()
-        samples, ratios, titles = self._figures()
+        samples, ratios, titles = self.figures()
         scores = {row["grid"]: row["score"] for row in assessed["grids"]}
         colours = {gl.grid.grid_id: gl.light for gl in lights.all}
         grids = [gl.grid for gl in lights.all]
