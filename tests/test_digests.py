@@ -476,7 +476,7 @@ def test_a_weekly_digest_from_the_daemon_ranks_the_streets_and_their_grids(city:
         [hook] = rec.received("/hook")
         rankings = hook.body["rankings"]
         # the streets by their grids' mean score, then each street's grids: every grid once
-        assert [r["title"] for r in rankings][0] == "街道得分排名"
+        assert rankings[0]["title"] == "街道得分排名"
         assert {e["name"] for e in rankings[0]["entries"]} == {"东城街道", "西城街道"}
         assert sorted(r["title"] for r in rankings[1:]) == ["东城街道网格得分排名", "西城街道网格得分排名"]
         assert sorted(e["grid"] for r in rankings[1:] for e in r["entries"]) == ["G1", "G2", "G3", "G4", "G5"]
