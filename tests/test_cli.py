@@ -236,11 +236,13 @@ def test_alerts_and_silences_print_times_in_the_configured_zone(tmp_path, capsys
     silenced = " (silenced)" if time.time() < FIRED + 7200 else ""  # the silence ends 19:45
     assert main(["alerts", "-c", str(config), "--history", "5"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"firing   critical TestValueHigh {{grid=G1}} high{silenced} since 2026-11-20T17:45:00+08:00",
-        '2026-11-20T17:45:00+08:00 TestValueHigh {"grid": "G1", "alertname": "TestValueHigh"} '
-        "pending -> firing (critical)",
-        '2026-11-20T17:45:00+08:00 TestValueHigh {"grid": "G1", "alertname": "TestValueHigh"} '
-        "inactive -> pending (critical)",
+        # every grid alert names the grid's community and street (c, s), for routing by street
+        f"firing   critical TestValueHigh {{community=c,grid=G1,street=s}} high{silenced} "
+        "since 2026-11-20T17:45:00+08:00",
+        '2026-11-20T17:45:00+08:00 TestValueHigh {"street": "s", "community": "c", "grid": "G1", '
+        '"alertname": "TestValueHigh"} pending -> firing (critical)',
+        '2026-11-20T17:45:00+08:00 TestValueHigh {"street": "s", "community": "c", "grid": "G1", '
+        '"alertname": "TestValueHigh"} inactive -> pending (critical)',
     ]
     assert main(["silence", "list", "-c", str(config)]) == 0
     state = "active" if time.time() < FIRED + 7200 else "expired"

@@ -81,7 +81,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
                 f"source {name}: url is not a SQLAlchemy URL (dialect+driver://user:password@host:port/database)"
             ) from None
         self.url = _with_installed_driver(url)
-        self.safe_url = self.url.render_as_string(hide_password=True)
+        self.safe_url = url.render_as_string(hide_password=True)  # as the operator wrote it
         self.backend = self.url.get_backend_name()
         try:
             self.engine: Engine = sa.create_engine(
