@@ -155,6 +155,15 @@ class RunContext:
     deadline: float = math.inf  # time.monotonic() value by which the run must finish
     rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], str] = field(default_factory=dict)
+    read: Counter[str] = field(default_factory=Counter)
+    """source -> rows the run judged, rejected ones included: every row :func:`gridwatch.rows.clean`
+    was given, and those a source vouched for (folded by :meth:`Source.read_latest`, read again
+    unchanged). What the share of rows rejected is of: more than half rejected fails the run."""
+    partial: bool | None = None
+    """True when the run read only what changed since the check's last run (a
+    :class:`gridwatch.feeds.Tracker` says so): a handful of rows, no verdict on the source, so
+    the run keeps the last full read's (:mod:`gridwatch.pipeline.rejected`). None or False: the
+    run read everything."""
     extras: dict[str, Any] = field(default_factory=dict)  # services later features add
     grids: Callable[[], GridSet] | None = None
     """The grid registry (``[grids] source``), loaded at most once per run; None without one."""

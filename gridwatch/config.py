@@ -41,7 +41,16 @@ from gridwatch.names import merge as merge_names
 from gridwatch.names import problems as name_problems
 from gridwatch.plugins import PluginError, PluginHost
 from gridwatch.rules import Rule
-from gridwatch.settings import AlertingSection, CheckSpec, DigestSpec, NotifierSpec, ReaderSpec, Settings, SourceSpec
+from gridwatch.settings import (
+    MAX_REJECTED_RATIO,
+    AlertingSection,
+    CheckSpec,
+    DigestSpec,
+    NotifierSpec,
+    ReaderSpec,
+    Settings,
+    SourceSpec,
+)
 from gridwatch.tokens import BCRYPT_HASH, digest
 
 log = logging.getLogger("gridwatch.config")
@@ -251,6 +260,9 @@ class Root(_Strict):
     future_tolerance: Duration = Field(300.0, ge=0)
     """how far past the wall clock a timestamp may lie before it is a bad row: clocks disagree a
     little; beyond this the source's clock is wrong (a time merely after ``--now`` is left out)"""
+    max_rejected_ratio: float = Field(MAX_REJECTED_RATIO, ge=0, le=1)
+    """a check run that rejects more than this share of the rows it read has failed (a check's own
+    ``max_rejected_ratio`` wins); 1 never fails a run for its bad rows"""
     alerting: AlertingSection = AlertingSection()
     notifiers: dict[str, dict[str, Any]] = {}
     rules: list[dict[str, Any]] = []
@@ -283,6 +295,8 @@ class CheckBase(_Strict):
     source: str | None = None
     interval: Duration = 60.0
     timeout: Duration = 30.0
+    max_rejected_ratio: float | None = Field(None, ge=0, le=1)
+    """this check's bound on the share of rows rejected (default: the top-level one)"""
 
     @field_validator("interval", "timeout")
     @classmethod
@@ -442,6 +456,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
     # entries are checked even when the top level has errors, so one run reports every problem
     sources_raw = _table(data, "sources")
     checks_raw = _array(data, "checks")
+    max_rejected = root.max_rejected_ratio if root is not None else MAX_REJECTED_RATIO
 
     sources: dict[str, SourceSpec] = {}
     for name, entry in sources_raw.items():
@@ -474,7 +489,8 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         if not spec:
             continue
         base, options = spec
-        checks.append(CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options))
+        bound = base.max_rejected_ratio if base.max_rejected_ratio is not None else max_rejected
+        checks.append(CheckSpec(base.name, base.type, base.source, base.interval, base.timeout, options, bound))
 
     if root is not None and root.grids.source is not None and root.grids.source not in sources_raw:
         errors.append(ConfigError(fname, "grids.source", f"unknown source {root.grids.source!r}"))
@@ -493,7 +509,7 @@ def validate(data: dict[str, Any], path: Path, host: PluginHost, errors: list[Co
         if spec:
             notifiers[name] = NotifierSpec(name, spec[0].type, spec[1])
 
-    rules = _rules(data, host, checks, fname, errors)
+    rules = _rules(data, host, checks, fname, errors, core_rules(max_rejected))
     assessment = _assessment(data, host, checks, fname, errors)
     digests = _digests(data, notifiers, notifiers_raw, host, root, fname, errors)
     names_raw = data.get("display_names", {})
@@ -594,9 +610,27 @@ CORE_METRICS = {
     "gridwatch_check_runs_total",
     "gridwatch_check_duration_seconds",
     "gridwatch_check_last_success_timestamp_seconds",
+    "gridwatch_check_rejected_ratio",
     "gridwatch_source_rows_rejected_total",
     "gridwatch_notification_queue_length",
 }
+
+
+def core_rules(max_rejected_ratio: float) -> list[dict[str, Any]]:
+    """gridwatch's own default rules, on the samples it keeps about its checks: a check whose rows
+    are mostly bad (DOMAIN.md §5), at the top-level ``max_rejected_ratio``."""
+    return [
+        {
+            "alert": "CheckRowsRejected",
+            "metric": "gridwatch_check_rejected_ratio",
+            "above": {"warning": max_rejected_ratio},
+            "summary": "检查 {check} 读到的数据 {value:.0%} 被拒收",
+            "description": (
+                "检查 {check} 读到的数据行大多不合规则（时间格式、代码值、网格编号），检查已判为失败，"
+                "沿用最后一次成功的结果。原因和要改的配置项见 /api/v1/status 中该检查的 error 和 gridwatch 日志。"
+            ),
+        }
+    ]
 
 
 def _rules(
@@ -605,8 +639,10 @@ def _rules(
     checks: list[CheckSpec],
     fname: str,
     errors: list[ConfigError],
+    core: list[dict[str, Any]],
 ) -> dict[str, Rule]:
-    """Default rules from plugins, overridden or disabled by name by ``[[rules]]``.
+    """Default rules (gridwatch's ``core`` ones, then the plugins'), overridden or disabled by name
+    by ``[[rules]]``.
 
     A configured rule must watch a metric some configured check produces; a default rule whose
     metric nobody produces is simply not in force.
@@ -616,7 +652,7 @@ def _rules(
         cls = host.check_type(c.type)
         if cls is not None:
             produced |= cls.produces(c.options)
-    defaults: dict[str, dict[str, Any]] = {}
+    defaults: dict[str, dict[str, Any]] = {entry["alert"]: entry for entry in core}
     for plugin, result in host.call("default_rules"):
         if not isinstance(result, Exception):
             try:

@@ -153,7 +153,9 @@ class Feed:
         groups, odd, cursor = plan
         with self._reading(ctx):
             yield from folded_rows(self._fresh(ctx, odd, rules))
-        self.source.rows_read[self.table] += sum(g[2] for g in groups)  # the source read them all
+        vouched = sum(g[2] for g in groups)  # the source read them all, and they are good rows
+        self.source.rows_read[self.table] += vouched
+        ctx.read[self.source.name] += vouched
         for key, value, n, *first in groups:
             at = parse_ts(value, ctx.tz, fmt)
             assert at is not None  # the source vouched for it
@@ -218,6 +220,7 @@ class Feed:
         for i in range(0, len(keys), 10_000):
             raw = self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
             yield from self._again(ctx, raw, done, kept, rules)
+        ctx.read[self.source.name] += len(self.unchanged)  # read, and good as they were
 
     def _again(
         self, ctx: RunContext, raw: Iterable[dict[str, Any]], done: set[Any], kept: set[Any], rules: dict[str, Any]
@@ -353,6 +356,7 @@ class Tracker:
                     feed.reset()
                 self.last_full = now
             self.fresh = False  # until this update has gone through
+            ctx.partial = not full and ctx.partial is not False  # (a check may follow several trackers)
             try:
                 update(full)
             except Resync:

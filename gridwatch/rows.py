@@ -118,9 +118,11 @@ def clean(
     empty stay as they are). Converting here, where every row passes, gives every check the
     same standard rows whatever the platform wrote.
 
+    Every row given counts as read in ``ctx.read``, what the share of rows rejected is of.
     ``required`` timestamps must be present; the others may be NULL. Each reason keeps an
     example naming the offending column and value; the log shows only its shape
-    (:func:`gridwatch.pipeline.results.shape`), never a name, number or identifier.
+    (:func:`gridwatch.pipeline.results.shape`), never a name, number or identifier (the value of
+    an unmapped code excepted: what to add to the mapping).
     ``seen`` carries the ids met in earlier reads; ``unique`` says the source guarantees
     them unique, so none are remembered (millions of ids cost memory);
     ``later`` receives the rows left out for a required timestamp after now (and those rejected
@@ -134,63 +136,68 @@ def clean(
     limit = datetime.fromtimestamp(ctx.clock() + ctx.future_tolerance, UTC)  # later: a wrong clock
     stamps = [(col, (formats or {}).get(col, ISO)) for col in timestamps]
     elsewhere = grids.elsewhere if isinstance(grids, GridSet) else frozenset()  # another shard's: not ours
-    for raw in rows:
-        row = dict(raw)
-        if id_column is not None:
-            rid = row.get(id_column)
-            if rid is None or rid == "":
-                ctx.reject(source, NULL_ID, f"{id_column} is NULL")
-                continue
-            if not unique:
-                if rid in fresh:
-                    ctx.reject(source, DUPLICATE_ID, f"{id_column} repeats")
+    n = 0  # rows given: the run counts them read (RunContext.read)
+    try:
+        for raw in rows:
+            n += 1
+            row = dict(raw)
+            if id_column is not None:
+                rid = row.get(id_column)
+                if rid is None or rid == "":
+                    ctx.reject(source, NULL_ID, f"{id_column} is NULL")
                     continue
-                fresh.add(rid)
-        if grid_column is not None:
-            g = row.get(grid_column)
-            if g is None or g == "":
-                ctx.reject(source, NULL_GRID, f"{grid_column} is NULL")
+                if not unique:
+                    if rid in fresh:
+                        ctx.reject(source, DUPLICATE_ID, f"{id_column} repeats")
+                        continue
+                    fresh.add(rid)
+            if grid_column is not None:
+                g = row.get(grid_column)
+                if g is None or g == "":
+                    ctx.reject(source, NULL_GRID, f"{grid_column} is NULL")
+                    continue
+                g = row[grid_column] = str(g)
+                if grids is not None and g not in grids:
+                    if g not in elsewhere:
+                        ctx.reject(source, UNKNOWN_GRID, f"{grid_column}={g}")
+                    continue
+            if codes and not _decoded(ctx, source, row, codes):
                 continue
-            g = row[grid_column] = str(g)
-            if grids is not None and g not in grids:
-                if g not in elsewhere:
-                    ctx.reject(source, UNKNOWN_GRID, f"{grid_column}={g}")
+            bad = waits = hidden = False
+            for col, fmt in stamps:
+                try:
+                    ts = parse_ts(row.get(col), ctx.tz, fmt)
+                except (ValueError, TypeError, OverflowError):
+                    ctx.reject(source, BAD_TIMESTAMP, f"{col}={str(row.get(col))[:40]!r}")
+                    bad = True
+                    break
+                if ts is None and col in required:
+                    ctx.reject(source, BAD_TIMESTAMP, f"{col} is NULL")
+                    bad = True
+                    break
+                if ts is not None and ts > limit:  # a clock that is wrong, not a future: a bad row
+                    ctx.reject(source, FUTURE_TIMESTAMP, f"{col} after the clock")
+                    waits = True  # (it may yet count, should the clock catch up)
+                    break
+                if ts is not None and ts > now:  # it had not happened yet at now
+                    if col in required:
+                        waits = True  # the row's fact itself: left out until its time
+                    else:
+                        hidden, ts = True, None  # a later stage: not reached yet
+                row[col] = ts
+            if bad:
                 continue
-        if codes and not _decoded(ctx, source, row, codes):
-            continue
-        bad = waits = hidden = False
-        for col, fmt in stamps:
-            try:
-                ts = parse_ts(row.get(col), ctx.tz, fmt)
-            except (ValueError, TypeError, OverflowError):
-                ctx.reject(source, BAD_TIMESTAMP, f"{col}={str(row.get(col))[:40]!r}")
-                bad = True
-                break
-            if ts is None and col in required:
-                ctx.reject(source, BAD_TIMESTAMP, f"{col} is NULL")
-                bad = True
-                break
-            if ts is not None and ts > limit:  # a clock that is wrong, not a future: a bad row
-                ctx.reject(source, FUTURE_TIMESTAMP, f"{col} after the clock")
-                waits = True  # (it may yet count, should the clock catch up)
-                break
-            if ts is not None and ts > now:  # it had not happened yet at now
-                if col in required:
-                    waits = True  # the row's fact itself: left out until its time
-                else:
-                    hidden, ts = True, None  # a later stage: not reached yet
-            row[col] = ts
-        if bad:
-            continue
-        if waits:
-            if later is not None:
-                later.append(dict(raw))
-                if id_column is not None:
-                    fresh.discard(row[id_column])
-            continue
-        if hidden and masked is not None:
-            masked.add(row.get(ROW_KEY))
-        yield row
+            if waits:
+                if later is not None:
+                    later.append(dict(raw))
+                    if id_column is not None:
+                        fresh.discard(row[id_column])
+                continue
+            if hidden and masked is not None:
+                masked.add(row.get(ROW_KEY))
+            yield row
+    finally:
+        ctx.read[source] += n
 
 
 def _decoded(ctx: RunContext, source: str, row: dict[str, Any], codes: Mapping[str, Mapping[str, str]]) -> bool:

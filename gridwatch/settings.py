@@ -80,6 +80,10 @@ class DigestSpec(BaseModel):
         return self
 
 
+MAX_REJECTED_RATIO = 0.5
+"""More than half of the rows a check run read rejected fails the run (DOMAIN.md §5)."""
+
+
 @dataclass(frozen=True)
 class NotifierSpec:
     name: str
@@ -102,6 +106,8 @@ class CheckSpec:
     interval: float
     timeout: float
     options: Options
+    max_rejected_ratio: float = MAX_REJECTED_RATIO
+    """more than this share of the rows a run read rejected fails the run (DOMAIN.md §5)"""
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,15 @@ def test_bad_rows_in_sqlite_are_counted_and_the_rest_evaluated(tmp_path):
         {"patrol_id": "P4", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-11-21 13:00:01"},
         {"patrol_id": "P1", "grid_id": "G1", "worker_id": "W1", "patrolled_at": "2026-11-21 11:00:00"},
     ]
-    r = run_check("patrols", {"grids": grids, "patrols": patrols}, now=NOW, tmp_path=tmp_path)
+    r = run_check(
+        "patrols",
+        {"grids": grids, "patrols": patrols},
+        now=NOW,
+        tmp_path=tmp_path,
+        options={
+            "max_rejected_ratio": 1
+        },  # every rule in one small table, most rows bad: the share is tests/test_rejected.py's
+    )
     assert r.rejected == {
         ("data", "bad_timestamp"): 1,
         ("data", "null_grid"): 1,

@@ -535,6 +535,21 @@ def test_a_state_database_that_cannot_be_written_shows_a_warning_until_it_can(ci
     page.wait_for_selector("#warning", state="hidden", timeout=(2 * REFRESH + 1) * 1000)
 
 
+@browser_test
+def test_a_check_whose_rows_are_mostly_rejected_shows_on_the_banner_with_what_to_set(gridwatch_daemon, board):
+    """DOMAIN.md §5: the check has failed, and the wall says so, naming the key to set."""
+    from tests import test_rejected as rejected
+
+    require("chromium", "chromium")  # fails under CI, skips elsewhere
+    daemon = gridwatch_daemon(rejected.config(), tables={"grids": rejected.GRIDS, "incidents": rejected.INCIDENTS})
+    page = board.open(daemon.base)
+    page.wait_for_selector("#warning", state="visible", timeout=(2 * REFRESH + 1) * 1000)
+    text = page.text_content("#warning") or ""
+    assert re.search(r"检查 incidents 运行失败：11 of 1[25] rows rejected \((73|91)%\), most for unmapped_code", text)
+    assert "(severity='一般事件' has no mapping in codes)" in text
+    assert text.endswith("map the platform's codes with sources.data.codes.incidents.severity")
+
+
 # -- the wall screen and the laptop ---------------------------------------------------------------
 
 

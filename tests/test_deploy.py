@@ -32,6 +32,11 @@ def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
+def rule_tests() -> list[str]:
+    """The rules' unit-test files (``promtool test rules`` takes them all at once)."""
+    return sorted(p.name for p in PROMETHEUS.glob("*.test.yml"))
+
+
 def rule_names() -> list[str]:
     return re.findall(r"^\s+- alert: (\w+)$", (PROMETHEUS / "gridwatch-rules.yml").read_text(encoding="utf-8"), re.M)
 
@@ -79,26 +84,31 @@ def test_every_rule_has_a_severity_a_summary_and_a_description():
         "gridwatch_notification_queue_length",
         "gridwatch_config_last_reload_successful",
         "gridwatch_calendar_year_missing",
+        "gridwatch_source_rows_rejected_total",
+        "gridwatch_source_rows_read_total",
     ):
         assert metric in rules
 
 
 def test_the_rule_unit_tests_pass():
     promtool = require("promtool", "prometheus")
-    out = run([promtool, "test", "rules", "gridwatch-rules.test.yml"], cwd=PROMETHEUS)
+    tests = rule_tests()
+    assert tests == ["gridwatch-rules.test.yml", "rows-rejected.test.yml"]
+    out = run([promtool, "test", "rules", *tests], cwd=PROMETHEUS)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS" in out.stdout
+    assert out.stdout.count("SUCCESS") == len(tests), out.stdout
 
 
 def test_the_rule_unit_tests_catch_each_rule_never_firing_and_always_firing(tmp_path):
     """Proof that every rule is tested both firing and not firing: break one rule at a time."""
     promtool = require("promtool", "prometheus")
     rules = (PROMETHEUS / "gridwatch-rules.yml").read_text(encoding="utf-8")
-    (tmp_path / "gridwatch-rules.test.yml").write_bytes((PROMETHEUS / "gridwatch-rules.test.yml").read_bytes())
+    for name in rule_tests():
+        (tmp_path / name).write_bytes((PROMETHEUS / name).read_bytes())
     for alert in rule_names():
         for broken, expr in (("never fires", "vector(1) == 0"), ("always fires", "vector(1)")):
             (tmp_path / "gridwatch-rules.yml").write_text(with_expr(rules, alert, expr), encoding="utf-8")
-            out = run([promtool, "test", "rules", "gridwatch-rules.test.yml"], cwd=tmp_path)
+            out = run([promtool, "test", "rules", *rule_tests()], cwd=tmp_path)
             assert out.returncode != 0, f"the tests pass although {alert} {broken}"
             assert f"alertname: {alert}," in out.stdout + out.stderr, out.stdout + out.stderr
 

@@ -90,6 +90,14 @@ def test_the_platform_walkthrough_runs_as_written(tmp_path):
     third = connect(tmp_path, "".join(tomls[:3]))
     assert (third.returncode, third.stdout, third.stderr) == (0, "gridwatch.toml: ok\n", "")
 
+    # without step 5 (`codes`) the incidents and reports checks fail, as the doc quotes
+    connect(tmp_path, "".join(tomls[:4]))
+    uncoded = gridwatch(tmp_path, "once", "-c", "gridwatch.toml", "--json", "--now", NOW)
+    assert uncoded.returncode == 1
+    [quoted] = re.findall(r"e\.g\.\n?`(3 of 3 rows rejected.*?)`", text, re.S)
+    errors = {e["check"]: e["error"] for e in json.loads(uncoded.stdout)["errors"]}
+    assert sorted(errors) == ["incidents", "reports"] and errors["incidents"] == " ".join(quoted.split())
+
     # the whole config, and the figures
     assert connect(tmp_path, "".join(tomls)).returncode == 0
     assert f"--now {NOW}" in consoles[1]

@@ -271,7 +271,9 @@ def test_bad_rows_are_counted_by_reason_and_good_rows_still_count(gridwatch_chec
         case("E", "G1", "2026-10-09 06:00", extended="maybe"),  # bad_value
         case("C", "G1", "2026-10-09 06:00", reopened_count=-1),  # bad_value
     ]
-    r = run(cases, "2026-10-10 12:00", gridwatch_check)
+    r = run(
+        cases, "2026-10-10 12:00", gridwatch_check, options={"max_rejected_ratio": 1}
+    )  # every rule in one small table, most rows bad: the share is tests/test_rejected.py's
     assert r.rejected == {
         ("data", "duplicate_id"): 1,
         ("data", "unknown_grid"): 1,

@@ -188,6 +188,18 @@ def city(now: datetime) -> dict[str, list[dict[str, Any]]]:
                 "submitted_at": at(timedelta(seconds=1)),
                 "flag": "petition",
             },
+            # good: yesterday's daily reports of G2 and G3, so that the bad rows below are not most
+            # of the reports (a check whose rows are mostly bad has failed, DOMAIN.md §5)
+            *(
+                {
+                    "report_id": f"报-{who}",
+                    "grid_id": grid,
+                    "kind": "daily",
+                    "period": (now - day).strftime("%Y-%m-%d"),
+                    "submitted_at": at(day),
+                }
+                for who, grid in ((NAMES[1], "G2"), (PHONES[2], "G3"))
+            ),
             # bad: a phone number as the kind, an ID number as the period, a name as the flag
             {"report_id": f"报-{ID_CARDS[1]}", "grid_id": "G2", "kind": PHONES[1], "submitted_at": at(day)},
             {

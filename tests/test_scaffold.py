@@ -202,7 +202,7 @@ def test_new_plugin_installs_passes_its_tests_and_runs_in_the_daemon(tmp_path, r
     timed("gridwatch new-plugin", _run, [venv / "bin" / "gridwatch", "new-plugin", "elderly_calls"], pkg.parent, env)
     timed("pip install -e .", _run, [*pip, "-e", "."], pkg, env)
     out = timed("pytest in the package", _run, [python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], pkg, env)
-    assert "7 passed" in out, out
+    assert "8 passed" in out, out
 
     listing = json.loads(_run([venv / "bin" / "gridwatch", "plugins", "--json"], tmp_path, env))
     [plugin] = [p for p in listing["plugins"] if p["name"] == "elderly_calls"]

@@ -69,6 +69,7 @@ class SqlCheck(Check[SqlOptions]):
         opts = self.options
         assert self.source is not None
         for n, row in enumerate(rows, 1):
+            ctx.read[self.source.name] += 1  # what the share rejected is of: a row without a number is bad
             if opts.sample_limit and n > opts.sample_limit:
                 raise CheckError(
                     f"check {self.name}: the query returned more than {opts.sample_limit} rows (sample_limit); "

@@ -7,6 +7,7 @@ readers in other threads always see a whole run, never half of one.
 
 from __future__ import annotations
 
+import ast
 import logging
 import re
 from collections import Counter
@@ -16,10 +17,15 @@ from datetime import datetime
 from typing import Any
 
 from gridwatch.api import Reason, Sample, Title
+from gridwatch.rows import UNMAPPED_CODE
+from gridwatch.schema import STANDARD_CODES
 
 log = logging.getLogger("gridwatch.pipeline.results")
 
 OUTCOMES = ("success", "failure", "timeout", "skipped")
+REJECTED_RATIO = "gridwatch_check_rejected_ratio"
+"""gridwatch's own sample per check (``{check}``): the share of its rows rejected, which the rules
+see beside the checks' samples (the default ``CheckRowsRejected`` alert) and ``/metrics`` serves"""
 
 
 @dataclass
@@ -41,6 +47,8 @@ class CheckState:
     last_success: float | None = None  # unix time of the last successful run
     runs: Counter[str] = field(default_factory=Counter)
     consecutive_failures: int = 0
+    rejected_ratio: float | None = None
+    """the share of the rows of its last full read that were rejected; None before any was read"""
 
     def as_dict(self) -> dict:
         return {
@@ -64,24 +72,60 @@ class SourceState:
         return {"name": self.name, "type": self.type, "up": self.up, "error": self.error}
 
 
-def shape(example: str) -> str:
-    """A rejected row's example as its shape, not its content, for the log.
+def shape(example: str, unmapped: bool = False) -> str:
+    """A rejected row's example for the log and the check's error: its shape, not its content;
+    the value of an unmapped code.
 
     Examples show the offending value (``visited_at='2026/11/20 08:00'``), and a value in the wrong
     column is often exactly what must not be logged: a name in ``severity``, a phone number typed
-    into ``grid_id`` or ``visited_at``. After the ``=``, every digit becomes 9 and every letter x
-    (``visited_at='9999/99/99 99:99'`` still says what is wrong with the format); before it, and in
-    examples without one, long runs of digits and letters outside ASCII are masked the same way.
+    into ``household_id`` or ``visited_at``. So after the ``=`` every digit becomes 9 and every
+    letter x (``visited_at='9999/99/99 99:99'`` still says what is wrong with the format). Before
+    it, after the value, and in examples without one, long runs of digits and letters outside
+    ASCII are masked the same way.
+
+    ``unmapped`` (an ``unmapped_code`` example): a value in a code column (:data:`CODE_COLUMNS`)
+    that the source's ``codes`` declare a mapping for is the platform's code the operator must add
+    to it: it is shown, its first 20 characters (``severity='一般事件'``), long runs of digits
+    masked still. Without a mapping a value that is not standard may be anything typed into the
+    column (a name), and only its shape is shown.
     """
-    name, sep, value = example.partition("=")
-    name = _LONG_DIGITS.sub(lambda m: "9" * len(m.group()), name)
-    name = "".join("x" if c.isalpha() and not c.isascii() else c for c in name)
+    name, sep, rest = example.partition("=")
+    name = _masked(name)
     if not sep:
         return name
-    return name + sep + "".join("9" if c.isdigit() else "x" if c.isalpha() else c for c in value)
+    value, written, tail = _split_value(rest)
+    if unmapped and name.rsplit(" ", 1)[-1] in CODE_COLUMNS:
+        shown = _LONG_DIGITS.sub(lambda m: "9" * len(m.group()), repr(value[:20]))
+    else:
+        shown = "".join("9" if c.isdigit() else "x" if c.isalpha() else c for c in written)
+    return name + sep + shown + _masked(tail)
 
 
+def _split_value(rest: str) -> tuple[str, str, str]:
+    """``'一般事件' has no mapping`` -> (``一般事件``, ``'一般事件'``, `` has no mapping``): the value,
+    as the example writes it, and the words after it. A value is quoted as ``repr`` quotes it; an
+    unquoted one runs to the end."""
+    quoted = _QUOTED.match(rest)
+    if quoted is not None:
+        try:
+            value = ast.literal_eval(quoted.group())
+        except (ValueError, SyntaxError):  # not a repr (a line break inside): unquoted after all
+            value = None
+        if isinstance(value, str):
+            return value, quoted.group(), rest[quoted.end() :]
+    return rest, rest, ""
+
+
+def _masked(text: str) -> str:
+    text = _LONG_DIGITS.sub(lambda m: "9" * len(m.group()), text)
+    return "".join("x" if c.isalpha() and not c.isascii() else c for c in text)
+
+
+CODE_COLUMNS = frozenset({c for columns in STANDARD_CODES.values() for c in columns} | {"category"})
+"""The columns whose values are codes (a zone, a severity, a kind of report, a category), not a
+person, an id or a time: an unmapped code's example shows their value."""
 _LONG_DIGITS = re.compile(r"[0-9]{5,}")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")  # a repr() of a string
 
 
 @dataclass
@@ -104,7 +148,7 @@ class Results:
                     source,
                     n,
                     reason,
-                    shape(examples.get(key) or "-"),
+                    shape(examples.get(key) or "-", reason == UNMAPPED_CODE),
                 )
 
     def replace(self, checks: dict[str, CheckState], sources: dict[str, SourceState]) -> None:
@@ -113,11 +157,12 @@ class Results:
             old = self.checks.get(name)
             if old is not None and old.type == new.type:
                 new.samples, new.last_run, new.duration = old.samples, old.last_run, old.duration
-                new.ok, new.error, new.last_success, new.runs = (
+                new.ok, new.error, new.last_success, new.runs, new.rejected_ratio = (
                     old.ok,
                     old.error,
                     old.last_success,
                     old.runs,
+                    old.rejected_ratio,
                 )
         for name, source in sources.items():
             was = self.sources.get(name)
@@ -126,7 +171,12 @@ class Results:
         self.checks, self.sources = checks, sources
 
     def all_samples(self) -> list[Sample]:
-        return [s for c in list(self.checks.values()) for s in c.samples]
+        """What the rules see: every check's samples, and each check's share of rows rejected."""
+        checks = list(self.checks.values())
+        own = [
+            Sample(REJECTED_RATIO, {"check": c.name}, c.rejected_ratio) for c in checks if c.rejected_ratio is not None
+        ]
+        return [s for c in checks for s in c.samples] + own
 
     def all_reasons(self) -> list[Reason]:
         return explain(*(x for c in list(self.checks.values()) for x in (c.explain, c.samples)))

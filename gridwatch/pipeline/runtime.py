@@ -10,7 +10,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,7 +30,10 @@ from gridwatch.api import (
 )
 from gridwatch.calendar import WorkCalendar
 from gridwatch.config import CheckSpec, Settings
+from gridwatch.pipeline.grids import COLUMNS as GRID_COLUMNS
+from gridwatch.pipeline.grids import OPTIONAL as GRID_OPTIONAL
 from gridwatch.pipeline.grids import GridRegistry, shard_selector
+from gridwatch.pipeline.rejected import Tally
 from gridwatch.pipeline.results import CheckState, Results, SourceState
 from gridwatch.plugins import PluginHost
 from gridwatch.store import PluginState, Store
@@ -48,6 +51,7 @@ class Runner:
     state: CheckState
     busy: Future[Any] | None = None  # the worker still running this check, if any
     task: asyncio.Task[Any] | None = None
+    tally: Tally = field(default_factory=Tally)  # the rows of its last full read, and those rejected
 
     @property
     def blocking(self) -> bool:
@@ -236,10 +240,35 @@ class Runtime:
             if runner.source is not None:
                 self._source_status(results, runner, True, None)
         outcome.duration = (timing.ended or time.monotonic()) - timing.began
+        if outcome.outcome == "success":
+            outcome = self._judge(runner, ctx, outcome)
         self._drain(ctx, runner.source)
         results.count_rejected(ctx.rejected, ctx.examples)
         self._record(runner, outcome, timing.wall)
         return outcome
+
+    def _judge(self, runner: Runner, ctx: RunContext, outcome: Outcome) -> Outcome:
+        """A run whose rows were mostly rejected failed (DOMAIN.md §5): its samples are dropped,
+        and the check keeps its last good ones, as after any failed run. (Judged before the
+        records its source skipped itself are drained: those are the source's since its last
+        drain, whichever check read them, not this run's.)"""
+        runner.tally.add(ctx)
+        runner.state.rejected_ratio = runner.tally.ratio()
+        error = runner.tally.verdict(runner.spec.max_rejected_ratio, lambda source: self._tables(runner, source))
+        return outcome if error is None else Outcome("failure", error=error, duration=outcome.duration)
+
+    def _tables(self, runner: Runner, source: str) -> dict[str, Sequence[str]]:
+        """The tables ``runner``'s check reads from ``source`` (the registry's included), with
+        their columns."""
+        tables: dict[str, Sequence[str]] = {}
+        if source == runner.spec.source:
+            try:
+                tables.update(runner.check.reads(runner.spec.options))
+            except Exception:  # a plugin's bug: the error then names the source's whole mapping
+                log.debug("check %s cannot tell what it reads", runner.spec.name, exc_info=True)
+        if self.registry is not None and source == self.registry.source.name:
+            tables["grids"] = (*GRID_COLUMNS, *GRID_OPTIONAL)
+        return tables
 
     def _by(self, check_type: str) -> str:
         """``TYPE (plugin NAME)``: who to blame for a check type's unexpected failure."""

@@ -362,7 +362,9 @@ def test_bad_rows_are_counted_and_left_out(gridwatch_check):
         subject("s3", "G1", "last Tuesday"),  # bad_timestamp
         subject("s4", "G1", "2026-04-02 10:00:00"),  # future_timestamp
     ]
-    result = gridwatch_check(TYPE, {"grids": GRIDS, TABLE: rows})
+    # four bad rows of five: a run whose rows are mostly bad fails (the next test); the bound is
+    # off here, to see each rule at work
+    result = gridwatch_check(TYPE, {"grids": GRIDS, TABLE: rows}, options={"max_rejected_ratio": 1})
     assert result.rejected == {
         ("data", "duplicate_id"): 1,
         ("data", "unknown_grid"): 1,
@@ -371,6 +373,14 @@ def test_bad_rows_are_counted_and_left_out(gridwatch_check):
     }
     result.assert_value(SUBJECTS, 1, grid="G1")
     result.assert_value(OVERDUE, 0, grid="G1")
+
+
+def test_a_run_whose_rows_are_mostly_bad_fails(gridwatch_check):
+    rows = [subject("s1", "G1", "2026-03-30 10:00:00"), *(subject(f"b{i}", "G1", "last Tuesday") for i in range(4))]
+    result = gridwatch_check(TYPE, {"grids": GRIDS, TABLE: rows})
+    # 4 bad of the 5 rows and the 2 grids read: more than half, and the figures are dropped
+    assert result.error.startswith("4 of 7 rows rejected (57%), most for bad_timestamp")
+    assert result.samples == []
 
 
 def test_the_default_rule_fires_for_a_grid_with_anyone_overdue(gridwatch_check, gridwatch_alerts):

@@ -15,7 +15,7 @@ from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from gridwatch.pipeline.results import OUTCOMES, Results
+from gridwatch.pipeline.results import OUTCOMES, REJECTED_RATIO, Results
 
 
 class GridwatchCollector(Collector):
@@ -42,6 +42,12 @@ class GridwatchCollector(Collector):
             "Unix time of the last successful check run",
             labels=["check"],
         )
+        rejected_ratio = GaugeMetricFamily(
+            REJECTED_RATIO,
+            "Share of the rows of a check's last full read that were rejected; above its "
+            "max_rejected_ratio (default 0.5) the check fails",
+            labels=["check"],
+        )
         for c in checks:
             for outcome in OUTCOMES:
                 runs.add_metric([c.name, outcome], c.runs.get(outcome, 0))
@@ -49,9 +55,12 @@ class GridwatchCollector(Collector):
                 duration.add_metric([c.name], c.duration)
             if c.last_success is not None:
                 success.add_metric([c.name], c.last_success)
+            if c.rejected_ratio is not None:
+                rejected_ratio.add_metric([c.name], c.rejected_ratio)
         yield runs
         yield duration
         yield success
+        yield rejected_ratio
 
         up = GaugeMetricFamily("gridwatch_source_up", "1 if the source answered its last request", labels=["source"])
         for s in sources:
