@@ -513,7 +513,10 @@ def _ingest_checks_config(tmp_path: Path, name: str, resync: str) -> Path:
     )
     path = tmp_path / f"{name}.toml"
     path.write_text(
-        f'timezone = "Asia/Shanghai"\n[state]\npath = "{name}-state.db"\n[grids]\nsource = "inbox"\n'
+        'timezone = "Asia/Shanghai"\n'
+        # figures, not verdicts: a small early step may be mostly bad rows (tests/test_rejected.py)
+        "max_rejected_ratio = 1\n"
+        f'[state]\npath = "{name}-state.db"\n[grids]\nsource = "inbox"\n'
         f'[sources.inbox]\ntype = "ingest"\npath = "{tmp_path / "inbox.db"}"\ntoken = "{INGEST_TOKEN}"\n' + checks,
         encoding="utf-8",
     )
