@@ -627,7 +627,7 @@ def core_rules(max_rejected_ratio: float) -> list[dict[str, Any]]:
             "summary": "检查 {check} 读到的数据 {value:.0%} 被拒收",
             "description": (
                 "检查 {check} 读到的数据行大多不合规则（时间格式、代码值、网格编号），检查已判为失败，"
-                "沿用最后一次成功的结果。原因和要改的配置项见 /api/v1/status 中该检查的 error 和 gridwatch 日志。"
+                "沿用最后一次成功的结果。原因和要改的配置项见看板顶部的提示和监测服务的运行日志。"
             ),
         }
     ]
