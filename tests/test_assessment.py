@@ -51,6 +51,8 @@ COVERAGE = "gridwatch_visit_coverage_ratio"
         ("2026-W45", "2026-11-02", "2026-11-08"),  # ISO weeks start on Monday
         ("2026-W53", "2026-12-28", "2027-01-03"),  # 2026 starts on a Thursday: it has a 53rd week
         ("9999-Q4", "9999-10-01", "9999-12-31"),
+        ("2026-10-15", "2026-10-15", "2026-10-15"),  # a day: the board's ranking of today
+        ("2028-02-29", "2028-02-29", "2028-02-29"),
     ],
 )
 def test_periods(text: str, first: str, last: str) -> None:
@@ -58,7 +60,9 @@ def test_periods(text: str, first: str, last: str) -> None:
     assert (period.first.isoformat(), period.last.isoformat()) == (first, last)
 
 
-@pytest.mark.parametrize("text", ["2026-13", "2026-00", "2026-Q5", "2025-W53", "0000", "26-10", "2026-10-01", "", "x"])
+@pytest.mark.parametrize(
+    "text", ["2026-13", "2026-00", "2026-Q5", "2025-W53", "0000", "26-10", "2026-02-29", "2026-10-1", "", "x"]
+)
 def test_a_bad_period_says_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match=r"expected a month \(2026-10\), a quarter \(2026-Q4\)"):
         parse_period(text)
@@ -327,6 +331,8 @@ ASKED = [
     "/api/v1/assessment?period=2026-10&format=csv",
     "/api/v1/assessment?period=2026-10&format=xlsx",
     "/api/v1/assessment?period=2026-11",
+    "/api/v1/assessment?period=2026-10-07",
+    "/api/v1/summary?period=2026-10-07",
     "/api/v1/assessment?period=2026-13",
     "/api/v1/assessment?period=2026-10&format=pdf",
     "/api/v1/summary?by=city",
@@ -468,6 +474,23 @@ def test_the_assessment_of_october(answers: Answers) -> None:
         "G5": (2, 3),
     }
     assert rows["G5"]["since"] == "2026-10-16" and rows["G1"]["since"] is None
+
+
+def test_a_day_is_a_period_of_its_own(answers: Answers) -> None:
+    """The board ranks today: a day's light counts alone; the "now" items are as every period's."""
+    got = _json(answers, "/api/v1/assessment?period=2026-10-07")
+    assert (got["period"], got["from"], got["to"]) == ("2026-10-07", "2026-10-07", "2026-10-07")
+    rows = {r["grid"]: r for r in got["grids"]}
+    # 10-07: G2 red, the others green; G5 not in service yet (from 10-16): no day counted
+    assert rows["G2"]["days"] == {"green": 0, "yellow": 0, "red": 1, "unrecorded": 0}
+    assert rows["G5"]["days"] == {"green": 0, "yellow": 0, "red": 0, "unrecorded": 0}
+    # G1: coverage 15 + key household 2 -> 83; G2: red 3 + overdue 2 + on time 10 -> 85; G3, G4, G5: 100
+    assert {g: r["score"] for g, r in rows.items()} == {"G1": 83, "G2": 85, "G3": 100, "G4": 100, "G5": 100}
+    assert {g: r["rank"]["district"] for g, r in rows.items()} == {"G1": 5, "G2": 4, "G3": 1, "G4": 1, "G5": 1}
+    east, west = _json(answers, "/api/v1/summary?period=2026-10-07")["units"]
+    # 东街 (83 + 85 + 100) / 3 = 89.33, 西街 (100 + 100) / 2 = 100
+    assert (east["street"], east["score"], east["rank"]) == (EAST, 89.33, 2)
+    assert (west["street"], west["score"], west["rank"]) == (WEST, 100, 1)
 
 
 def test_days_after_today_are_not_counted(answers: Answers) -> None:

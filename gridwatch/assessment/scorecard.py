@@ -41,7 +41,8 @@ _MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 _QUARTER = re.compile(r"([0-9]{4})-Q([1-4])")
 _WEEK = re.compile(r"([0-9]{4})-W([0-9]{2})")
 _YEAR = re.compile(r"([0-9]{4})")
-PERIOD_FORMS = "a month (2026-10), a quarter (2026-Q4), a year (2026) or an ISO week (2026-W45)"
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+PERIOD_FORMS = "a month (2026-10), a quarter (2026-Q4), a year (2026), an ISO week (2026-W45) or a day (2026-10-15)"
 
 
 # -- periods -------------------------------------------------------------------------------------
@@ -57,7 +58,8 @@ class Period:
 
 
 def parse_period(text: str) -> Period:
-    """``2026-10``, ``2026-Q4``, ``2026`` or ``2026-W45``; a ValueError saying what is expected."""
+    """``2026-10``, ``2026-Q4``, ``2026``, ``2026-W45`` or ``2026-10-15`` (a day: the board's
+    ranking of today); a ValueError saying what is expected."""
     try:
         if m := _MONTH.fullmatch(text):
             year, month = int(m[1]), int(m[2])
@@ -72,6 +74,9 @@ def parse_period(text: str) -> Period:
             return Period(text, monday, date.fromisocalendar(int(m[1]), int(m[2]), 7))
         if m := _YEAR.fullmatch(text):
             return Period(text, date(int(m[1]), 1, 1), date(int(m[1]), 12, 31))
+        if _DAY.fullmatch(text):
+            day = date.fromisoformat(text)
+            return Period(text, day, day)
     except (ValueError, OverflowError):
         pass
     raise ValueError(f"bad period {text[:40]!r}: expected {PERIOD_FORMS}")

@@ -125,8 +125,9 @@ _NULLABLE_STR = {"type": ["string", "null"]}
 _COUNT = {"type": "integer", "minimum": 0}
 _RANK = {"type": ["integer", "null"], "minimum": 1, "description": "1 is the best; equal scores share a rank"}
 _YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
-PERIOD = f"^{_YEAR}(-(0[1-9]|1[0-2])|-Q[1-4]|-W(0[1-9]|[1-4][0-9]|5[0-2]))?$"
-"""A month, quarter, year or ISO week (a 53rd week is taken too, in the years that have one)."""
+PERIOD = f"^{_YEAR}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?|-Q[1-4]|-W(0[1-9]|[1-4][0-9]|5[0-2]))?$"
+"""A month, quarter, year, ISO week or day (a 53rd week is taken too, in the years that have one;
+a 31st of a month that has 30 days is a 400)."""
 
 _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "Error": {
@@ -534,7 +535,11 @@ def document(settings: Settings | None = None, ingest_sources: Sequence[str] = (
         "name": "period",
         "in": "query",
         "required": False,
-        "schema": {"type": "string", "pattern": PERIOD, "examples": ["2026-10", "2026-Q4", "2026", "2026-W45"]},
+        "schema": {
+            "type": "string",
+            "pattern": PERIOD,
+            "examples": ["2026-10", "2026-Q4", "2026", "2026-W45", "2026-10-15"],
+        },
     }
     paths: dict[str, Any] = {
         "/healthz": {
