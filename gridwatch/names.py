@@ -23,14 +23,16 @@ CORE_NAMES: dict[str, dict[str, tuple[str, str]]] = {
     # an alert's severity shares the label with an incident's (一般/重大): their codes differ
     "severity": {"critical": ("严重", "critical"), "warning": ("一般", "warning")},
     "light": {"red": ("红灯", "red light"), "yellow": ("黄灯", "yellow light"), "green": ("绿灯", "green light")},
+    "alertname": {"CheckRowsRejected": ("检查读到的数据大多被拒收", "a check's rows mostly rejected")},
 }
-"""The codes the core owns: alert severities (严重／一般, never 告警 for both) and the lights."""
+"""The codes the core owns: alert severities (严重／一般, never 告警 for both), the lights, and the
+names of its own rules (``alertname``: the board groups alerts by them, in words)."""
 
 MAX_NAME = 64
 """The longest display name the config takes: a name is a word or two, not a paragraph."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-RESERVED_LABELS = frozenset({"grid", "alertname"})
+RESERVED_LABELS = frozenset({"grid"})
 """Labels whose values are never shown through a table: a grid is named by the registry."""
 
 

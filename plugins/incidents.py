@@ -172,6 +172,13 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
         "on_time_closure": Deduction(ON_TIME, "按期结案率", 0.5, 10.0, target=0.90),
     }
     display_names = {
+        "alertname": {  # the default rules, as the board names a group of alerts
+            "MajorIncidentOpen": ("重大案件未结", "major case open"),
+            "IncidentsOverdue": ("事件超期未办结", "cases past their deadline"),
+            "IncidentsReReported": ("超期事件二次通报", "overdue cases reported again"),
+            "IncidentsSupervised": ("超期事件挂牌督办", "overdue cases under supervision"),
+            "OnTimeClosureLow": ("按期结案率偏低", "on-time closure low"),
+        },
         "severity": {"normal": ("一般", "normal"), "major": ("重大", "major")},
         "stage": {
             "reported": ("已上报", "reported"),

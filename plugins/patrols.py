@@ -94,6 +94,10 @@ class PatrolsCheck(Check["PatrolsCheck.Options"]):
         OVERDUE: Title("巡查超时", "Patrol overdue", "flag"),
     }
     display_names = {
+        "alertname": {  # the default rules, as the board names a group of alerts
+            "PatrolOverdue": ("巡查超时", "patrol overdue"),
+            "SupervisorPatrolOverdue": ("督导员巡查超时", "supervisor patrol overdue"),
+        },
         "role": {
             WORKER: ("网格员", "grid worker"),
             SUPERVISOR: ("督导员", "supervisor"),

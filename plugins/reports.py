@@ -302,6 +302,10 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
     ratios = {ON_TIME: Ratio(ON_TIME_COUNT, EXPECTED)}
     deductions = {"reporting": Deduction(ON_TIME, "上报率", 1.0, 10.0, target=0.90)}
     display_names = {
+        "alertname": {  # the default rules, as the board names a group of alerts
+            "DailyReportStatus": ("日报未按时报送或报告异常", "daily report missing, late or flagged"),
+            "PeriodicReportOverdue": ("定期报告逾期未报", "periodic report overdue"),
+        },
         "kind": {kind: (KIND_ZH[kind], en) for kind, en in KIND_EN.items()},
         "flag": {
             "ok": ("无", "none"),

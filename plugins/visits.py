@@ -102,7 +102,13 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         "visit_coverage": Deduction(COVERAGE, "走访覆盖率", 1.0, 20.0, target=0.90),
         "key_households_overdue": Deduction(KEY_OVERDUE, "重点人群超期未走访", 2.0, 10.0, unit="户"),
     }
-    display_names = {"category": CATEGORY_NAMES}
+    display_names = {
+        "alertname": {  # the default rules, as the board names a group of alerts
+            "VisitCoverageLow": ("走访覆盖率偏低", "visit coverage low"),
+            "KeyHouseholdOverdue": ("重点人群走访超期", "key households overdue for a visit"),
+        },
+        "category": CATEGORY_NAMES,
+    }
 
     class Options(IncrementalOptions):
         window: Duration = 30 * DAY

@@ -275,6 +275,10 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "summary": {"type": "string"},
             "description": {"type": "string"},
             "silenced": {"type": "boolean"},
+            "title": {
+                "oneOf": [_ref("Names"), {"type": "null"}],
+                "description": "the rule's display name ([display_names.alertname]); null when nobody named it",
+            },
         },
     },
     "Silence": {
