@@ -167,14 +167,17 @@ class Chromium:
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
 
-    def context(self, width: int, height: int) -> BrowserContext:
+    def context(self, width: int, height: int, headers: dict[str, str] | None = None) -> BrowserContext:
         if self._browser is None:
             self._pw = sync_playwright().start()
             self._browser = self._pw.chromium.launch(
                 executable_path=require("chromium", "chromium"), args=CHROMIUM_FLAGS, headless=True
             )
         return self._browser.new_context(
-            viewport={"width": width, "height": height}, locale="zh-CN", timezone_id="Asia/Shanghai"
+            viewport={"width": width, "height": height},
+            locale="zh-CN",
+            timezone_id="Asia/Shanghai",
+            extra_http_headers=headers,
         )
 
     def close(self) -> None:
@@ -197,8 +200,10 @@ class Board:
     """A fresh browser context showing the board, with what the page did: dialogs opened (an
     XSS payload's alert), script errors, CSP violations, and main-frame navigations (a reload)."""
 
-    def __init__(self, chromium: Chromium, width: int = 1366, height: int = 768) -> None:
-        self.chromium, self.size = chromium, (width, height)
+    def __init__(
+        self, chromium: Chromium, width: int = 1366, height: int = 768, headers: dict[str, str] | None = None
+    ) -> None:
+        self.chromium, self.size, self.headers = chromium, (width, height), headers
         self.context: BrowserContext | None = None
         self.dialogs: list[str] = []
         self.errors: list[str] = []
@@ -207,7 +212,7 @@ class Board:
     @property
     def page(self) -> Page:
         if self.context is None:
-            self.context = self.chromium.context(*self.size)
+            self.context = self.chromium.context(*self.size, self.headers)
             page = self.context.new_page()
             page.on("dialog", self._dialog)
             page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
@@ -610,7 +615,7 @@ def test_the_wall_says_red_yellow_and_green_lights_and_pages_its_alerts(demo_cit
     ARTIFACTS.mkdir(exist_ok=True)
     board = Board(chromium, 1366, 768)
     try:
-        page = board.open(demo_city.base, "&page=1")
+        page = board.open(demo_city.base, "&page=1&group=1000")  # one alert after another, never grouped
         page.wait_for_function("() => document.querySelectorAll('#alert-list li').length > 0")
         page.screenshot(path=ARTIFACTS / "board-lights-words.png")
         shown = page.evaluate("document.body.innerText")

@@ -5,13 +5,22 @@
 
 (() => {
   const params = new URLSearchParams(location.search);
-  const seconds = (value, fallback, lo, hi) => {
+  // a positive number from the address, kept in [lo, hi]
+  const setting = (value, fallback, lo, hi) => {
     const n = Number(value);
     return Number.isFinite(n) && n > 0 ? Math.min(hi, Math.max(lo, n)) : fallback;
   };
-  const REFRESH_MS = seconds(params.get("refresh"), 10, 1, 3600) * 1000; // ?refresh=2 for tests and kiosks
-  const STALE_MS = seconds(params.get("stale"), 900, 5, 86400) * 1000; // a check older than this is stale
-  const PAGE_MS = seconds(params.get("page"), 8, 1, 600) * 1000; // the alert column turns a page this often
+  const REFRESH_MS = setting(params.get("refresh"), 10, 1, 3600) * 1000; // ?refresh=2 for tests and kiosks
+  const STALE_MS = setting(params.get("stale"), 900, 5, 86400) * 1000; // a check older than this is stale
+  const PAGE_MS = setting(params.get("page"), 8, 1, 600) * 1000; // the alert column turns a page this often
+  // More grids than fit on a screen (?fit=, default 60): the board opens on the streets, then a
+  // street's communities, and shows grids from a unit small enough; tiles of 2,000 grids read as noise.
+  const FIT = setting(params.get("fit"), 60, 1, 1e6);
+  // More firing alerts than this (?group=, default 30: five pages or so): grouped by rule, then street.
+  const GROUP_OVER = setting(params.get("group"), 30, 1, 1e6);
+  const PERIODS = ["day", "week", "month"];
+  let view = params.get("view") === "rank" ? "rank" : "wall";
+  let period = PERIODS.includes(params.get("period")) ? params.get("period") : "month";
 
   // Page loads in this tab: it stays 1 while the board refreshes itself (kiosk scripts check it).
   let loads = 1;
@@ -86,6 +95,26 @@
       yes: "是",
       no: "否",
       dayUnit: "{n} 天",
+      wall: "看板",
+      ranking: "排名",
+      today: "今日",
+      thisWeek: "本周",
+      thisMonth: "本月",
+      streetRanking: "街道排名（按网格平均得分）",
+      gridRanking: "网格排名（全区）",
+      place: "名次",
+      meanScore: "平均得分",
+      gridCount: "网格数",
+      score: "得分",
+      placeInStreet: "街道内名次",
+      yellowDays: "黄灯天数",
+      redDays: "红灯天数",
+      district: "全区",
+      unitGrids: "{n} 个网格",
+      unnamedRule: "未命名的规则",
+      inStreets: "涉及 {n} 个街道",
+      rankPeriod: "{from} 至 {to}（截至 {today}）",
+      rankError: "无法读取排名（{error}）",
     },
     en: {
       title: "Grid status board",
@@ -144,6 +173,26 @@
       yes: "yes",
       no: "no",
       dayUnit: "{n} d",
+      wall: "Board",
+      ranking: "Ranking",
+      today: "Today",
+      thisWeek: "This week",
+      thisMonth: "This month",
+      streetRanking: "Streets (by their grids' mean score)",
+      gridRanking: "Grids (district)",
+      place: "Place",
+      meanScore: "Mean score",
+      gridCount: "Grids",
+      score: "Score",
+      placeInStreet: "In street",
+      yellowDays: "Yellow days",
+      redDays: "Red days",
+      district: "District",
+      unitGrids: "{n} grids",
+      unnamedRule: "Unnamed rule",
+      inStreets: "in {n} streets",
+      rankPeriod: "{from} to {to} (as of {today})",
+      rankError: "Cannot read the ranking ({error})",
     },
   };
 
@@ -455,6 +504,7 @@
   }
 
   function applyFilters() {
+    const lvl = level();
     let shown = 0;
     for (const s of layout) {
       let streetShown = 0;
@@ -469,12 +519,105 @@
         c.box.hidden = n === 0;
         streetShown += n;
       }
-      s.section.hidden = streetShown === 0;
+      s.section.hidden = streetShown === 0 || lvl !== "grids";
       shown += streetShown;
     }
     $("shown").textContent = t("shown", { n: shown, total: state.grids.length });
     $("empty").hidden = shown > 0 || state.grids.length === 0;
+    renderUnits(lvl);
+    renderCrumbs();
+    renderAlerts();
   }
+
+  // -- the district, a street, a community: what the screen shows ------------------------------
+  const streetOf = (g) => String(g.street ?? "");
+  const communityKey = (g) => `${streetOf(g)}\n${String(g.community ?? "")}`;
+
+  // Grids when those chosen fit on the screen (or are searched for); else the units that hold them.
+  function level() {
+    if (filters.q.trim() || filters.community) return "grids";
+    const grids = filters.street ? state.grids.filter((g) => streetOf(g) === filters.street) : state.grids;
+    if (grids.length <= FIT) return "grids";
+    return filters.street || new Set(state.grids.map(streetOf)).size === 1 ? "communities" : "streets";
+  }
+
+  const worstOf = (c) => (c.red ? "red" : c.yellow ? "yellow" : c.green ? "green" : "unknown");
+
+  function renderUnits(lvl) {
+    const box = $("units");
+    box.hidden = lvl === "grids";
+    if (box.hidden) {
+      box.replaceChildren();
+      return;
+    }
+    const units = new Map();
+    for (const g of state.grids) {
+      if (filters.street && streetOf(g) !== filters.street) continue;
+      const key = lvl === "streets" ? streetOf(g) : communityKey(g);
+      if (!units.has(key)) units.set(key, { street: streetOf(g), community: String(g.community ?? ""), grids: [] });
+      units.get(key).grids.push(g);
+    }
+    const out = [];
+    for (const u of units.values()) {
+      const c = countLights(u.grids);
+      if (filters.light === "notgreen" ? c.red + c.yellow === 0 : filters.light && !c[filters.light]) continue;
+      const light = worstOf(c);
+      const name = (lvl === "streets" ? u.street : u.community) || "—";
+      const b = el("button", `unit light-${light}`);
+      b.type = "button";
+      b.dataset.unit = lvl === "streets" ? "street" : "community";
+      b.dataset.unitStreet = u.street;
+      if (lvl !== "streets") b.dataset.unitCommunity = u.community;
+      b.dataset.light = light;
+      const head = el("span", "u-head");
+      head.append(el("span", "sym", SYM[light]), el("span", "uname", name));
+      const counts = el("span", "counts small");
+      renderCounts(counts, c, true);
+      const body = el("span", "u-body");
+      body.append(el("span", "ugrids", t("unitGrids", { n: u.grids.length })), counts);
+      b.append(head, body);
+      b.setAttribute("aria-label", `${name}: ${LIGHTS.map((l) => `${word(l)} ${c[l]}`).join(", ")}`);
+      out.push(b);
+    }
+    box.replaceChildren(...out);
+  }
+
+  function renderCrumbs() {
+    const nav = $("crumbs");
+    nav.hidden = state.grids.length <= FIT;
+    if (nav.hidden) return;
+    const streets = new Set(state.grids.map(streetOf));
+    const [keyStreet, community] = filters.community.includes("\n") ? filters.community.split("\n") : ["", filters.community];
+    const street = filters.street || keyStreet;
+    const crumb = (text, goTo) => {
+      if (!goTo) return el("span", "crumb here", text);
+      const b = el("button", "crumb", text);
+      b.type = "button";
+      b.addEventListener("click", goTo);
+      return b;
+    };
+    const top = streets.size === 1 ? [...streets][0] || t("district") : t("district");
+    const items = [crumb(top, street || community ? () => go("", "") : null)];
+    if (streets.size > 1 && street) items.push(crumb(street, community ? () => go(street, "") : null));
+    if (community) items.push(crumb(community, null));
+    nav.replaceChildren(...items.flatMap((b, i) => (i ? [el("span", "sep", "›"), b] : [b])));
+  }
+
+  // down (a tile) or up (the breadcrumb): a step in the browser's history, so Back goes back
+  function go(street, community) {
+    filters.street = street;
+    filters.community = community;
+    buildFilterOptions();
+    applyFilters();
+    syncUrl(true);
+    $("grids").scrollTop = 0;
+  }
+  $("units").addEventListener("click", (e) => {
+    const u = e.target.closest(".unit");
+    if (!u) return;
+    if (u.dataset.unit === "street") go(u.dataset.unitStreet, "");
+    else go(filters.street, `${u.dataset.unitStreet}\n${u.dataset.unitCommunity}`);
+  });
 
   function render() {
     const sig = JSON.stringify(state.grids.map((g) => [g.street, g.community, g.grid]));
@@ -490,8 +633,7 @@
       renderCounts(s.counts, countLights(grids), true);
       for (const c of s.communities) renderCounts(c.counts, countLights(c.ids.map((id) => state.byId.get(id))), false);
     }
-    applyFilters();
-    renderAlerts();
+    applyFilters(); // and the alerts of what it shows
     renderStatus();
   }
 
@@ -532,9 +674,78 @@
           (b.severity === "critical") - (a.severity === "critical"),
       );
 
+  // The alerts of what the screen shows: a street's (or a community's) when one is chosen.
+  function inLevel(a) {
+    const labels = a.labels && typeof a.labels === "object" ? a.labels : {};
+    const g = labels.grid === undefined ? undefined : state.byId.get(String(labels.grid));
+    const street = String((g ? g.street : labels.street) ?? "");
+    const community = String((g ? g.community : labels.community) ?? "");
+    if (filters.street && street !== filters.street) return false;
+    return !filters.community || `${street}\n${community}` === filters.community;
+  }
+
+  // Many alerts are read as Alertmanager groups them: by rule, then by street, each with its count;
+  // a click opens a group (kept open across refreshes), down to the single alerts.
+  const opened = new Set();
+  const severityOrder = (items) => (items.some((a) => a.severity === "critical") ? 0 : 1);
+  const ruleTitle = (a) => inLang(a.title) || t("unnamedRule");
+
+  function groupBy(items, keyOf) {
+    const groups = new Map();
+    for (const a of items) {
+      const k = keyOf(a);
+      if (!groups.has(k)) groups.set(k, []);
+      groups.get(k).push(a);
+    }
+    return [...groups].sort(
+      ([ka, a], [kb, b]) => severityOrder(a) - severityOrder(b) || b.length - a.length || ka.localeCompare(kb, "zh"),
+    );
+  }
+
+  // path: the rule's code, or code:street (a code has no colon)
+  function groupItem(path, name, items, inner) {
+    const critical = severityOrder(items) === 0;
+    const li = el("li", `agroup sev-${critical ? "critical" : "warning"}`);
+    li.dataset.group = path;
+    const open = opened.has(path);
+    const head = el("button", "agroup-head");
+    head.type = "button";
+    head.setAttribute("aria-expanded", String(open));
+    const light = critical ? "red" : "yellow";
+    head.append(
+      el("span", `sev light-${light}`, `${SYM[light]} ${t(critical ? "critical" : "warning")}`),
+      el("span", "gname", name),
+      el("span", "gcount", String(items.length)),
+    );
+    const streets = new Set(items.map((a) => (a.labels && a.labels.street) || ""));
+    if (!path.includes(":") && streets.size > 1) head.append(el("span", "gwhere", t("inStreets", { n: streets.size })));
+    li.append(head);
+    if (open) {
+      const list = el("ol", "alert-list inner");
+      list.append(...inner());
+      li.append(list);
+    }
+    return li;
+  }
+
+  function groupedAlerts(firing) {
+    return groupBy(firing, (a) => String(a.alert ?? "")).map(([rule, items]) =>
+      groupItem(rule, ruleTitle(items[0]), items, () =>
+        filters.street || filters.community
+          ? items.map(alertItem)
+          : groupBy(items, (a) => String((a.labels && a.labels.street) || "")).map(([street, inStreet]) =>
+              groupItem(`${rule}:${street}`, street || "—", inStreet, () => inStreet.map(alertItem)),
+            ),
+      ),
+    );
+  }
+
   function renderAlerts() {
-    const firing = firingNewestFirst(state.alerts);
-    $("alert-list").replaceChildren(...firing.map(alertItem));
+    const firing = firingNewestFirst(state.alerts).filter(inLevel);
+    const grouped = firing.length > GROUP_OVER;
+    const list = $("alert-list");
+    list.replaceChildren(...(grouped ? groupedAlerts(firing) : firing.map(alertItem)));
+    list.dataset.grouped = String(grouped);
     $("alert-count").textContent = String(firing.length);
     $("no-alerts").hidden = firing.length > 0;
     showPage();
@@ -799,6 +1010,13 @@
     }
   });
   $("alert-list").addEventListener("click", (e) => {
+    const head = e.target.closest(".agroup-head");
+    if (head) {
+      const path = head.parentElement.dataset.group;
+      if (!opened.delete(path)) opened.add(path);
+      renderAlerts();
+      return;
+    }
     const li = e.target.closest("li.clickable");
     if (li) openDetail(li.dataset.alertGrid);
   });
@@ -810,17 +1028,142 @@
     }
   });
 
+  // -- 排名: streets and grids by score, today, this week, this month -----------------------
+  // The API's figures as they are: /api/v1/summary ranks the streets (their grids' mean score),
+  // /api/v1/assessment the grids; the default assessment (this month) says what today is.
+  const RANK_MS = Math.max(REFRESH_MS, 60000); // scores move slowly, and each answer is computed afresh
+  let rankAsk = 0;
+  let rankTimer = null;
+  let rankData = null;
+
+  function isoWeek(day) {
+    const d = new Date(`${day}T00:00:00Z`);
+    d.setUTCDate(d.getUTCDate() + 3 - ((d.getUTCDay() + 6) % 7)); // the Thursday of its week
+    const year = d.getUTCFullYear();
+    const week = 1 + Math.floor((d - Date.UTC(year, 0, 1)) / 86400000 / 7);
+    return `${year}-W${String(week).padStart(2, "0")}`;
+  }
+  const periodName = (today) => (period === "day" ? today : period === "week" ? isoWeek(today) : today.slice(0, 7));
+
+  async function loadRanking() {
+    clearTimeout(rankTimer);
+    const ask = ++rankAsk;
+    try {
+      const month = await getJSON("api/v1/assessment");
+      const name = periodName(String(month.today));
+      const q = encodeURIComponent(name);
+      const [streets, grids] = await Promise.all([
+        getJSON(`api/v1/summary?by=street&period=${q}`),
+        name === month.period ? month : getJSON(`api/v1/assessment?period=${q}`),
+      ]);
+      if (ask !== rankAsk) return;
+      rankData = [streets, grids];
+      renderRanking(streets, grids);
+      $("rank-error").hidden = true;
+    } catch (exc) {
+      if (ask !== rankAsk) return;
+      $("rank-error").textContent = t("rankError", { error: exc.message || String(exc) });
+      $("rank-error").hidden = false;
+    } finally {
+      if (ask === rankAsk && view === "rank") rankTimer = setTimeout(loadRanking, RANK_MS);
+    }
+  }
+
+  const place = (r) => (Number.isInteger(r) ? String(r) : "—");
+  const points = (s) => (typeof s === "number" && Number.isFinite(s) ? String(s) : "—");
+  const byPlace = (a, b) => (Number.isInteger(a) ? a : Infinity) - (Number.isInteger(b) ? b : Infinity);
+
+  function renderRanking(summary, assessment) {
+    $("rank-period").textContent = t("rankPeriod", { from: assessment.from, to: assessment.to, today: assessment.today });
+    const units = (Array.isArray(summary.units) ? summary.units : []).slice();
+    units.sort((a, b) => byPlace(a.rank, b.rank) || String(a.street).localeCompare(String(b.street), "zh"));
+    $("rank-streets").tBodies[0].replaceChildren(
+      ...units.map((u) => {
+        const tr = el("tr");
+        tr.dataset.street = String(u.street ?? "");
+        tr.append(el("td", "place", place(u.rank)), el("th", "who", u.street || "—"));
+        tr.append(el("td", "score", points(u.score)), el("td", "num", u.grids));
+        return tr;
+      }),
+    );
+    const rows = (Array.isArray(assessment.grids) ? assessment.grids : []).slice();
+    const rk = (r) => (r.rank && typeof r.rank === "object" ? r.rank : {});
+    rows.sort((a, b) => byPlace(rk(a).district, rk(b).district) || String(a.grid).localeCompare(String(b.grid)));
+    $("rank-grids").tBodies[0].replaceChildren(
+      ...rows.map((r) => {
+        const tr = el("tr", state.byId.has(String(r.grid)) ? "clickable" : "");
+        const days = r.days && typeof r.days === "object" ? r.days : {};
+        tr.dataset.grid = String(r.grid);
+        tr.append(el("td", "place", place(rk(r).district)), el("th", "who", r.name ?? r.grid));
+        tr.append(el("td", "where", r.street ?? ""), el("td", "score", points(r.score)));
+        tr.append(el("td", "place-street", place(rk(r).street)), el("td", "num", days.yellow ?? 0));
+        tr.append(el("td", "num", days.red ?? 0));
+        return tr;
+      }),
+    );
+    $("ranking").dataset.period = String(assessment.period);
+  }
+  $("rank-grids").addEventListener("click", (e) => {
+    const tr = e.target.closest("tr.clickable");
+    if (tr) openDetail(tr.dataset.grid);
+  });
+
+  function showView(v) {
+    view = v;
+    $("wall").hidden = v !== "wall";
+    document.querySelector(".filters").hidden = v !== "wall";
+    $("ranking").hidden = v !== "rank";
+    for (const b of document.querySelectorAll(".view")) b.setAttribute("aria-pressed", String(b.dataset.view === v));
+    for (const b of document.querySelectorAll(".period")) b.setAttribute("aria-pressed", String(b.dataset.period === period));
+    if (v === "rank") loadRanking();
+    else {
+      clearTimeout(rankTimer);
+      rankAsk += 1; // an answer still on its way is not shown
+    }
+  }
+  for (const b of document.querySelectorAll(".view")) {
+    b.addEventListener("click", () => {
+      if (b.dataset.view === view) return;
+      showView(b.dataset.view);
+      syncUrl(true);
+    });
+  }
+  for (const b of document.querySelectorAll(".period")) {
+    b.addEventListener("click", () => {
+      period = b.dataset.period;
+      showView("rank");
+      syncUrl(true);
+    });
+  }
+
   // -- filters and language ----------------------------------------------------------------
-  function syncUrl() {
+  // The address says what the screen shows (?street=…&community=…, ?view=rank&period=week), so a
+  // street office's screen opens on its street; a step down or to another view is a history step.
+  function syncUrl(step = false) {
     const p = new URLSearchParams(location.search);
     const set = (k, v) => (v ? p.set(k, v) : p.delete(k));
     set("street", filters.street);
     set("community", filters.community.split("\n").pop());
     set("light", filters.light);
     set("q", filters.q);
+    set("view", view === "rank" ? "rank" : "");
+    set("period", view === "rank" && period !== "month" ? period : "");
     const qs = p.toString();
-    history.replaceState(null, "", qs ? `?${qs}` : location.pathname);
+    const url = qs ? `?${qs}` : location.pathname;
+    if (step && `?${qs}` !== location.search) history.pushState(null, "", url);
+    else history.replaceState(null, "", url);
   }
+  window.addEventListener("popstate", () => {
+    const p = new URLSearchParams(location.search);
+    filters.street = p.get("street") || "";
+    filters.community = p.get("community") || "";
+    filters.light = p.get("light") || "";
+    filters.q = p.get("q") || "";
+    period = PERIODS.includes(p.get("period")) ? p.get("period") : "month";
+    buildFilterOptions();
+    applyFilters();
+    showView(p.get("view") === "rank" ? "rank" : "wall");
+  });
   $("f-street").addEventListener("change", (e) => {
     filters.street = e.target.value;
     buildFilterOptions();
@@ -857,6 +1200,7 @@
       buildFilterOptions();
       render();
     }
+    if (rankData) renderRanking(...rankData);
     if (openGrid !== null) {
       const g = state.byId.get(openGrid);
       if (openData) renderDetail(openData);
@@ -874,5 +1218,6 @@
   });
 
   applyLanguage();
+  showView(view);
   refresh();
 })();
