@@ -16,8 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from gridwatch import config
+from gridwatch.api import CheckError, Environment
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Outcome, Runtime
+from gridwatch.sources.sql import SqlSource
 from gridwatch.testing import write_standard_db
 from gridwatch.tools import demo
 from tests.cities import NOW, assert_same_answers, copy_city, once, sql_source, sqlite_source
@@ -172,3 +174,59 @@ def test_a_stopped_mariadb_is_a_source_unavailable_and_a_restarted_one_is_read_a
         finally:
             runtime.close()
 
+
+def test_a_missing_table_on_mariadb_names_the_table_and_how_to_map_it(mariadb, tmp_path):
+    url = mariadb.createdb("missing")
+    _load_counts(url)
+    env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path / "state")
+    src = SqlSource("my", SqlSource.Options(url=url, tables={"visits": "visit_log"}), env)
+    try:
+        with pytest.raises(CheckError) as raised:
+            src.read("visits", ["visit_id", "visited_at"], deadline=time.monotonic() + 30)
+        assert str(raised.value) == (
+            "table 'visits' not found in source my (looked for 'visit_log'): map it with tables.visits"
+        )
+        with pytest.raises(CheckError) as raised:
+            src.read("grids", ["grid_id", "zone"], deadline=time.monotonic() + 30)
+        assert str(raised.value) == (
+            "column 'zone' of table 'grids' not found in source my: map it with columns.grids.zone"
+        )
+    finally:
+        src.close()
+
+
+def test_names_in_a_binary_column_are_read_as_text_and_bad_bytes_are_a_counted_bad_row(mariadb, tmp_path):
+    """A platform keeping names in VARBINARY hands gridwatch bytes: UTF-8 ones are the name (not
+    ``b'\\xe4...'`` on the board), others make the row a ``bad_encoding`` row, never shown."""
+    url = mariadb.createdb("binary")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE grids (grid_id VARCHAR(20), name VARBINARY(50))")
+        conn.exec_driver_sql(
+            "INSERT INTO grids VALUES ('G1', X'E4B880E58FB7E7BD91E6A0BC'), ('G2', X'3133383132333435363738B1B8')"
+        )  # 一号网格; a phone number with two GBK bytes after it
+    engine.dispose()
+    env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path / "state")
+    src = SqlSource("my", SqlSource.Options(url=url), env)
+    try:
+        assert src.read("grids", ["grid_id", "name"], deadline=time.monotonic() + 30) == [
+            {"grid_id": "G1", "name": "一号网格"}
+        ]
+        assert src.drain_rejected() == {"bad_encoding": 1}
+    finally:
+        src.close()
+
+
+def test_a_query_that_writes_is_refused_on_mariadb_as_the_checks_fault(mariadb, tmp_path):
+    """Every query runs in a read-only transaction; the refusal is the check's error, not the
+    server's trouble (the source stays up)."""
+    url = mariadb.createdb("readonly")
+    _load_counts(url)
+    env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path / "state")
+    src = SqlSource("my", SqlSource.Options(url=url), env)
+    try:
+        with pytest.raises(CheckError, match="READ ONLY transaction"):
+            src.query("INSERT INTO counts VALUES ('G3', 1)", deadline=time.monotonic() + 30)
+        assert src.query("SELECT COUNT(*) AS n FROM counts") == [{"n": 4}]
+    finally:
+        src.close()
