@@ -32,7 +32,7 @@ lint: $(TESTED)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# The Debian packages the component tests drive (PostgreSQL, Prometheus, Alertmanager, Chromium…):
+# The Debian packages the component tests drive (PostgreSQL, MariaDB, Prometheus, Alertmanager, Chromium…):
 # installed with root or sudo; otherwise named, and under CI=true their absence fails the run.
 packages:
 	@scripts/install-test-packages || { [ -z "$(CI)" ] && echo "==> going on: those tests will be skipped" >&2; }

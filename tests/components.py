@@ -1,7 +1,7 @@
-"""Real external components for the test suite: PostgreSQL, Prometheus, Alertmanager.
+"""Real external components for the test suite: PostgreSQL, MariaDB, Prometheus, Alertmanager.
 
 Project rule: tests talk to the real programs, never to mocks.  The programs come from
-Debian packages (``postgresql``, ``prometheus``, ``prometheus-alertmanager``).  When one
+Debian packages (``postgresql``, ``mariadb-server``, ``prometheus``, ``prometheus-alertmanager``).  When one
 is missing, a test *fails* under CI (``CI=true``) and is *skipped* elsewhere, with a
 message naming the Debian package to install (see :func:`require`).
 
@@ -15,6 +15,9 @@ Usage::
 
     with PostgresServer() as pg:
         psycopg.connect(pg.dsn)          # or sqlalchemy.create_engine(pg.url)
+
+    with MariaDBServer() as my:
+        sqlalchemy.create_engine(my.url_for(my.createdb("city")))
 
     with Alertmanager() as am:           # minimal config unless one is given
         am.post_alerts([{"labels": {"alertname": "X"}}])
@@ -37,6 +40,7 @@ import http.client
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -56,6 +60,7 @@ __all__ = [
     "Alertmanager",
     "ComponentError",
     "Launcher",
+    "MariaDBServer",
     "PostgresServer",
     "Prometheus",
     "free_port",
@@ -70,8 +75,15 @@ LOCALHOST = "127.0.0.1"
 # Local servers only: never go through an HTTP proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-# Debian installs some programs under another name than upstream does.
-_ALIASES: dict[str, tuple[str, ...]] = {"alertmanager": ("prometheus-alertmanager",)}
+# Debian installs some programs under another name than upstream does (or than older releases did).
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "alertmanager": ("prometheus-alertmanager",),
+    "mariadbd": ("mysqld",),
+    "mariadb-install-db": ("mysql_install_db",),
+}
+
+# Server programs live in sbin, which is not in an ordinary user's PATH.
+_SBIN = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
 
 
 class ComponentError(RuntimeError):
@@ -125,9 +137,9 @@ def pg_bindir() -> Path | None:
 
 
 def find_program(program: str) -> str | None:
-    """Path of ``program`` (PATH, then Debian's name for it, then the PostgreSQL bindir)."""
+    """Path of ``program`` (PATH and sbin, then Debian's name for it, then the PostgreSQL bindir)."""
     for name in (program, *_ALIASES.get(program, ())):
-        path = shutil.which(name)
+        path = shutil.which(name) or shutil.which(name, path=_SBIN)
         if path:
             return path
     bindir = pg_bindir()
@@ -504,8 +516,9 @@ def _traversable_by_others(path: Path) -> bool:
     return all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents))
 
 
-def _pg_base_dir() -> Path:
-    """Where PostgreSQL's temp dir goes: short (unix socket path limit), reachable."""
+def _socket_base_dir() -> Path:
+    """Where a database server's temp dir goes: short (unix socket path limit), reachable by
+    the system user the server runs as."""
     base = Path(tempfile.gettempdir())
     too_long = len(str(base)) > 60
     unreachable = os.geteuid() == 0 and not _traversable_by_others(base)
@@ -548,7 +561,7 @@ class PostgresServer(_Component):
                 )
         own_dir = directory is None
         if directory is None:
-            directory = tempfile.mkdtemp(prefix="gw-pg-", dir=_pg_base_dir())
+            directory = tempfile.mkdtemp(prefix="gw-pg-", dir=_socket_base_dir())
         super().__init__(directory)
         self._own_dir = own_dir
         if self._owner is not None:  # a given directory's parents must be reachable too
@@ -681,6 +694,179 @@ class PostgresServer(_Component):
     def stop(self) -> None:
         """Fast shutdown (SIGINT): roll back open transactions, disconnect clients."""
         self._process.stop(sig=signal.SIGINT, timeout=30.0)
+
+
+# --------------------------------------------------------------------------- MariaDB
+
+
+class MariaDBServer(_Component):
+    """A throw-away MariaDB (Debian's ``mariadb-server``): one data directory, one user with a
+    password, reached over TCP as a platform's database is.
+
+    ``mariadb-install-db`` creates the system tables with a root that logs in over the private
+    unix socket without a password; that root then creates ``user`` (a random password) and the
+    databases. As root the programs run as the ``mysql`` system user (``mariadbd`` refuses root).
+    No option file is read (``--no-defaults``), so the character set is set here to what
+    Debian's configuration gives (utf8mb4, ``utf8mb4_general_ci``); durability is relaxed since
+    the data is thrown away.
+    """
+
+    name = "mariadb"
+
+    def __init__(
+        self,
+        *,
+        user: str = "gridwatch",
+        dbname: str = "gridwatch",
+        port: int | None = None,
+        directory: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 60.0,
+    ) -> None:
+        self.server = require("mariadbd", "mariadb-server")
+        self.installer = require("mariadb-install-db", "mariadb-server")
+        try:
+            import pymysql
+        except ImportError:
+            missing("PyMySQL not found: install the test extra (pip install -e '.[test]')")
+        self._pymysql = pymysql
+        self._owner: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            try:
+                self._owner = pwd.getpwnam("mysql")
+            except KeyError:
+                missing(
+                    "running as root, but there is no 'mysql' system user to run MariaDB:"
+                    " install the Debian package mariadb-server"
+                )
+        own_dir = directory is None
+        if directory is None:
+            directory = tempfile.mkdtemp(prefix="gw-my-", dir=_socket_base_dir())
+        super().__init__(directory)
+        self._own_dir = own_dir
+        if self._owner is not None:
+            os.chown(self.dir, self._owner.pw_uid, self._owner.pw_gid)
+        self.user = user
+        self.password = secrets.token_hex(8)
+        self.dbname = dbname
+        self.host = LOCALHOST
+        self.port = port or free_port()
+        self.data_dir = self.dir / "data"
+        self.socket = self.dir / "mariadb.sock"
+        self.startup_timeout = startup_timeout
+        self._created: set[str] = set()
+
+    # -- connection strings
+
+    def url_for(self, dbname: str) -> str:
+        """SQLAlchemy URL (PyMySQL driver, utf8mb4)."""
+        return f"mysql+pymysql://{self.user}:{self.password}@{self.host}:{self.port}/{dbname}?charset=utf8mb4"
+
+    @property
+    def url(self) -> str:
+        return self.url_for(self.dbname)
+
+    def admin(self) -> Any:
+        """A PyMySQL connection as the server's root, over the private socket (autocommit)."""
+        return self._pymysql.connect(unix_socket=str(self.socket), user="root", autocommit=True, charset="utf8mb4")
+
+    def createdb(self, dbname: str) -> str:
+        """Create another database (e.g. one per test), empty; returns its SQLAlchemy URL."""
+        with contextlib.closing(self.admin()) as conn, conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{dbname}`")
+            cur.execute(f"CREATE DATABASE `{dbname}` CHARACTER SET utf8mb4")
+        self._created.add(dbname)
+        return self.url_for(dbname)
+
+    # -- processes
+
+    def _options(self) -> list[str]:
+        """What both the installer and the server are given."""
+        return [
+            "--no-defaults",  # must come first
+            f"--datadir={self.data_dir}",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=8M",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--skip-name-resolve",
+        ]
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "MARIADB"))}
+        env.update(LC_ALL="C", LANG="C", TZ="UTC", HOME=str(self.dir))
+        if self._owner is not None:
+            env.update(USER="mysql", LOGNAME="mysql")
+        return env
+
+    def _as_owner(self) -> dict[str, Any]:
+        if self._owner is None:
+            return {}
+        return {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
+
+    def _install(self) -> None:
+        argv = [self.installer, *self._options(), "--auth-root-authentication-method=normal", "--skip-test-db"]
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== {' '.join(argv)}\n".encode())
+            log.flush()
+            result = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                env=self._env(),
+                timeout=120,
+                check=False,
+                **self._as_owner(),
+            )
+        if result.returncode != 0:
+            self._start_failed(f"{Path(self.installer).name} exited with status {result.returncode}")
+
+    def _ready(self) -> bool:
+        try:
+            self.admin().close()
+        except self._pymysql.err.OperationalError:
+            return False
+        return True
+
+    def start(self) -> Self:
+        if self.running:
+            return self
+        began = time.monotonic()
+        installed = (self.data_dir / "mysql").is_dir()
+        if not installed:
+            self._install()
+        argv = [
+            self.server,
+            *self._options(),
+            f"--socket={self.socket}",
+            f"--port={self.port}",
+            f"--bind-address={self.host}",
+            f"--pid-file={self.dir / 'mariadb.pid'}",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
+        ]
+        self._process.start(argv, cwd=self.dir, env=self._env(), **self._as_owner())
+        deadline = began + self.startup_timeout
+        while not self._ready():
+            try:
+                self._process.check()
+            except ComponentError as error:
+                self._start_failed(str(error).split("\n", 1)[0])
+            if time.monotonic() > deadline:
+                self._start_failed(f"not ready within {self.startup_timeout:g}s")
+            time.sleep(0.05)
+        if not installed:
+            with contextlib.closing(self.admin()) as conn, conn.cursor() as cur:
+                cur.execute(f"CREATE USER `{self.user}`@`%%` IDENTIFIED BY %s", [self.password])
+                cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO `{self.user}`@`%`")
+        if self.dbname not in self._created:
+            self.createdb(self.dbname)
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def stop(self) -> None:
+        """Normal shutdown (SIGTERM): open transactions rolled back, clients disconnected."""
+        self._process.stop(sig=signal.SIGTERM, timeout=60.0)
 
 
 # --------------------------------------------------------------------------- fixtures

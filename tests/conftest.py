@@ -6,13 +6,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.components import Alertmanager, Launcher, PostgresServer, Prometheus
+from tests.components import Alertmanager, Launcher, MariaDBServer, PostgresServer, Prometheus
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for the whole session (``.url``, ``.dsn``, ``.createdb()``)."""
     with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> Iterator[MariaDBServer]:
+    """A real MariaDB server for the whole session (``.url``, ``.createdb()``, ``.admin()``)."""
+    with MariaDBServer() as server:
         yield server
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import socket
 import sqlite3
@@ -33,8 +34,10 @@ def write_config(tmp_path: Path, body: str, port: int | None = None) -> Path:
     return path
 
 
-def gridwatch(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*GRIDWATCH, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+def gridwatch(
+    *args: str, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*GRIDWATCH, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env)
 
 
 # --------------------------------------------------------------------------- missing drivers
@@ -77,11 +80,15 @@ query = "SELECT 1 AS n"
     ],
 )
 def test_a_missing_database_driver_is_one_line_naming_the_extra(tmp_path, url, module, problem):
-    if importlib.util.find_spec(module) is not None:
-        pytest.skip(f"{module} is installed here")
+    # the test extra installs PyMySQL and psycopg: a module of that name that cannot be imported
+    # stands for the driver not being there
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / f"{module}.py").write_text("raise ModuleNotFoundError(f'No module named {__name__!r}', name=__name__)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")]))}
     path = write_config(tmp_path, SQL_SOURCE.format(url=url))
     for command in ("check-config", "once", "run"):
-        result = gridwatch(command, "-c", "gridwatch.toml", cwd=tmp_path)
+        result = gridwatch(command, "-c", "gridwatch.toml", cwd=tmp_path, env=env)
         assert (result.returncode, result.stdout, result.stderr) == (
             2,
             "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import urllib.error
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 import sqlalchemy
 
-from tests.components import Alertmanager, ComponentError, PostgresServer, require
+from tests.components import Alertmanager, ComponentError, MariaDBServer, PostgresServer, require
 
 component = pytest.mark.component
 
@@ -48,6 +49,37 @@ def test_postgres_roundtrip(postgres: PostgresServer) -> None:
             assert conn.execute(sqlalchemy.text("SELECT current_database()")).scalar() == (postgres.dbname)
     finally:
         engine.dispose()
+
+
+@component
+def test_mariadb_roundtrip(mariadb: MariaDBServer) -> None:
+    """Over TCP, as the password-protected user, in utf8mb4 (four-byte characters too)."""
+    url = mariadb.createdb("components_probe")
+    assert url.startswith(f"mysql+pymysql://{mariadb.user}:{mariadb.password}@127.0.0.1:{mariadb.port}/")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE probe (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) NOT NULL)")
+            conn.exec_driver_sql("INSERT INTO probe (name) VALUES ('网格'), ('𠀋')")
+            rows = conn.exec_driver_sql("SELECT name FROM probe ORDER BY id").fetchall()
+    finally:
+        engine.dispose()
+    assert [name for (name,) in rows] == ["网格", "𠀋"]
+    wrong = sqlalchemy.create_engine(url.replace(mariadb.password, "wrong"))
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="Access denied"):
+        wrong.connect()
+    wrong.dispose()
+
+
+@component
+def test_mariadb_stops_and_leaves_nothing_behind() -> None:
+    server = MariaDBServer()
+    with server:
+        pid = server._process.popen.pid if server._process.popen else None
+        assert pid is not None and server.socket.exists()
+    assert not server.running and not server.dir.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def _alert(name: str) -> dict[str, object]:

@@ -35,8 +35,8 @@ import pytest
 
 from gridwatch.testing import DaemonProcess, wait_for
 from gridwatch.tools import demo
+from tests.cities import copy_city
 from tests.components import free_port  # remembers the ports it gave Prometheus and Alertmanager
-from tests.test_postgres import load_into_postgres
 
 pytestmark = pytest.mark.component
 
@@ -352,8 +352,8 @@ def test_the_shipped_deploy_files_against_gridwatch_on_the_demo_city(
         source = f'type = "sqlite"\npath = "{city}"'
     else:
         postgres = request.getfixturevalue("postgres")
-        dsn = postgres.createdb("deploy_e2e")
-        load_into_postgres(city, dsn)
+        postgres.createdb("deploy_e2e")
+        copy_city(city, postgres.url_for("deploy_e2e"))
         source = f'type = "sql"\nurl = "{postgres.url_for("deploy_e2e")}"'
 
     am = alertmanager((DEPLOY / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8"))

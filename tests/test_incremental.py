@@ -10,7 +10,13 @@ extended, reopened. Most cities also keep the optional pieces of the schema: who
 (``household_categories``). Some rows are dated after the step's instant: within the clock's
 tolerance, or beyond it, or (the clock running ahead of the evaluation time, as in a replay) merely
 after it; a case closed after the instant becomes closed at a later step with no edit to its row.
-The samples must be the same at every step.
+The kept runtime is restarted now and then, on its state database. The samples must be the same
+at every step.
+
+The city lives in SQLite, PostgreSQL or MariaDB, written through SQLAlchemy the same way on each
+(on the servers, text columns and a surrogate auto-increment ``id`` primary key, as a platform
+there keeps its tables), and read through the ``sqlite`` or the ``sql`` source: what either can
+follow between runs must come to what a full read computes.
 """
 
 from __future__ import annotations
@@ -19,19 +25,22 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from gridwatch import config
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime
-from gridwatch.schema import STANDARD_SCHEMA, create_sql
+from gridwatch.schema import OPTIONAL_TABLES, STANDARD_SCHEMA, create_sql
 from gridwatch.store import Store
 from gridwatch.web.selfmetrics import rows_read_families
+from tests.cities import create_table, sql_source, sqlite_source
 
 TZ = ZoneInfo("Asia/Shanghai")
 GRIDS = ["G1", "G2", "G3", "G4"]
@@ -39,7 +48,7 @@ CHECKS = ("visits", "patrols", "incidents", "reports")
 START = datetime(2026, 9, 20, 9, 0, tzinfo=TZ)  # the National Day holidays fall inside the run
 
 
-def _config(tmp_path: Path, name: str, resync: str) -> Path:
+def _config(tmp_path: Path, name: str, resync: str, source: str = sqlite_source("city.db")) -> Path:
     checks = "".join(
         f'[[checks]]\nname = "{c}"\ntype = "{c}"\nsource = "db"\nresync = "{resync}"\ntimeout = "60s"\n{extra}\n'
         for c, extra in (
@@ -58,33 +67,59 @@ def _config(tmp_path: Path, name: str, resync: str) -> Path:
         "max_rejected_ratio = 1\n"
         f'[state]\npath = "{name}-state.db"\n'
         '[grids]\nsource = "db"\n'
-        '[sources.db]\ntype = "sqlite"\npath = "city.db"\n' + checks,
+        f"[sources.db]\n{source}\n" + checks,
         encoding="utf-8",
     )
     return path
 
 
 class City:
-    """A random, growing city in a SQLite file, changed the way a grid platform changes it."""
+    """A random, growing city in a database, changed the way a grid platform changes it."""
 
-    def __init__(self, path: Path, rnd: random.Random, unique_ids: bool, optional: bool = True) -> None:
+    def __init__(self, url: str, rnd: random.Random, unique_ids: bool, optional: bool = True) -> None:
         self.rnd = rnd
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("CREATE TABLE grids (grid_id TEXT, name TEXT, community TEXT, street TEXT, zone TEXT)")
+        self.engine = sa.create_engine(url)
+        self.db = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        sqlite = self.engine.dialect.name == "sqlite"
+        self.row = "rowid" if sqlite else "id"  # how a row is found again to edit it
+
+        def create(table: str, optional: tuple[str, ...] = ()) -> None:
+            if sqlite:
+                self.db.exec_driver_sql(create_sql(table, optional=optional))
+            else:  # text timestamps: the city writes bad ones too
+                columns = [*STANDARD_SCHEMA.get(table, OPTIONAL_TABLES.get(table, ())), *optional]
+                create_table(self.db, table, columns, timestamps="TEXT")
+
+        create("grids")
         zones = ["red", "yellow", "blue", None]
         for i, g in enumerate(GRIDS):
-            self.db.execute("INSERT INTO grids VALUES (?, ?, 'C', 'S', ?)", [g, g, zones[i % 4]])
+            self.execute(
+                "INSERT INTO grids (grid_id, name, community, street, zone) VALUES (:g, :g, 'C', 'S', :z)",
+                g=g,
+                z=zones[i % 4],
+            )
         for table in STANDARD_SCHEMA:
             if table != "grids":
-                self.db.execute(create_sql(table, optional=("role",) if optional and table == "patrols" else ()))
+                create(table, ("role",) if optional and table == "patrols" else ())
                 if unique_ids:
                     id_column = STANDARD_SCHEMA[table][0]
-                    self.db.execute(f"CREATE UNIQUE INDEX {table}_id ON {table} ({id_column})")
+                    self.db.exec_driver_sql(f"CREATE UNIQUE INDEX {table}_id ON {table} ({id_column})")
         if optional:
-            self.db.execute(create_sql("household_categories"))
+            create("household_categories")
         self.unique_ids, self.optional = unique_ids, optional
         self.households: list[str] = []
         self.n = 0
+        self.since = False
+
+    def execute(self, sql: str, **params: Any) -> sa.CursorResult[Any]:
+        return self.db.execute(sa.text(sql), params)
+
+    def count(self, table: str) -> int:
+        return int(self.execute(f"SELECT count(*) FROM {table}").scalar_one())
+
+    def close(self) -> None:
+        self.db.close()
+        self.engine.dispose()
 
     def _id(self, prefix: str) -> str:
         self.n += 1
@@ -123,8 +158,8 @@ class City:
 
     def _insert_one(self, table: str, row: dict[str, Any]) -> None:
         cols = ", ".join(row)
-        with contextlib.suppress(sqlite3.IntegrityError):  # a unique index refuses the repeat
-            self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        with contextlib.suppress(sa.exc.IntegrityError):  # a unique index refuses the repeat
+            self.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(f':{c}' for c in row)})", **row)
 
     def grow(self, now: datetime, back: timedelta) -> None:
         rnd = self.rnd
@@ -151,10 +186,11 @@ class City:
             self._insert("patrols", {**row, "patrolled_at": self._stamp(self._when(now, back))})
         # reports: some grids came into service on a day of their own (grids.since), during the
         # run for G2; G4's is no date. Reports name their period, or name none (NULL or empty)
-        if "since" not in {c[1] for c in self.db.execute("PRAGMA table_info(grids)")}:
-            self.db.execute("ALTER TABLE grids ADD COLUMN since TEXT")
+        if not self.since:
+            self.db.exec_driver_sql("ALTER TABLE grids ADD COLUMN since TEXT")
+            self.since = True
         for g, since in (("G2", "2026-09-22"), ("G3", "2026-09-12"), ("G4", "soon")):
-            self.db.execute("UPDATE grids SET since = ? WHERE grid_id = ? AND since IS NULL", [since, g])
+            self.execute("UPDATE grids SET since = :since WHERE grid_id = :g AND since IS NULL", since=since, g=g)
         from gridwatch.calendar import period_for, previous_period
 
         for _ in range(rnd.randint(0, 16)):
@@ -185,16 +221,17 @@ class City:
     def move_incidents(self, now: datetime) -> None:
         """Cases move on: stages advance, some close (sometimes in the future), some reopen."""
         rnd = self.rnd
-        rows = self.db.execute("SELECT rowid, accepted_at, dispatched_at, resolved_at, closed_at FROM incidents")
-        for rowid, accepted, dispatched, resolved, closed in rows.fetchall():
+        rows = self.execute(f"SELECT {self.row}, accepted_at, dispatched_at, resolved_at, closed_at FROM incidents")
+        for row, accepted, dispatched, resolved, closed in rows.fetchall():
             if rnd.random() > 0.3:
                 continue
             stamp = self._stamp(self._when(now, timedelta(hours=6), ahead=0.25))
             if closed is not None:
                 if rnd.random() < 0.2:
-                    self.db.execute(
-                        "UPDATE incidents SET closed_at = NULL, reopened_count = reopened_count + 1 WHERE rowid = ?",
-                        [rowid],
+                    self.execute(
+                        f"UPDATE incidents SET closed_at = NULL, reopened_count = reopened_count + 1 "
+                        f"WHERE {self.row} = :row",
+                        row=row,
                     )
                 continue
             column = next(
@@ -205,9 +242,9 @@ class City:
                 ),
                 "closed_at",
             )
-            self.db.execute(f"UPDATE incidents SET {column} = ? WHERE rowid = ?", [stamp, rowid])
+            self.execute(f"UPDATE incidents SET {column} = :stamp WHERE {self.row} = :row", stamp=stamp, row=row)
             if rnd.random() < 0.1:
-                self.db.execute("UPDATE incidents SET extended = 1 WHERE rowid = ?", [rowid])
+                self.execute(f"UPDATE incidents SET extended = 1 WHERE {self.row} = :row", row=row)
 
 
 def _samples(runtime: Runtime, now: datetime) -> dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]]:
@@ -224,21 +261,50 @@ def _samples(runtime: Runtime, now: datetime) -> dict[str, list[tuple[str, tuple
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_incremental_runs_equal_full_recomputation(tmp_path: Path, seed: int) -> None:
+# Every city is tried on SQLite; each seed on a server is a fresh database there, so they take
+# fewer: seeds 0-3 still cover unique and repeated ids, the optional pieces kept or not, each lag.
+CASES = [("sqlite", seed) for seed in range(10)] + [(db, seed) for db in ("postgresql", "mariadb") for seed in range(4)]
+RESTARTS = (4, 8)  # before these steps the kept runtime is restarted on its state database
+
+
+def _database(request: pytest.FixtureRequest, tmp_path: Path, kind: str, name: str) -> tuple[str, str]:
+    """A new empty database: the URL the city is written through, and the source that reads it."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'city.db'}", sqlite_source("city.db")
+    server = request.getfixturevalue("postgres" if kind == "postgresql" else kind)
+    server.createdb(name)
+    url = server.url_for(name)
+    return url, sql_source(url)
+
+
+def _kept(settings: Any, host: Any, clock: Callable[[], float]) -> tuple[Runtime, Store]:
+    """The daemon's runtime, on its state database."""
+    runtime = Runtime(settings, host, clock=clock)
+    runtime.state = state = Store(settings.state_path)
+    state.open()
+    return runtime, state
+
+
+@pytest.mark.parametrize(("database", "seed"), CASES)
+def test_incremental_runs_equal_full_recomputation(
+    request: pytest.FixtureRequest, tmp_path: Path, database: str, seed: int
+) -> None:
     rnd = random.Random(seed)
-    city = City(tmp_path / "city.db", rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3)
-    settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
+    url, source = _database(request, tmp_path, database, f"incremental_{seed}")
+    city = City(url, rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3)
+    settings, host = config.load(_config(tmp_path, "kept", resync="3650d", source=source))
     # the wall clock: at the evaluation time (a daemon), or ahead of it (a replay)
     lag = [timedelta(0), timedelta(hours=1), timedelta(days=2)][seed % 3]
-    kept = Runtime(settings, host, clock=lambda: (now + lag).timestamp())
-    kept.state = kept_state = Store(settings.state_path)
-    kept_state.open()
+
+    def wall() -> float:  # the kept runtime's clock follows the steps
+        return (now + lag).timestamp()
+
+    kept, kept_state = _kept(settings, host, clock=wall)
     now = START
     city.grow(now, timedelta(days=20))
     try:
         for step in range(12):
-            full_settings, _ = config.load(_config(tmp_path, f"full{step}", resync="0s"), host)
+            full_settings, _ = config.load(_config(tmp_path, f"full{step}", resync="0s", source=source), host)
             full = Runtime(full_settings, host, clock=lambda at=now: (at + lag).timestamp())
             full.state = full_state = Store(full_settings.state_path)
             full_state.open()
@@ -248,9 +314,13 @@ def test_incremental_runs_equal_full_recomputation(tmp_path: Path, seed: int) ->
             finally:
                 full.close()
                 full_state.close()
+            if step in RESTARTS:
+                kept.close()
+                kept_state.close()
+                kept, kept_state = _kept(settings, host, clock=wall)
             got = _samples(kept, now)
             for name in CHECKS:
-                assert got[name] == expected[name], f"seed {seed}, step {step}, check {name}"
+                assert got[name] == expected[name], f"{database}, seed {seed}, step {step}, check {name}"
             assert any(expected[name] for name in CHECKS)
             # the daily lights kept for the assessment: each day a full run stores, as it stores it
             lights = _lights(settings.state_path)
@@ -263,6 +333,7 @@ def test_incremental_runs_equal_full_recomputation(tmp_path: Path, seed: int) ->
     finally:
         kept.close()
         kept_state.close()
+        city.close()
 
 
 def _lights(state: Path) -> dict[tuple[str, str], str]:
@@ -274,7 +345,7 @@ def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
     """After the first run, a run reads the appended rows (plus the incidents that can still
     move a figure), not the history."""
     rnd = random.Random(7)
-    city = City(tmp_path / "city.db", rnd, unique_ids=True)
+    city = City(f"sqlite:///{tmp_path / 'city.db'}", rnd, unique_ids=True)
     for day in range(20, 0, -1):
         city.grow(START - timedelta(days=day), timedelta(days=1))
         for _ in range(4):  # most cases close: a steady run re-reads only the open and recent ones
@@ -285,13 +356,13 @@ def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
         _samples(kept, START)
         source = kept.sources["db"]
         first = dict(source.rows_read)
-        assert first["visits"] == city.db.execute("SELECT count(*) FROM visits").fetchone()[0]
+        assert first["visits"] == city.count("visits")
         source.rows_read.clear()
         check = kept.runners["incidents"].check
         watched = len(check.cases) + len(check.feed.refused)  # cases in reach, and bad rows an edit may mend
-        before = {t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in first}
+        before = {t: city.count(t) for t in first}
         city.grow(START + timedelta(minutes=5), timedelta(minutes=5))
-        appended = {t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] - before[t] for t in first}
+        appended = {t: city.count(t) - before[t] for t in first}
         _samples(kept, START + timedelta(minutes=5))
         for table in ("households", "visits", "patrols", "reports"):
             assert source.rows_read[table] == appended[table], table
@@ -303,3 +374,4 @@ def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
         assert source.rows_read["incidents"] <= 2 * appended["incidents"] + watched
     finally:
         kept.close()
+        city.close()

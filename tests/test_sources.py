@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib.util
 import json
 import os
 import sqlite3
+import sys
 import textwrap
 import threading
 import time
@@ -252,16 +252,17 @@ def test_sql_sqlite_query_is_bounded_by_the_deadline(env, sqlite_url, sql_source
         src.query("SELECT 1", deadline=time.monotonic() - 1)
 
 
-def test_sql_bad_url_and_missing_driver_fail_at_construction(env, sql_source):
+def test_sql_bad_url_and_missing_driver_fail_at_construction(env, sql_source, monkeypatch):
     with pytest.raises(CheckError, match="not a SQLAlchemy URL"):
         sql_source(env, "not a url")
     with pytest.raises(CheckError, match="knows no database 'nosuchdb'"):
         sql_source(env, "nosuchdb://u:pw@host/db")
-    if importlib.util.find_spec("pymysql") is None and importlib.util.find_spec("MySQLdb") is None:
-        with pytest.raises(CheckError) as err:
-            sql_source(env, "mysql://grid:hunter2@127.0.0.1/grid")
-        assert "pip install 'gridwatch[mysql]'" in str(err.value)
-        assert "hunter2" not in str(err.value)
+    for driver in ("pymysql", "MySQLdb"):  # neither MySQL driver can be imported
+        monkeypatch.setitem(sys.modules, driver, None)
+    with pytest.raises(CheckError) as err:
+        sql_source(env, "mysql://grid:hunter2@127.0.0.1/grid")
+    assert "pip install 'gridwatch[mysql]'" in str(err.value)
+    assert "hunter2" not in str(err.value)
 
 
 # --------------------------------------------------------------------------- sql: PostgreSQL

@@ -48,17 +48,20 @@ _EXTRA_DRIVERS = {"postgres": "psycopg", "mysql": "pymysql"}
 _PG_CANCELED = "57014"
 _PG_UNAVAILABLE_PREFIXES = ("08", "53", "57P", "58")
 _PG_UNDEFINED = {"42P01", "42703", "3F000"}
-# MySQL/MariaDB error numbers: statement time limits, and lost or refused connections
+# MySQL/MariaDB error numbers: statement time limits, and lost, refused or killed connections
 _MY_TIMEOUT = {3024, 1969}
-_MY_UNAVAILABLE = {1040, 1053, 2002, 2003, 2005, 2006, 2013, 2055}
+_MY_UNAVAILABLE = {1040, 1053, 1927, 2002, 2003, 2005, 2006, 2013, 2055}
+_MYSQL = ("mysql", "mariadb")
 
 
 class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     """Reads through SQLAlchemy; identifiers are quoted by the dialect, values always bound.
 
-    On SQLite, text is decoded value by value: a row holding bytes that are not UTF-8 is skipped
-    and counted as ``bad_encoding``. PostgreSQL and MySQL keep text valid in their encoding; a
-    driver that cannot decode a value fails the read without quoting it.
+    Text is decoded value by value where it comes as bytes (SQLite's text, and binary columns on
+    any database: a platform keeping names in ``VARBINARY`` or ``BLOB``): a row holding bytes
+    that are not UTF-8 is skipped and counted as ``bad_encoding``, and the bytes are never shown.
+    PostgreSQL and MySQL keep text columns valid in their encoding; a driver that cannot decode a
+    value fails the read without quoting it.
     """
 
     type = "sql"
@@ -107,7 +110,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
         seconds = max(1, math.ceil(self.options.connect_timeout))
         if self.backend == "postgresql" and self.url.get_driver_name() in ("psycopg", "psycopg2"):
             return {"connect_timeout": max(2, seconds)}  # libpq ignores values below 2
-        if self.backend in ("mysql", "mariadb") and self.url.get_driver_name() == "pymysql":
+        if self.backend in _MYSQL and self.url.get_driver_name() == "pymysql":
             return {"connect_timeout": seconds}
         return {}
 
@@ -137,10 +140,11 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
                 keys = list(result.keys())
                 try:
                     for row in result:
-                        if self.backend == "sqlite" and any(v is UNDECODABLE for v in row):
+                        values = [_value(v) for v in row]
+                        if any(v is UNDECODABLE for v in values):
                             self.count_rejected({BAD_ENCODING: 1})
                             continue
-                        yield {k: _value(v) for k, v in zip(keys, row, strict=True)}
+                        yield dict(zip(keys, values, strict=True))
                 finally:
                     result.close()  # a caller that stopped early: the server-side cursor goes now
         except sa_exc.DBAPIError as exc:
@@ -222,7 +226,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
             conn.exec_driver_sql("SET TRANSACTION READ ONLY")
             if ms is not None:
                 conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(ms)})
-        elif self.backend in ("mysql", "mariadb"):
+        elif self.backend in _MYSQL:
             for statement in (
                 f"SET SESSION max_execution_time = {ms or 0}",  # MySQL: milliseconds
                 f"SET SESSION max_statement_time = {(ms or 0) / 1000}",  # MariaDB: seconds
@@ -257,7 +261,10 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
             return SourceUnavailable(f"{self.safe_url}: {msg}")
         if errno in _MY_UNAVAILABLE:
             return SourceUnavailable(f"{self.safe_url}: {msg}")
-        if isinstance(exc, sa_exc.OperationalError) and code not in _PG_UNDEFINED:
+        # PyMySQL calls every server error it has no class for an OperationalError (an unknown
+        # column, a write refused in a read-only transaction): the numbers above say which are
+        # the server's trouble, the rest are the operator's
+        if isinstance(exc, sa_exc.OperationalError) and code not in _PG_UNDEFINED and self.backend not in _MYSQL:
             lowered = msg.lower()
             if self.backend != "sqlite" or any(
                 s in lowered for s in ("unable to open", "locked", "disk i/o", "not a database")
@@ -332,7 +339,10 @@ def _missing_driver(url: URL, exc: ImportError) -> str:
 
 
 def _value(v: Any) -> Any:
-    """Driver values as the checks take them: numbers, text, datetimes (parse_ts reads both)."""
+    """Driver values as the checks take them: numbers, text, datetimes (parse_ts reads both).
+    Bytes are text a binary column holds: decoded, or :data:`UNDECODABLE`."""
+    if isinstance(v, bytes | bytearray | memoryview):
+        return decode_text(bytes(v))
     if isinstance(v, Decimal):
         if v.is_finite() and v == v.to_integral_value():
             return int(v)
