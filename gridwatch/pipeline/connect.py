@@ -25,10 +25,13 @@ Wanted = dict[str, dict[str, dict[str, list[str]]]]
 """source -> table -> column -> who reads it"""
 
 
-def problems(settings: Settings, host: PluginHost, fname: str | None = None) -> list[ConfigError]:
+def problems(
+    settings: Settings, host: PluginHost, fname: str | None = None, following: list[str] | None = None
+) -> list[ConfigError]:
     """One problem per source that cannot be opened and per table or column it lacks, each
-    naming the config key to fix (``sources.NAME.columns.TABLE.COLUMN``) and who reads it;
-    ``fname`` is the file as the operator named it (default: its full path)."""
+    naming the config key to fix (``sources.NAME.columns.TABLE.COLUMN``, ``.cursors.TABLE``) and
+    who reads it; ``fname`` is the file as the operator named it (default: its full path). Into
+    ``following`` goes a line per table read saying how runs follow it (or read it in full, and why)."""
     fname = fname or str(settings.path)
     wanted: Wanted = {}
     out: list[ConfigError] = []
@@ -58,7 +61,10 @@ def problems(settings: Settings, host: PluginHost, fname: str | None = None) -> 
             out.append(ConfigError(fname, where, f"cannot open source {name}: {exc}"))
             continue
         try:
-            out += _source_problems(source, where, wanted.get(name, {}), fname)
+            found = _source_problems(source, where, wanted.get(name, {}), fname)
+            out += found
+            if following is not None and not found:
+                following += [source.follows(table).sentence(table, where) for table in sorted(wanted.get(name, {}))]
         finally:
             source.close()
     return out
