@@ -18,6 +18,8 @@ from gridwatch.pipeline.grids import COLUMNS as GRID_COLUMNS
 from gridwatch.plugins import PluginHost
 from gridwatch.settings import Settings
 
+REGISTRY = "the grid registry"  # reads its table in full, on its own schedule: never followed
+
 TIMEOUT = 30.0
 """seconds each source has to answer"""
 
@@ -47,7 +49,7 @@ def problems(
         for table, columns in reads.items():
             _want(wanted, spec.source, table, columns, f"check {spec.name}")
     if settings.grids_source is not None:
-        _want(wanted, settings.grids_source, "grids", GRID_COLUMNS, "the grid registry")
+        _want(wanted, settings.grids_source, "grids", GRID_COLUMNS, REGISTRY)
 
     env = Environment(settings.base_dir, settings.timezone, settings.state_path.parent)
     for name, source_spec in settings.sources.items():
@@ -64,7 +66,12 @@ def problems(
             found = _source_problems(source, where, wanted.get(name, {}), fname)
             out += found
             if following is not None and not found:
-                following += [source.follows(table).sentence(table, where) for table in sorted(wanted.get(name, {}))]
+                checked = {
+                    t
+                    for t, cols in wanted.get(name, {}).items()
+                    if any(w != REGISTRY for ws in cols.values() for w in ws)
+                }
+                following += [source.follows(table).sentence(table, where) for table in sorted(checked)]
         finally:
             source.close()
     return out
