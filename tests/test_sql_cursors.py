@@ -340,6 +340,22 @@ def test_check_config_connect_says_how_each_table_is_read_and_names_a_wrong_curs
     assert out.returncode == 2
     assert f"{bad}: sources.db.cursors.visits: cursor column 'seq' not found in table 'visits'" in out.stderr
     assert "Traceback" not in out.stderr
+    # the daemon's first run: the check fails, naming the key
+    settings, host = config.load(bad)
+    runtime = Runtime(settings, host)
+    try:
+
+        async def run() -> Any:
+            results = Results()
+            results.replace(*runtime.states())
+            return await runtime.run(runtime.runners["visits"], T0, results)
+
+        outcome = asyncio.run(run())
+        assert outcome.outcome == "failure"
+        assert "cursor column 'seq' not found in table 'visits'" in outcome.error
+        assert outcome.error.endswith("set it in cursors.visits")
+    finally:
+        runtime.close()
 
 
 def test_the_status_api_says_which_tables_are_followed(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ class Cursors:
     def problems(self, table: str, deadline: float) -> list[tuple[str, str]]:
         """What is wrong with the table's cursor, as :meth:`gridwatch.api.Source.missing` says it."""
         plan = self.plan(table, deadline)
-        return [(f"cursors.{table}", plan)] if isinstance(plan, str) else []
+        return [(f"cursors.{table}", f"{plan}; set it in cursors.{table}")] if isinstance(plan, str) else []
 
     def plan(self, table: str, deadline: float = math.inf) -> Plan | str | None:
         """The table's plan (asked of the database once), what is wrong with it, or None."""
