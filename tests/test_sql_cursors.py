@@ -398,3 +398,61 @@ def test_without_edits_followed_the_resync_is_daily_at_three(tmp_path: Path) -> 
     finally:
         runtime.close()
         city.close()
+
+
+def test_a_lower_id_committed_late_is_read_and_one_far_behind_reads_in_full(tmp_path: Path, small_city: Any) -> None:
+    """Two clerks save at once: the one with the lower id commits after the cursor passed the
+    higher. Within ``cursor_lookback`` ids it is read by the next run; further back, the counts
+    see it and the run reads in full. Either way the coverage is right: G1 has H1 and H2."""
+    city = small_city
+    cursors = 'cursor_lookback = 5\n[sources.db.cursors]\nvisits = "id"\nhouseholds = "id"\n'
+    settings, host = config.load(_small_config(tmp_path, "kept", city.url, cursors))
+    kept = Runtime(settings, host, clock=lambda: T0.timestamp())
+    source = kept.sources["db"]
+
+    def coverage(at: datetime) -> dict[tuple[str, ...], float]:
+        return _figures(_samples(kept, at, ("visits",))["visits"], "gridwatch_visit_coverage_ratio")
+
+    try:
+        if city.backend == "postgres":  # a real transaction, holding id 1 while id 2 commits
+            import psycopg
+
+            slow = psycopg.connect(city.db.info.dsn)
+            slow.execute(
+                "INSERT INTO visits (visit_id, household_id, grid_id, visited_at)"
+                " VALUES ('V1', 'H1', 'G1', '2026-11-20 09:00:00')"
+            )
+            city.visit("V2", "H3", "G2", "2026-11-20 09:01:00")
+            assert coverage(T0) == {("G1",): 0.0, ("G2",): 1.0}
+            slow.commit()
+            slow.close()
+        else:
+            city.db.execute(
+                "INSERT INTO visits (id, visit_id, household_id, grid_id, visited_at)"
+                " VALUES (2, 'V2', 'H3', 'G2', '2026-11-20 09:01:00')"
+            )
+            assert coverage(T0) == {("G1",): 0.0, ("G2",): 1.0}
+            city.db.execute(
+                "INSERT INTO visits (id, visit_id, household_id, grid_id, visited_at)"
+                " VALUES (1, 'V1', 'H1', 'G1', '2026-11-20 09:00:00')"
+            )
+        source.rows_read.clear()
+        assert coverage(T0 + timedelta(minutes=1)) == {("G1",): 0.5, ("G2",): 1.0}
+        assert source.rows_read["visits"] == 1  # the late row alone
+
+        # ids 3..20 go by; then id 0, far below the look-back, commits: a full read
+        for i in range(3, 21):
+            city.db.execute(
+                f"INSERT INTO visits (id, visit_id, household_id, grid_id, visited_at)"
+                f" VALUES ({i}, 'V{i}', 'H3', 'G2', '2026-11-20 09:02:00')"
+            )
+        assert coverage(T0 + timedelta(minutes=2)) == {("G1",): 0.5, ("G2",): 1.0}
+        city.db.execute(
+            "INSERT INTO visits (id, visit_id, household_id, grid_id, visited_at)"
+            " VALUES (0, 'V0', 'H2', 'G1', '2026-11-20 09:03:00')"
+        )
+        source.rows_read.clear()
+        assert coverage(T0 + timedelta(minutes=3)) == {("G1",): 1.0, ("G2",): 1.0}
+        assert source.rows_read["visits"] == 21  # every visit: the counts below the cursor changed
+    finally:
+        kept.close()

@@ -189,7 +189,8 @@ class Cursors:
             if nulls != was_nulls:
                 raise Resync(f"rows of {table} without a cursor value were added or deleted")
             if was_top is not None:
-                if top is None or top < was_top or first != was_first:
+                # the least id moved below the look-back (the look-back itself is checked by key)
+                if top is None or top < was_top or (first != was_first and min(first, was_first) <= low):
                     raise Resync(f"rows of {table} were deleted or rewritten")
                 counted = fetch.one(f"SELECT count(*) FROM {fetch.t} WHERE {fetch.cur} <= :low", low=low)[0]
                 near = set(fetch.keys(f"{fetch.cur} > :low AND {fetch.cur} <= :was", low=low, was=was_top))
