@@ -237,6 +237,14 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
         found = super().missing(table, columns, deadline=deadline)
         return found or self.cursors.problems(table, deadline)
 
+    def forget_columns(self, table: str | None = None) -> None:
+        """After a failed read the schema may have changed: the cursors' plans are made again too."""
+        super().forget_columns(table)
+        if table is None:
+            self.cursors.plans.clear()
+        else:
+            self.cursors.plans.pop(table, None)
+
     def unique(self, table: str, column: str) -> bool:
         """Whether the database declares ``column`` unique: a one-column primary key, unique
         constraint or unique index."""

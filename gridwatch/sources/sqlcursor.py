@@ -78,7 +78,7 @@ class Cursors:
 
     def __init__(self, source: SqlSource) -> None:
         self.source = source
-        self.plans: dict[str, Plan | str] = {}  # table -> plan, or what is wrong
+        self.plans: dict[str, Plan] = {}  # table -> plan, until the schema may have changed
 
     # -- configuration ---------------------------------------------------------------------------
     def configured(self, table: str) -> tuple[str, str | None] | None:
@@ -107,9 +107,12 @@ class Cursors:
         said = self.configured(table)
         if said is None:
             return None
-        if table not in self.plans:
-            self.plans[table] = self._plan(table, *said, deadline=deadline)
-        return self.plans[table]
+        if table in self.plans:
+            return self.plans[table]
+        plan = self._plan(table, *said, deadline=deadline)
+        if isinstance(plan, Plan):  # what is wrong is asked again: the operator may mend it
+            self.plans[table] = plan
+        return plan
 
     def _plan(self, table: str, column: str, kind: str | None, deadline: float) -> Plan | str:
         src = self.source
