@@ -36,6 +36,10 @@ PLUGIN_API_VERSION = 1
 ROW_KEY = "__key"
 """The column under which :meth:`Source.read_since` hands each row's key."""
 
+ROW_EDITED = "__edited"
+"""Set (true) on a row :meth:`Source.read_since` hands on again because it changed after it was
+read (a source that follows edits, :attr:`Follow.edits`); absent on a row read for the first time."""
+
 METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 MAX_LABEL_VALUE = 1024
@@ -374,6 +378,38 @@ class Latest:
     earliest: bool = False
 
 
+@dataclass(frozen=True)
+class Follow:
+    """How a source follows one table between runs (:meth:`Source.follows`).
+
+    ``column`` is what it follows the table by (``rowid``, the operator's cursor column), None
+    when every run reads the table in full; ``edits`` says whether the rows read since the cursor
+    include the rows changed since (a changed-since column), so nothing read before need be read
+    again to see an edit; ``why`` is a stable code: ``appended`` (an increasing id or rowid),
+    ``changed`` (a changed-since column), ``no_cursor`` (none configured), ``not_followable``."""
+
+    column: str | None
+    edits: bool
+    why: str
+
+    def as_dict(self, table: str) -> dict[str, Any]:
+        """For the status API: ``read`` is ``appended``, ``changed`` or ``full``."""
+        read = self.why if self.column is not None else "full"
+        return {"table": table, "read": read, "cursor": self.column, "why": None if self.column else self.why}
+
+    def sentence(self, table: str, where: str) -> str:
+        """For ``check-config --connect``: how ``table`` of the source at ``where`` is read."""
+        if self.column is not None:
+            what = "appended and changed rows" if self.edits else "appended rows"
+            return f"{where}: {table}: each run reads the {what} since the last, by {self.column}"
+        why = (
+            f"no cursor column configured ({where}.cursors.{table})"
+            if self.why == "no_cursor"
+            else "this type of source cannot say what changed"
+        )
+        return f"{where}: {table}: read in full on every run: {why}"
+
+
 class Source(Generic[OptionsT_co]):
     """A named, read-only connection to where grid data lives.
 
@@ -426,6 +462,10 @@ class Source(Generic[OptionsT_co]):
         :class:`Resync` when ``after`` no longer applies.
         """
         return self.read(table, columns, deadline=deadline), None
+
+    def follows(self, table: str) -> Follow:
+        """How :meth:`read_since` follows ``table``; by default it cannot (a full read every run)."""
+        return Follow(None, False, "not_followable")
 
     def read_latest(
         self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf

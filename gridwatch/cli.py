@@ -228,15 +228,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             load_to_run(path)
         except ConfigErrors as exc:
             problems = [str(e) for e in exc.errors]
+    following: list[str] = []
     if not problems and args.connect:
         from gridwatch.pipeline import connect
 
-        problems = [str(p) for p in connect.problems(*config.load(path), fname=str(path))]
+        problems = [str(p) for p in connect.problems(*config.load(path), fname=str(path), following=following)]
     for line in problems:
         print(line, file=sys.stderr)
     if problems:
         return EXIT_CONFIG
     print(f"{path}: ok")
+    for line in following:
+        print(line)
     return 0
 
 

@@ -4,20 +4,28 @@ A :class:`Feed` follows one table: its first read returns every row, later reads
 rows appended since (the source's cursor), after the same bad-row rules as a full read. A
 :class:`Tracker` decides when a check must start again from scratch — the first run, a stale
 cursor, a changed grid registry, time going backwards, a source that cannot follow appends,
-or the periodic resync that picks up edits a source cannot report — so that every run gives
+or the daily resync that picks up edits a source cannot report — so that every run gives
 exactly what a full recomputation would.
+
+A source that follows a table's edits too (a changed-since column, :attr:`gridwatch.api.Follow.edits`)
+hands an edited row on again, marked :data:`gridwatch.api.ROW_EDITED`: a mutable table takes it
+as the row's present version (nothing it keeps is read again to find edits), an append-only
+table, whose folded state cannot take a row back, starts again from a full read. A check all of
+whose tables are followed so needs no periodic resync.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, time, timedelta, tzinfo
 from typing import Any
 
 from gridwatch.api import (
+    ROW_EDITED,
     ROW_KEY,
     CheckError,
     GridSet,
@@ -31,6 +39,8 @@ from gridwatch.api import (
 from gridwatch.durations import Duration
 from gridwatch.rows import clean, parse_ts
 from gridwatch.schema import ISO
+
+log = logging.getLogger(__name__)
 
 
 class Feed:
@@ -61,12 +71,17 @@ class Feed:
         # again unchanged is not cleaned again, its key goes to ``unchanged`` instead
         self.handed: dict[Any, int] = {}
         self.unchanged: set[Any] = set()  # keys the latest current() found as they were handed on
+        self.edited: list[dict[str, Any]] = []  # a mutable table's rows the latest rows() found edited
         self._raw: dict[Any, int | None] = {}
         self.dedupe: bool | None = None
 
     def reset(self) -> None:
         self.cursor, self.seen, self.later, self.refused, self.repeats = None, set(), [], set(), set()
-        self.handed, self.unchanged, self.masked = {}, set(), set()
+        self.handed, self.unchanged, self.masked, self.edited = {}, set(), set(), []
+
+    def follows_edits(self) -> bool:
+        """Whether the source hands on the rows edited since the cursor (a changed-since column)."""
+        return self.source.follows(self.table).edits
 
     def rows(self, ctx: RunContext, **rules: Any) -> Iterator[dict[str, Any]]:
         """The rows appended since the last read (all rows after a reset), cleaned by ``rules``
@@ -74,8 +89,22 @@ class Feed:
         and ``codes`` for the table."""
         with self._reading(ctx):
             raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+            if self.cursor is not None and self.follows_edits():
+                raw = self._edits_aside(raw)
             yield from self._fresh(ctx, raw, rules)
         self.cursor = cursor  # only once every row was taken: a failed run reads them again
+
+    def _edits_aside(self, raw: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows read since the cursor that are new; the edited ones wait for :meth:`current`
+        (a mutable table), or start the check again from a full read (an append-only table's
+        folded state cannot take a row back). A steady run's rows are few: they are taken whole
+        first, so nothing is handed on before a full read turns out to be needed."""
+        rows = list(raw)
+        self.edited = [r for r in rows if r.get(ROW_EDITED)]
+        if self.edited and not self.mutable:
+            self.source.rows_read[self.table] += len(rows)
+            raise Resync(f"{len(self.edited)} rows of {self.table} read before were edited")
+        return [r for r in rows if not r.get(ROW_EDITED)] if self.edited else rows
 
     @contextmanager
     def _reading(self, ctx: RunContext) -> Iterator[None]:
@@ -199,6 +228,12 @@ class Feed:
         reopened long after it closed). Rows :meth:`rows` has just read, and rows that repeat
         an id, are left out; ``rules`` as for :meth:`rows`.
 
+        From a source that follows the table's edits, the rows :meth:`rows` found edited are
+        handed on instead, and only the rows turned away and those handed on with a time after
+        now read as NULL are read again by key: every other row of ``keys`` is as it was handed
+        on, and goes to :attr:`unchanged` unread (``open_column`` is not needed: a reopened
+        case is an edit).
+
         A row of ``keys`` read as it was handed on before is not handed on again: its key is in
         :attr:`unchanged` afterwards, and the check keeps what it made of it. (It would be
         cleaned the same: its times were all past then, and time only moves on, or the tracker
@@ -210,17 +245,27 @@ class Feed:
         self.source.require(self.table, self.columns, deadline=ctx.deadline)
         done = self.appended | self.repeats
         kept = set(keys)
-        wanted, self.refused = {*kept, *self.refused}, set()
         self.handed = {k: v for k, v in self.handed.items() if k in kept or k in self.appended}
         self.unchanged = set()
-        if open_column is not None:
-            raw = self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline)
-            yield from self._again(ctx, raw, done, kept, rules)
+        edits, self.edited = self.edited, []
+        if self.follows_edits():
+            # a row held with a time still to come has no fingerprint in handed: read it again;
+            # one turned away by this very run stays in sight (no open rows are read to find it)
+            wanted = {*self.refused, *(k for k in kept if k not in self.handed)}
+            self.refused = {k for k in self.refused if k in self.appended}
+            yield from self._again(ctx, edits, done, kept, rules)
+        else:
+            wanted, self.refused = {*kept, *self.refused}, set()
+            if open_column is not None:
+                raw = self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline)
+                yield from self._again(ctx, raw, done, kept, rules)
         keys = [k for k in wanted if k not in done]
         for i in range(0, len(keys), 10_000):
             raw = self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
             yield from self._again(ctx, raw, done, kept, rules)
         ctx.read[self.source.name] += len(self.unchanged)  # read, and good as they were
+        if self.follows_edits():
+            self.unchanged.update(k for k in kept if k not in done)  # not edited: as they were
 
     def _again(
         self, ctx: RunContext, raw: Iterable[dict[str, Any]], done: set[Any], kept: set[Any], rules: dict[str, Any]
@@ -326,8 +371,8 @@ def _fingerprint(row: Mapping[str, Any]) -> int | None:
 class Tracker:
     """When a check's kept state is still good, and when it must start from scratch."""
 
-    def __init__(self, resync: float) -> None:
-        self.resync = resync
+    def __init__(self, resync: float | None, at: time | None = time(3, 0)) -> None:
+        self.resync, self.at = resync, at
         self.feeds: list[Feed] = []
         self.fresh = False  # the kept state equals a full read up to the feeds' cursors
         self.grids: frozenset[str] | None = None
@@ -349,7 +394,7 @@ class Tracker:
         now = ctx.now.timestamp()
         key = frozenset(grids) | (grids.elsewhere if isinstance(grids, GridSet) else frozenset())
         for attempt in (1, 2):
-            full = not self.fresh or key != self.grids or now < self.last_now or now - self.last_full >= self.resync
+            full = not self.fresh or key != self.grids or now < self.last_now or self._due(ctx)
             if full:
                 reset()
                 for feed in self.feeds:
@@ -359,20 +404,39 @@ class Tracker:
             ctx.partial = not full and ctx.partial is not False  # (a check may follow several trackers)
             try:
                 update(full)
-            except Resync:
+            except Resync as exc:
                 if attempt == 2:
                     raise
+                log.warning("reading everything again, for what was read before no longer holds: %s", exc)
+                self.fresh = False
                 continue
             break
         self.grids, self.last_now = key, now
         self.fresh = all(feed.cursor is not None for feed in self.feeds)
-        if full and self.resync > 0:  # with resync 0 the state lasts one run: nothing to settle
+        if full and self.resync != 0:  # with resync 0 the state lasts one run: nothing to settle
             _settle()
+
+    def _due(self, ctx: RunContext) -> bool:
+        """Is a periodic full read due? Every ``resync`` when set; else once a day at ``at`` (local
+        time), unless every table is followed with its edits (nothing is left for it to find)."""
+        if self.resync is not None:
+            return ctx.now.timestamp() - self.last_full >= self.resync
+        if self.at is None or all(feed.follows_edits() for feed in self.feeds):
+            return False
+        local = ctx.now.astimezone(ctx.tz)
+        mark = datetime.combine(local.date(), self.at, tzinfo=ctx.tz)
+        if mark > local:
+            mark = datetime.combine(local.date() - timedelta(days=1), self.at, tzinfo=ctx.tz)
+        return self.last_full < mark.timestamp()
 
 
 class IncrementalOptions(Options):
     """Options of a check that keeps state between runs."""
 
-    resync: Duration = 3600.0
-    """how often to start again from a full read anyway: it picks up edits a source cannot
-    report (a household moved to another grid in place); 0 reads everything on every run"""
+    resync_at: time = time(3, 0)
+    """the local time each day at which to start again from a full read: it picks up the edits a
+    source cannot report (a household moved to another grid in place); not needed, and not done,
+    where every table the check reads is followed with a changed-since column"""
+    resync: Duration | None = None
+    """an override of ``resync_at`` (it was the hourly default before): start again from a full
+    read this often, whatever the source follows; 0 reads everything on every run"""

@@ -252,7 +252,7 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None
-        self.tracker = Tracker(self.options.resync)
+        self.tracker = Tracker(self.options.resync, self.options.resync_at)
         self.feed = self.tracker.feed(self.source, TABLE, COLUMNS, "incident_id", mutable=True)
         self.cases: dict[Any, _Case] = {}  # row key -> a case that can still move a figure
 

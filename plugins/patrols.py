@@ -138,7 +138,7 @@ class PatrolsCheck(Check["PatrolsCheck.Options"]):
         table to the check, read again from scratch."""
         assert self.source is not None
         self.has_role = role
-        self.tracker = Tracker(self.options.resync)
+        self.tracker = Tracker(self.options.resync, self.options.resync_at)
         columns = (*COLUMNS, "role") if role else COLUMNS
         self.feed = self.tracker.feed(self.source, "patrols", columns, "patrol_id")
 

@@ -364,7 +364,7 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         assert self.source is not None
-        self.tracker = Tracker(self.options.resync)
+        self.tracker = Tracker(self.options.resync, self.options.resync_at)
         self.feed = self.tracker.feed(self.source, TABLE, COLUMNS, "report_id")
         self._cleared: dict[str, date] = {}  # grid -> the since before which its stored lights are gone
         self._reset()

@@ -132,7 +132,7 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         appears or goes is read again from scratch with the others."""
         assert self.source is not None
         self.registers = registers
-        self.tracker = Tracker(self.options.resync)
+        self.tracker = Tracker(self.options.resync, self.options.resync_at)
         self.household_feed = self.tracker.feed(self.source, "households", HOUSEHOLD_COLUMNS, "household_id")
         self.category_feed = (
             self.tracker.feed(self.source, "household_categories", CATEGORY_COLUMNS, None) if registers else None

@@ -88,7 +88,11 @@ def test_the_platform_walkthrough_runs_as_written(tmp_path):
 
     # step 3: the names are right
     third = connect(tmp_path, "".join(tomls[:3]))
-    assert (third.returncode, third.stdout, third.stderr) == (0, "gridwatch.toml: ok\n", "")
+    assert (third.returncode, third.stderr) == (0, "")
+    ok, *following = third.stdout.splitlines()
+    assert ok == "gridwatch.toml: ok"
+    quoted = re.findall(r"`(sources\.platform: visits: .*?)`", text, re.S)
+    assert [" ".join(q.split()) for q in quoted] == [f for f in following if " visits: " in f]
 
     # without step 5 (`codes`) the incidents and reports checks fail, as the doc quotes
     connect(tmp_path, "".join(tomls[:4]))

@@ -18,6 +18,8 @@ from gridwatch.pipeline.grids import COLUMNS as GRID_COLUMNS
 from gridwatch.plugins import PluginHost
 from gridwatch.settings import Settings
 
+REGISTRY = "the grid registry"  # reads its table in full, on its own schedule: never followed
+
 TIMEOUT = 30.0
 """seconds each source has to answer"""
 
@@ -25,10 +27,13 @@ Wanted = dict[str, dict[str, dict[str, list[str]]]]
 """source -> table -> column -> who reads it"""
 
 
-def problems(settings: Settings, host: PluginHost, fname: str | None = None) -> list[ConfigError]:
+def problems(
+    settings: Settings, host: PluginHost, fname: str | None = None, following: list[str] | None = None
+) -> list[ConfigError]:
     """One problem per source that cannot be opened and per table or column it lacks, each
-    naming the config key to fix (``sources.NAME.columns.TABLE.COLUMN``) and who reads it;
-    ``fname`` is the file as the operator named it (default: its full path)."""
+    naming the config key to fix (``sources.NAME.columns.TABLE.COLUMN``, ``.cursors.TABLE``) and
+    who reads it; ``fname`` is the file as the operator named it (default: its full path). Into
+    ``following`` goes a line per table read saying how runs follow it (or read it in full, and why)."""
     fname = fname or str(settings.path)
     wanted: Wanted = {}
     out: list[ConfigError] = []
@@ -44,7 +49,7 @@ def problems(settings: Settings, host: PluginHost, fname: str | None = None) -> 
         for table, columns in reads.items():
             _want(wanted, spec.source, table, columns, f"check {spec.name}")
     if settings.grids_source is not None:
-        _want(wanted, settings.grids_source, "grids", GRID_COLUMNS, "the grid registry")
+        _want(wanted, settings.grids_source, "grids", GRID_COLUMNS, REGISTRY)
 
     env = Environment(settings.base_dir, settings.timezone, settings.state_path.parent)
     for name, source_spec in settings.sources.items():
@@ -58,7 +63,15 @@ def problems(settings: Settings, host: PluginHost, fname: str | None = None) -> 
             out.append(ConfigError(fname, where, f"cannot open source {name}: {exc}"))
             continue
         try:
-            out += _source_problems(source, where, wanted.get(name, {}), fname)
+            found = _source_problems(source, where, wanted.get(name, {}), fname)
+            out += found
+            if following is not None and not found:
+                checked = {
+                    t
+                    for t, cols in wanted.get(name, {}).items()
+                    if any(w != REGISTRY for ws in cols.values() for w in ws)
+                }
+                following += [source.follows(table).sentence(table, where) for table in sorted(checked)]
         finally:
             source.close()
     return out

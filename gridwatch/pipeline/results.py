@@ -67,9 +67,11 @@ class SourceState:
     type: str
     up: bool | None = None
     error: str | None = None
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    """how each table the checks read is followed between runs (:meth:`gridwatch.api.Follow.as_dict`)"""
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "up": self.up, "error": self.error}
+        return {"name": self.name, "type": self.type, "up": self.up, "error": self.error, "tables": self.tables}
 
 
 def shape(example: str, unmapped: bool = False) -> str:

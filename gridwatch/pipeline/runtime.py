@@ -183,8 +183,21 @@ class Runtime:
     def states(self) -> tuple[dict[str, CheckState], dict[str, SourceState]]:
         return (
             {n: r.state for n, r in self.runners.items()},
-            {n: SourceState(n, s.type) for n, s in self.sources.items()},
+            {n: SourceState(n, s.type, tables=self.following(n)) for n, s in self.sources.items()},
         )
+
+    def following(self, source: str) -> list[dict[str, Any]]:
+        """How each table the checks read from ``source`` is followed between runs (the status API)."""
+        src = self.sources[source]
+        tables = sorted({t for r in self.runners.values() if r.spec.source == source for t in self._reads(r)})
+        return [src.follows(t).as_dict(t) for t in tables]
+
+    @staticmethod
+    def _reads(runner: Runner) -> Sequence[str]:
+        try:
+            return list(runner.check.reads(runner.spec.options))
+        except Exception:  # a plugin's bug: its tables go unlisted
+            return []
 
     def close(self) -> None:
         for runner in self.runners.values():
@@ -358,6 +371,9 @@ class Runtime:
 
     def _source_status(self, results: Results, runner: Runner, up: bool, error: str | None) -> None:
         self._source_up(results, runner.spec.source, up, error)
+        st = results.sources.get(runner.spec.source or "")
+        if st is not None and runner.spec.source in self.sources:  # a cursor's kind is known once read
+            st.tables = self.following(runner.spec.source)
 
     def _source_up(self, results: Results, source: str | None, up: bool, error: str | None) -> None:
         st = results.sources.get(source or "")

@@ -9,6 +9,10 @@ lending it. Every query runs in a read-only transaction bounded by the check's d
 - SQLite: ``PRAGMA query_only`` and a progress handler that aborts at the deadline;
 - anything else: no server-side limit; the core's timeout still abandons the run.
 
+A table with a cursor column (``cursors``) is followed between runs: a run reads what was
+appended, or changed, since the last (:mod:`gridwatch.sources.sqlcursor`); any other is read in
+full on every run.
+
 Drivers are optional extras: ``pip install 'gridwatch[postgres]'`` (psycopg 3) or
 ``'gridwatch[mysql]'`` (PyMySQL). A ``mysql://`` URL without a driver uses PyMySQL.
 """
@@ -22,7 +26,7 @@ import re
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any
@@ -32,11 +36,12 @@ from pydantic import Field
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
-from gridwatch.durations import Duration
+from gridwatch.api import CheckError, Follow, Source, SourceUnavailable, TableOptions
+from gridwatch.durations import Duration, parse_duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
+from gridwatch.sources.sqlcursor import CursorOption, Cursors, key_columns
 from gridwatch.sources.sqlite import UNDECODABLE, decode_text
 
 # the extra that installs the driver a backend needs, and that driver
@@ -73,6 +78,13 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
         max_overflow: int = Field(5, ge=0)
         connect_timeout: Duration = 10.0
         """how long to wait for a new connection (PostgreSQL and MySQL drivers)"""
+        cursors: dict[str, str | CursorOption] = {}
+        """standard table name -> the column a run follows it by: an increasing id, or a
+        changed-since time (``{column = "...", kind = "appended" | "changed"}`` to say which)"""
+        cursor_overlap: Duration = parse_duration("5m")
+        """how far back a changed-since cursor looks again for a time committed late"""
+        cursor_lookback: int = Field(100, ge=0)
+        """how many ids below an increasing-id cursor are looked at again for a late commit"""
 
     def __init__(self, name: str, options: Options, env: Any) -> None:
         Source.__init__(self, name, options, env)
@@ -103,6 +115,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
             raise CheckError(f"source {name}: {self._scrub(str(exc))}") from None
         if self.backend == "sqlite":
             sa.event.listen(self.engine, "connect", _decode_per_value)
+        self.cursors = Cursors(self)
 
     def _connect_args(self) -> dict[str, Any]:
         if "connect_timeout" in self.url.query:
@@ -131,22 +144,13 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
         self, sql: str, params: Mapping[str, Any] | None, deadline: float, stream: bool
     ) -> Iterator[dict[str, Any]]:
         try:
-            with self._transaction(deadline) as conn:
+            with self.transaction(deadline) as conn:
                 if stream:
                     conn = conn.execution_options(stream_results=True, max_row_buffer=1000)
                 result = conn.execute(sa.text(sql), dict(params or {}))
                 if not result.returns_rows:
                     return
-                keys = list(result.keys())
-                try:
-                    for row in result:
-                        values = [_value(v) for v in row]
-                        if any(v is UNDECODABLE for v in values):
-                            self.count_rejected({BAD_ENCODING: 1})
-                            continue
-                        yield dict(zip(keys, values, strict=True))
-                finally:
-                    result.close()  # a caller that stopped early: the server-side cursor goes now
+                yield from self.dicts(result)
         except sa_exc.DBAPIError as exc:
             raise self._translate(exc, deadline) from None
         except sa_exc.SQLAlchemyError as exc:  # e.g. a bound parameter without a value
@@ -156,19 +160,111 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
                 f"query failed: source {self.name} returned text that is not valid in the connection's encoding"
             ) from None
 
-    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
-        quote: Callable[[str], str] = self.engine.dialect.identifier_preparer.quote
-        if self.backend == "sqlite":  # a double-quoted unknown name would read as a string constant
-            quote = _backquoted
+    @contextmanager
+    def translated(self, deadline: float) -> Iterator[None]:
+        """Driver errors as :meth:`_query` turns them: down, timed out, or the operator's fix."""
         try:
-            return self.query(select_sql(self, table, columns, quote=quote), deadline=deadline)
+            yield
+        except sa_exc.DBAPIError as exc:
+            raise self._translate(exc, deadline) from None
+        except sa_exc.SQLAlchemyError as exc:
+            raise CheckError(f"query failed: {self._scrub(_first_line(exc))}") from None
+        except UnicodeDecodeError:
+            raise CheckError(
+                f"query failed: source {self.name} returned text that is not valid in the connection's encoding"
+            ) from None
+
+    def dicts(self, result: Any) -> Iterator[dict[str, Any]]:
+        """A result's rows as the checks take them; a row with text that is not UTF-8 (SQLite's
+        text, or any backend's binary text) is skipped and counted."""
+        keys = list(result.keys())
+        try:
+            for row in result:
+                values = [_value(v) for v in row]
+                if any(v is UNDECODABLE for v in values):
+                    self.count_rejected({BAD_ENCODING: 1})
+                    continue
+                yield dict(zip(keys, values, strict=True))
+        finally:
+            result.close()  # a caller that stopped early: the server-side cursor goes now
+
+    def quote(self, name: str) -> str:
+        """An identifier quoted for the backend (on SQLite in backquotes, never taken for a string)."""
+        if self.backend == "sqlite":  # a double-quoted unknown name would read as a string constant
+            return _backquoted(name)
+        return str(self.engine.dialect.identifier_preparer.quote(name))
+
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
+        try:
+            return self.query(select_sql(self, table, columns, quote=self.quote), deadline=deadline)
         except CheckError as exc:
             raise self._explain_missing(table, columns) or exc from None
+
+    def follows(self, table: str) -> Follow:
+        return self.cursors.follows(table)
+
+    def read_since(
+        self, table: str, columns: Sequence[str], after: Any = None, *, deadline: float = math.inf
+    ) -> tuple[Iterable[dict[str, Any]], Any]:
+        """With a cursor column for the table, what changed since ``after``; else every row."""
+        since = self.cursors.read_since(table, columns, after, deadline)
+        return since if since is not None else (self.read(table, columns, deadline=deadline), None)
+
+    def read_keys(
+        self, table: str, columns: Sequence[str], keys: Sequence[Any], *, deadline: float = math.inf
+    ) -> Iterable[dict[str, Any]]:
+        plan = self.cursors.plan(table, deadline)
+        if not keys or plan is None or isinstance(plan, str):  # no keys were handed out without a plan
+            return []
+        sql = f"{select_sql(self, table, columns, quote=self.quote, key=plan.key)} WHERE {plan.key} IN :keys"
+        return self._keyed(
+            sa.text(sql).bindparams(sa.bindparam("keys", expanding=True)), {"keys": list(keys)}, deadline
+        )
+
+    def read_open(
+        self, table: str, columns: Sequence[str], column: str, *, deadline: float = math.inf
+    ) -> Iterable[dict[str, Any]]:
+        plan = self.cursors.plan(table, deadline)
+        if plan is None or isinstance(plan, str):
+            return super().read_open(table, columns, column, deadline=deadline)
+        c = self.quote(self.column_map(table, [column])[column])
+        as_text = sa.cast(sa.literal_column(c), sa.String()).compile(dialect=self.engine.dialect)
+        sql = f"{select_sql(self, table, columns, quote=self.quote, key=plan.key)} WHERE {c} IS NULL OR {as_text} = ''"
+        return self._keyed(sa.text(sql), {}, deadline)
+
+    def _keyed(self, stmt: Any, params: dict[str, Any], deadline: float) -> Iterator[dict[str, Any]]:
+        with self.translated(deadline), self.transaction(deadline) as conn:
+            yield from self.dicts(conn.execute(stmt, params))
+
+    def missing(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[tuple[str, str]]:
+        """The table's columns as every source checks them, then its cursor column."""
+        found = super().missing(table, columns, deadline=deadline)
+        return found or self.cursors.problems(table, deadline)
+
+    def forget_columns(self, table: str | None = None) -> None:
+        """After a failed read the schema may have changed: the cursors' plans are made again too."""
+        super().forget_columns(table)
+        if table is None:
+            self.cursors.plans.clear()
+        else:
+            self.cursors.plans.pop(table, None)
+
+    def unique(self, table: str, column: str) -> bool:
+        """Whether the database declares ``column`` unique: a one-column primary key, unique
+        constraint or unique index."""
+        name, col = self.table_name(table), self.column_map(table, [column])[column]
+        try:
+            with self.translated(math.inf), self.transaction(math.inf) as conn:
+                inspector = sa.inspect(conn)
+                declared = key_columns(inspector, name)
+        except (CheckError, SourceUnavailable, TimeoutError, sa_exc.SQLAlchemyError):
+            return False
+        return [col] in declared
 
     def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str]:
         src_table = self.table_name(table)
         try:
-            with self._transaction(deadline) as conn:
+            with self.transaction(deadline) as conn:
                 inspector = sa.inspect(conn)
                 if not inspector.has_table(src_table):
                     return frozenset()
@@ -185,13 +281,21 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
 
     # -- transactions and limits ---------------------------------------------------------------
     @contextmanager
-    def _transaction(self, deadline: float) -> Iterator[Connection]:
+    def transaction(self, deadline: float, snapshot: bool = False) -> Iterator[Connection]:
+        """A read-only transaction bounded by ``deadline``; with ``snapshot`` every statement in
+        it sees the same committed data (repeatable read), as a cursor's bookkeeping needs."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"source {self.name}: the check's deadline passed before the query")
         conn = self._connect()
         try:
+            if snapshot and self.backend != "sqlite":
+                conn.execution_options(isolation_level="REPEATABLE READ")
             self._limit(conn, remaining)
+            if snapshot and self.backend == "sqlite":
+                raw: Any = conn.connection.dbapi_connection
+                if not raw.in_transaction:
+                    raw.execute("BEGIN")  # a snapshot from the first read on
             yield conn
         finally:
             try:

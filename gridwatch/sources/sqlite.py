@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import tzinfo
 from typing import Any
 
-from gridwatch.api import CheckError, Latest, Resync, Source, SourceUnavailable, TableOptions
+from gridwatch.api import CheckError, Follow, Latest, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.schema import EPOCH, EPOCH_MS, ISO
@@ -100,6 +100,9 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
     def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> Iterator[dict[str, Any]]:
         """Streams: a table of millions of rows never sits in memory whole."""
         return self._rows(self.connect(deadline), select_sql(self, table, columns, quote=_quote), None)
+
+    def follows(self, table: str) -> Follow:
+        return Follow("rowid", False, "appended")
 
     def read_since(
         self, table: str, columns: Sequence[str], after: Any = None, *, deadline: float = math.inf

@@ -162,12 +162,28 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "array",
                 "items": {
                     "type": "object",
-                    "required": ["name", "type", "up", "error"],
+                    "required": ["name", "type", "up", "error", "tables"],
                     "properties": {
                         "name": {"type": "string"},
                         "type": {"type": "string"},
                         "up": {"type": ["boolean", "null"]},
                         "error": _NULLABLE_STR,
+                        "tables": {
+                            "type": "array",
+                            "description": "How each table the checks read is followed between runs: only what "
+                            "was appended (or changed) since the last run, by a cursor column, or in full on "
+                            "every run, and why (no cursor configured, or a source that cannot follow one).",
+                            "items": {
+                                "type": "object",
+                                "required": ["table", "read", "cursor", "why"],
+                                "properties": {
+                                    "table": {"type": "string"},
+                                    "read": {"type": "string", "enum": ["appended", "changed", "full"]},
+                                    "cursor": _NULLABLE_STR,
+                                    "why": {"type": ["string", "null"], "enum": ["no_cursor", "not_followable", None]},
+                                },
+                            },
+                        },
                     },
                 },
             },
