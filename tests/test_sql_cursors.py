@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from gridwatch import config
 from gridwatch.pipeline.results import Results
@@ -28,23 +29,23 @@ from tests.test_incremental import CHECKS, START, City
 FOLLOWED = ("households", "household_categories", "visits", "patrols", "reports")
 
 
-def _follow_by_triggers(db: sqlite3.Connection) -> None:
+def _follow_by_triggers(db: sa.Connection) -> None:
     """What a platform's schema gives: an increasing id on every table (``seq``), and on incidents
     a changed-since column (``version``, from one counter, set on every insert and update)."""
-    db.execute("CREATE TABLE clock (n INTEGER)")
-    db.execute("INSERT INTO clock VALUES (0)")
-    have = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    db.exec_driver_sql("CREATE TABLE clock (n INTEGER)")
+    db.exec_driver_sql("INSERT INTO clock VALUES (0)")
+    have = {name for (name,) in db.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for table in [t for t in (*FOLLOWED, "incidents") if t in have]:
-        db.execute(f"ALTER TABLE {table} ADD COLUMN seq INTEGER")
-        db.execute(f"CREATE UNIQUE INDEX {table}_seq ON {table} (seq)")
-        db.execute(
+        db.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN seq INTEGER")
+        db.exec_driver_sql(f"CREATE UNIQUE INDEX {table}_seq ON {table} (seq)")
+        db.exec_driver_sql(
             f"CREATE TRIGGER {table}_seq AFTER INSERT ON {table} BEGIN UPDATE {table} SET seq = "
             f"(SELECT coalesce(max(seq), 0) + 1 FROM {table}) WHERE rowid = NEW.rowid; END"
         )
-    db.execute("ALTER TABLE incidents ADD COLUMN version INTEGER")
+    db.exec_driver_sql("ALTER TABLE incidents ADD COLUMN version INTEGER")
     for event in ("INSERT", "UPDATE OF accepted_at, dispatched_at, resolved_at, closed_at, reopened_count, extended"):
         name = "incidents_v" + event.split()[0].lower()
-        db.execute(
+        db.exec_driver_sql(
             f"CREATE TRIGGER {name} AFTER {event} ON incidents BEGIN UPDATE clock SET n = n + 1; "
             "UPDATE incidents SET version = (SELECT n FROM clock) WHERE rowid = NEW.rowid; END"
         )
@@ -112,9 +113,9 @@ def test_cursors_follow_a_growing_city_as_a_full_read_would(tmp_path: Path, seed
     are followed by their changed-since column, or by their increasing id (their edits then found
     by reading again, by key, the cases kept and the open ones)."""
     rnd = random.Random(seed)
-    city = City(tmp_path / "city.db", rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3)
-    _follow_by_triggers(city.db)
     url = f"sqlite:///{tmp_path / 'city.db'}"
+    city = City(url, rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3)
+    _follow_by_triggers(city.db)
     cursors = (
         CITY_CURSORS
         if incidents == "changed"
@@ -146,7 +147,7 @@ def test_cursors_follow_a_growing_city_as_a_full_read_would(tmp_path: Path, seed
             deleted = None
             if step % 4 == 3:  # a row deleted: caught by the counts, read in full
                 deleted = rnd.choice([*FOLLOWED[2:], "incidents"])
-                city.db.execute(f"DELETE FROM {deleted} WHERE rowid = (SELECT min(rowid) FROM {deleted})")
+                city.db.exec_driver_sql(f"DELETE FROM {deleted} WHERE rowid = (SELECT min(rowid) FROM {deleted})")
     finally:
         kept.close()
         state.close()
