@@ -66,11 +66,9 @@ def start(work: Path) -> PostgresServer:
     absent = postgres_missing()
     if absent is not None:
         raise RuntimeError(absent)
-    kept: Path | None = work / "pg"
-    assert kept is not None
-    if len(str(kept)) > _SOCKET_PATH_MAX or (os.geteuid() == 0 and not _reachable(kept.parent)):
-        kept = None
-    server = PostgresServer(dbname=BASE_DB, directory=kept, startup_timeout=120.0)
+    kept = work / "pg"
+    usable = len(str(kept)) <= _SOCKET_PATH_MAX and (os.geteuid() != 0 or _reachable(kept.parent))
+    server = PostgresServer(dbname=BASE_DB, directory=kept if usable else None, startup_timeout=120.0)
     return server.start()
 
 

@@ -533,8 +533,15 @@ def build_rows(n: int, sides: list[Side]) -> tuple[list[Row], list[str]]:
         return ours, theirs
 
     def cpu_cell(s: Side) -> str:
-        c = cpu_cycle(s)
-        return NA if c is None or not c[1] else f"{seconds(c[0])} / {seconds(c[1])} = {ratio(c[0] / c[1])}"
+        """``ours / theirs = ratio``, each ``client + server`` where there is a server."""
+        c, st = cpu_cycle(s), steady(s)
+        if c is None or not c[1] or st is None or s.q is None:
+            return NA
+        if st.get("server_cpu") is None:
+            return f"{seconds(c[0])} / {seconds(c[1])} = {ratio(c[0] / c[1])}"
+        ours = f"{seconds(st['cpu'])} + {seconds(st['server_cpu'])}"
+        theirs = f"{seconds(s.q['cpu_per_cycle'])} + {seconds(s.q['server_cpu_per_cycle'])}"
+        return f"({ours}) / ({theirs}) = {ratio(c[0] / c[1])}"
 
     row(
         "CPU per cycle, with the database server's: gridwatch steady run / query-exporter",
