@@ -4,7 +4,7 @@ The server is the test suite's (``tests/components.py``: initdb as the ``postgre
 root, trust on 127.0.0.1, durability off). Its cluster is kept under the bench's work
 directory, so a city loaded once is reused: each city is a database named for the SQLite file
 it was copied from and this loader, and each run works on a copy of it (``CREATE DATABASE …
-TEMPLATE``), since the runs change it.
+TEMPLATE``), since the runs change it, dropped at the end.
 
 The columns get the types a platform would use, not the demo's text: ``timestamp`` (without
 time zone: local wall-clock time, as the standard schema's timestamps without an offset are)
@@ -130,6 +130,12 @@ def fresh_copy(server: PostgresServer, city_db: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{RUN_DB}"')
         conn.execute(f'CREATE DATABASE "{RUN_DB}" TEMPLATE "{city_db}"')
     return RUN_DB
+
+
+def drop(server: PostgresServer, dbname: str) -> None:
+    """Drop a run's copy once every client has left: it holds as much as the city."""
+    with connect(server, BASE_DB) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
 
 
 def sizes(server: PostgresServer, dbname: str, tables: tuple[str, ...]) -> dict[str, int]:

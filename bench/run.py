@@ -312,6 +312,7 @@ def measure_postgres(city: City, steps: Steps) -> Side:
 
         source = f'type = "sql"\nurl = "{server.url_for(dbname)}"'
         _common(side, steps, city, run_dir, source, server.dsn_for(dbname), peer, server.pid)
+        steps.run("PostgreSQL: drop the run's copy", lambda: pgcity.drop(server, dbname))
     finally:
         server.close()
     return side
