@@ -43,8 +43,10 @@ test: packages lint
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-# The benchmark (docs/performance.md): 2,000 grids by default, GRIDS=10000 for a city, QUICK=1
-# for the tiny CI run. The first run generates the city and installs query-exporter (kept in bench/.work).
+# The benchmark (docs/performance.md), on SQLite and PostgreSQL side by side: 2,000 grids by
+# default, GRIDS=10000 for a city, QUICK=1 for the tiny CI run, DB=sqlite or DB=postgres for one
+# database. The first run generates the city, loads it into a private PostgreSQL cluster and
+# installs query-exporter (all kept in bench/.work).
 GRIDS ?= 2000
 bench: $(TESTED)
-	$(BIN)/python -m bench.run $(if $(QUICK),--quick,--grids $(GRIDS))
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,--grids $(GRIDS)) $(if $(DB),--db $(DB))

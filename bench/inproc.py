@@ -1,7 +1,8 @@
 """The in-process runs, in a process of their own so its peak memory is gridwatch's alone.
 
 Builds the runtime the way ``gridwatch once`` does, runs the four checks as of ``--now`` (the
-first, full run), applies bench/changes.py to the database, and runs them again on the same
+first, full run), makes bench/changes.py's planned changes in the source database (an SQLite
+file or a PostgreSQL DSN), and runs them again on the same
 ``Runtime`` as of ``--later`` (the steady run: whatever state the checks keep between runs is
 there). Prints one JSON object on stdout.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import changes
-from bench.probe import status_kb
+from bench.probe import TICK, status_kb, tree_ticks
 from gridwatch import config
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime, assemble
@@ -44,11 +45,15 @@ def _delta(after: Mapping[str, int] | None, before: Mapping[str, int] | None) ->
     return {t: n - (before or {}).get(t, 0) for t, n in after.items() if n - (before or {}).get(t, 0)}
 
 
-async def one_pass(runtime: Runtime, results: Results, now: datetime) -> tuple[dict[str, Any], list[Any]]:
-    """Every check once, one after the other: wall and CPU time (all threads) per check."""
+async def one_pass(
+    runtime: Runtime, results: Results, now: datetime, server: int | None
+) -> tuple[dict[str, Any], list[Any]]:
+    """Every check once, one after the other: wall and CPU time (all threads) per check, and
+    the database server's CPU (process ``server`` and its children) over the pass."""
     checks: dict[str, Any] = {}
     samples: list[Any] = []
     first = rows_read(runtime)
+    ticks0 = tree_ticks(server) if server else 0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for name, runner in runtime.runners.items():
         before = rows_read(runtime)
@@ -68,6 +73,7 @@ async def one_pass(runtime: Runtime, results: Results, now: datetime) -> tuple[d
     summary = {
         "wall": time.perf_counter() - wall0,
         "cpu": time.process_time() - cpu0,
+        "server_cpu": (tree_ticks(server) - ticks0) * TICK if server else None,
         "checks": checks,
         "rows_read": None if total is None else sum(total.values()),
         "rows_read_by_table": total,
@@ -83,10 +89,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     store.open()
     runtime, results = assemble(settings, host, store, asyncio.get_running_loop())
     try:
-        full, full_samples = await one_pass(runtime, results, now)
+        full, full_samples = await one_pass(runtime, results, now, args.server_pid)
         hwm_full = status_kb("VmHWM")
-        changed = changes.apply(Path(args.db), now, later, tz, args.fraction, args.seed)
-        steady, steady_samples = await one_pass(runtime, results, later)
+        changed = changes.apply(args.target, json.loads(Path(args.changes).read_text(encoding="utf-8")))
+        steady, steady_samples = await one_pass(runtime, results, later, args.server_pid)
         return {
             "full": full,
             "steady": steady,
@@ -104,9 +110,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--config", required=True)
-    p.add_argument("--db", required=True, help="the source database, changed between the runs")
+    p.add_argument("--target", required=True, help="the source database changed between the runs: a path or a DSN")
+    p.add_argument("--changes", required=True, help="the changes to make (JSON, bench/changes.py's plan)")
     p.add_argument("--now", required=True)
     p.add_argument("--later", required=True)
-    p.add_argument("--fraction", type=float, default=0.001)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--server-pid", type=int, help="the database server's main process, for its CPU")
     json.dump(asyncio.run(main(p.parse_args())), sys.stdout)

@@ -35,6 +35,26 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the whole line)
 
 
+def tree_ticks(pid: int) -> int:
+    """CPU of a server and its children, in clock ticks: its own and its reaped children's
+    (``cutime``, ``cstime``), plus every live child's. It only grows, however many children
+    (PostgreSQL's backends and parallel workers) come and go in between."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(entry.name) == pid:
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        elif int(fields[1]) == pid:  # its parent
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
 def wait_idle(pid: int, quiet: float = 0.3, timeout: float = 600.0) -> int:
     """Wait until the process has used no CPU for ``quiet`` seconds; returns its ticks then."""
     end = time.monotonic() + timeout

@@ -1,11 +1,12 @@
-"""The nearest peer, query-exporter, running the floor's queries on the same database.
+"""The nearest peer, query-exporter, running the floor's queries on the same database
+(SQLite or PostgreSQL, each in its dialect: bench/floor.py, bench/floorpg.py).
 
 query-exporter re-runs every query in full each interval; gridwatch should do far less work
 per cycle once it keeps state between runs. It is installed from the package index into a
 virtual environment of its own under the bench's work directory (kept between runs), given
 the floor's queries with the same parameters as gridwatch's steady run, and watched from
-outside: CPU per evaluation cycle from /proc, rows visited per cycle from the queries' plans
-(bench/floor.py), and the time of a /metrics scrape.
+outside: CPU per evaluation cycle from /proc (its own, and the database server's when there
+is one), rows visited per cycle from the queries' plans, and the time of a /metrics scrape.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,7 +27,7 @@ from bench import floor
 from bench.probe import TICK, Client, Timings, cpu_ticks, wait_idle
 from gridwatch.testing import free_port
 
-REQUIREMENT = "query-exporter>=5,<6"
+REQUIREMENTS = ("query-exporter>=5,<6", "psycopg[binary]>=3.1")  # psycopg: for PostgreSQL
 DATABASE = "city"
 _QUERIES = re.compile(rb"^queries_total\{([^}]*)\} (\S+)$", re.MULTILINE)
 
@@ -38,11 +37,12 @@ def install(work: Path) -> Path:
     venv = work / "qe-venv"
     exe = venv / "bin" / "query-exporter"
     stamp = venv / ".installed"
-    if not (exe.exists() and stamp.exists()):
+    wanted = "\n".join(REQUIREMENTS) + "\n"
+    if not (exe.exists() and stamp.exists() and stamp.read_text() == wanted):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, REQUIREMENT], check=True)
-        stamp.write_text(REQUIREMENT + "\n")
+        subprocess.run([*pip, *REQUIREMENTS], check=True)
+        stamp.write_text(wanted)
     return exe
 
 
@@ -52,11 +52,13 @@ def version(exe: Path) -> str:
     return found.group(0) if found else out.strip()
 
 
-def write_config(path: Path, db: Path, params: dict[str, Any], interval: int) -> None:
+def write_config(
+    path: Path, dsn: str, floor_queries: Sequence[floor.Query], params: dict[str, Any], interval: int
+) -> None:
     """The floor's queries as a query-exporter config. JSON is YAML, so no YAML writer is needed."""
     metrics: dict[str, Any] = {}
     queries: dict[str, Any] = {}
-    for q in floor.QUERIES:
+    for q in floor_queries:
         for m in q.metrics:
             metrics[m] = {"type": "gauge", "description": f"{m} (plain SQL)", "labels": list(q.labels)}
         queries[q.name] = {
@@ -66,7 +68,7 @@ def write_config(path: Path, db: Path, params: dict[str, Any], interval: int) ->
             "sql": q.sql,
             "parameters": [floor.used_params(q.sql, params)],
         }
-    config = {"databases": {DATABASE: {"dsn": f"sqlite:///{db.resolve()}"}}, "metrics": metrics, "queries": queries}
+    config = {"databases": {DATABASE: {"dsn": dsn}}, "metrics": metrics, "queries": queries}
     path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -90,20 +92,29 @@ def values(body: bytes) -> Iterator[tuple[str, dict[str, str], float]]:
 
 
 def measure(
-    exe: Path, db: Path, now: datetime, tz: ZoneInfo, work: Path, *, cycles: int, scrapes: int, interval: int
+    exe: Path,
+    dsn: str,
+    floor_queries: Sequence[floor.Query],
+    params: dict[str, Any],
+    work: Path,
+    *,
+    cycles: int,
+    scrapes: int,
+    interval: int,
+    server_ticks: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """Run query-exporter until ``cycles`` whole evaluation cycles have been watched, scrape it
-    ``scrapes`` times between cycles, and stop it."""
-    params = floor.params(now, tz, floor.history_start(db))
+    ``scrapes`` times between cycles, and stop it. ``server_ticks``: the database server's CPU
+    so far, read where query-exporter's is."""
     config = work / "query-exporter.yaml"
-    write_config(config, db, params, interval)
+    write_config(config, dsn, floor_queries, params, interval)
     port = free_port()
     log = work / "query-exporter.log"
     argv = [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=work)
     client = Client(port)
-    n = len(floor.QUERIES)
+    n = len(floor_queries)
     try:
 
         def executions() -> int:
@@ -132,10 +143,12 @@ def measure(
             before = executions()
             mark = cpu_ticks(proc.pid)
             cpu0, t0 = wait_idle(proc.pid), time.monotonic()
+            server0 = server_ticks() if server_ticks else 0
             if cpu0 - mark <= 1:  # else a cycle began right after the count: count again
                 break
         bursts = _watch(proc.pid, t0 + cycles * interval)
         cpu1 = wait_idle(proc.pid)
+        server1 = server_ticks() if server_ticks else 0
         after = executions()
         ran = (after - before) / n
         if ran <= 0:
@@ -147,7 +160,7 @@ def measure(
             "interval": interval,
             "cycles": ran,
             "cpu_per_cycle": (cpu1 - cpu0) * TICK / ran,
-            "rows_per_cycle": floor.rows_visited(db, now, tz)[0],
+            "server_cpu_per_cycle": (server1 - server0) * TICK / ran if server_ticks else None,
             "scrape_p50": timings.p50,
             "scrape_max": timings.max,
             "bytes": timings.sizes[-1],

@@ -14,10 +14,20 @@ YES, NO, NA, NONE = "yes", "**NO**", "n/a", "—"
 
 @dataclass
 class Row:
+    """One figure: its value on each database (in the table's order), its target, and whether
+    each database meets it (one verdict when they agree)."""
+
     figure: str
-    value: str
+    values: list[str]
     target: str = NONE
     met: str = NONE
+
+
+def met(verdicts: dict[str, str]) -> str:
+    """One verdict when every database has it, else each database's: ``SQLite yes, PostgreSQL **NO**``."""
+    if len(set(verdicts.values())) <= 1:
+        return next(iter(verdicts.values()), NONE)
+    return ", ".join(f"{db} {v}" for db, v in verdicts.items())
 
 
 def seconds(x: float | None) -> str:
@@ -54,7 +64,7 @@ def verdict(ok: bool | None) -> str:
     return NA if ok is None else (YES if ok else NO)
 
 
-def machine() -> list[tuple[str, str]]:
+def machine(extra: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """What the figures were measured on, found at run time (no host names, no paths)."""
     model = ""
     try:
@@ -78,12 +88,13 @@ def machine() -> list[tuple[str, str]]:
         ("OS", f"{platform.system()} {'.'.join(platform.release().split('.')[:2])}"),
         ("Python", platform.python_version()),
         ("SQLite", sqlite3.sqlite_version),
+        *(extra or []),
     ]
 
 
-def table(rows: list[Row]) -> str:
-    cells = [("figure", "value", "target", "met"), *((r.figure, r.value, r.target, r.met) for r in rows)]
-    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+def table(rows: list[Row], databases: list[str]) -> str:
+    cells = [("figure", *databases, "target", "met"), *((r.figure, *r.values, r.target, r.met) for r in rows)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cells[0]))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)) + " |"]
     lines.append("| " + " | ".join("-" * w for w in widths) + " |")
     for c in cells[1:]:
@@ -91,11 +102,12 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def document(title: str, facts: list[tuple[str, str]], rows: list[Row], notes: list[str]) -> str:
-    """The results file: what ran where, the table, and the notes the table's cells refer to."""
+def document(title: str, facts: list[tuple[str, str]], rows: list[Row], databases: list[str], notes: list[str]) -> str:
+    """The results file: what ran where, the table (a value column per database), and the
+    notes the table's cells refer to."""
     out = [f"## {title}", ""]
     out += [f"- {k}: {v}" for k, v in facts]
-    out += ["", table(rows), ""]
+    out += ["", table(rows, databases), ""]
     if notes:
         out += [f"- {n}" for n in notes]
         out.append("")

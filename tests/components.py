@@ -66,6 +66,7 @@ __all__ = [
     "free_port",
     "in_ci",
     "pg_bindir",
+    "postgres_missing",
     "require",
     "wait_http",
 ]
@@ -316,6 +317,12 @@ class _Component:
     def running(self) -> bool:
         return self._process.running
 
+    @property
+    def pid(self) -> int | None:
+        """The main process's id while it runs (PostgreSQL's postmaster)."""
+        popen = self._process.popen
+        return None if popen is None else popen.pid
+
     def start(self) -> Self:
         raise NotImplementedError
 
@@ -525,6 +532,22 @@ def _socket_base_dir() -> Path:
     return Path("/tmp") if too_long or unreachable else base
 
 
+def postgres_missing() -> str | None:
+    """Why no PostgreSQL server can be started here (a message naming the Debian package), or
+    None. For callers outside pytest (the bench); the tests get it through :func:`missing`."""
+    if pg_bindir() is None:
+        return "PostgreSQL server programs (initdb, postgres) not found: install the Debian package postgresql"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return (
+                "running as root, but there is no 'postgres' system user to run PostgreSQL:"
+                " install the Debian package postgresql"
+            )
+    return None
+
+
 class PostgresServer(_Component):
     """A throw-away PostgreSQL cluster: initdb, trust auth, one database.
 
@@ -546,19 +569,13 @@ class PostgresServer(_Component):
         settings: Mapping[str, str] | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
+        absent = postgres_missing()
+        if absent is not None:
+            missing(absent)
         bindir = pg_bindir()
-        if bindir is None:
-            missing("PostgreSQL server programs (initdb, postgres) not found: install the Debian package postgresql")
+        assert bindir is not None
         self.bindir = bindir
-        self._owner: pwd.struct_passwd | None = None
-        if os.geteuid() == 0:
-            try:
-                self._owner = pwd.getpwnam("postgres")
-            except KeyError:
-                missing(
-                    "running as root, but there is no 'postgres' system user to run PostgreSQL:"
-                    " install the Debian package postgresql"
-                )
+        self._owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
         own_dir = directory is None
         if directory is None:
             directory = tempfile.mkdtemp(prefix="gw-pg-", dir=_socket_base_dir())
@@ -654,7 +671,8 @@ class PostgresServer(_Component):
         if self.running:
             return self
         began = time.monotonic()
-        if not (self.data_dir / "PG_VERSION").exists():
+        fresh = not (self.data_dir / "PG_VERSION").exists()  # else a kept cluster: its database is there
+        if fresh:
             self._run(
                 [
                     str(self.bindir / "initdb"),
@@ -686,7 +704,7 @@ class PostgresServer(_Component):
             if time.monotonic() > deadline:
                 self._start_failed(f"not ready within {self.startup_timeout:g}s")
             time.sleep(0.02)
-        if self.dbname not in self._created:
+        if fresh and self.dbname not in self._created:
             self.createdb(self.dbname)
         self.startup_seconds = time.monotonic() - began
         return self
