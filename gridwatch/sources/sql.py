@@ -22,7 +22,7 @@ import re
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any
@@ -32,9 +32,10 @@ from pydantic import Field
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from gridwatch.api import CheckError, Source, SourceUnavailable, TableOptions
+from gridwatch.api import CheckError, Latest, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
 from gridwatch.hookspecs import hookimpl
+from gridwatch.sources import sqlfold
 from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
 from gridwatch.sources.sqlite import UNDECODABLE, decode_text
@@ -62,6 +63,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     """
 
     type = "sql"
+    latest_fields = frozenset({"split", "earliest"})
 
     class Options(TableOptions):
         url: str
@@ -127,22 +129,19 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     def _query(
         self, sql: str, params: Mapping[str, Any] | None, deadline: float, stream: bool
     ) -> Iterator[dict[str, Any]]:
+        with self.translated(deadline), self.transaction(deadline) as conn:
+            if stream:
+                conn = conn.execution_options(stream_results=True, max_row_buffer=1000)
+            result = conn.execute(sa.text(sql), dict(params or {}))
+            if not result.returns_rows:
+                return
+            yield from self.dicts(result)
+
+    @contextmanager
+    def translated(self, deadline: float) -> Iterator[None]:
+        """Driver errors as the core understands them: down, timed out, or the operator's fix."""
         try:
-            with self._transaction(deadline) as conn:
-                if stream:
-                    conn = conn.execution_options(stream_results=True, max_row_buffer=1000)
-                result = conn.execute(sa.text(sql), dict(params or {}))
-                if not result.returns_rows:
-                    return
-                keys = list(result.keys())
-                try:
-                    for row in result:
-                        if self.backend == "sqlite" and any(v is UNDECODABLE for v in row):
-                            self.count_rejected({BAD_ENCODING: 1})
-                            continue
-                        yield {k: _value(v) for k, v in zip(keys, row, strict=True)}
-                finally:
-                    result.close()  # a caller that stopped early: the server-side cursor goes now
+            yield
         except sa_exc.DBAPIError as exc:
             raise self._translate(exc, deadline) from None
         except sa_exc.SQLAlchemyError as exc:  # e.g. a bound parameter without a value
@@ -152,19 +151,49 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
                 f"query failed: source {self.name} returned text that is not valid in the connection's encoding"
             ) from None
 
-    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
-        quote: Callable[[str], str] = self.engine.dialect.identifier_preparer.quote
-        if self.backend == "sqlite":  # a double-quoted unknown name would read as a string constant
-            quote = _backquoted
+    def dicts(self, result: Any) -> Iterator[dict[str, Any]]:
+        """A result's rows as the checks take them; on SQLite a row with text that is not UTF-8
+        is skipped and counted."""
+        keys = list(result.keys())
         try:
-            return self.query(select_sql(self, table, columns, quote=quote), deadline=deadline)
+            for row in result:
+                if self.backend == "sqlite" and any(v is UNDECODABLE for v in row):
+                    self.count_rejected({BAD_ENCODING: 1})
+                    continue
+                yield {k: _value(v) for k, v in zip(keys, row, strict=True)}
+        finally:
+            result.close()  # a caller that stopped early: the server-side cursor goes now
+
+    def quote(self, name: str) -> str:
+        """An identifier quoted for the backend (on SQLite in backquotes, never taken for a string)."""
+        if self.backend == "sqlite":  # a double-quoted unknown name would read as a string constant
+            return _backquoted(name)
+        return str(self.engine.dialect.identifier_preparer.quote(name))
+
+    def read(self, table: str, columns: Sequence[str], *, deadline: float = math.inf) -> list[dict[str, Any]]:
+        try:
+            return self.query(select_sql(self, table, columns, quote=self.quote), deadline=deadline)
         except CheckError as exc:
             raise self._explain_missing(table, columns) or exc from None
+
+    def read_latest(
+        self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
+    ) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], Any] | None:
+        """A full read folded in the database where it can vouch for the rows (:mod:`gridwatch.sources.sqlfold`)."""
+        return None if after is not None else sqlfold.read_latest(self, table, columns, want, deadline)
+
+    def unique(self, table: str, column: str) -> bool:
+        """Whether the database declares ``column`` unique: a one-column primary key, unique
+        constraint or unique index."""
+        try:
+            return sqlfold.declared_unique(self, table, column)
+        except (CheckError, SourceUnavailable, TimeoutError, sa_exc.SQLAlchemyError):
+            return False
 
     def columns(self, table: str, *, deadline: float = math.inf) -> frozenset[str]:
         src_table = self.table_name(table)
         try:
-            with self._transaction(deadline) as conn:
+            with self.transaction(deadline) as conn:
                 inspector = sa.inspect(conn)
                 if not inspector.has_table(src_table):
                     return frozenset()
@@ -181,13 +210,21 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
 
     # -- transactions and limits ---------------------------------------------------------------
     @contextmanager
-    def _transaction(self, deadline: float) -> Iterator[Connection]:
+    def transaction(self, deadline: float, snapshot: bool = False) -> Iterator[Connection]:
+        """A read-only transaction bounded by ``deadline``; with ``snapshot`` every statement in
+        it sees the same committed data (repeatable read), as a read in several statements needs."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"source {self.name}: the check's deadline passed before the query")
         conn = self._connect()
         try:
+            if snapshot and self.backend != "sqlite":
+                conn.execution_options(isolation_level="REPEATABLE READ")
             self._limit(conn, remaining)
+            if snapshot and self.backend == "sqlite":
+                raw: Any = conn.connection.dbapi_connection
+                if not raw.in_transaction:
+                    raw.execute("BEGIN")  # a snapshot from the first read on
             yield conn
         finally:
             try:

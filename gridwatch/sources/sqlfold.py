@@ -1,0 +1,389 @@
+"""A full read folded in the database: the ``sql`` source's :meth:`~gridwatch.api.Source.read_latest`.
+
+Without it every row of a year of visits crosses the network to be folded into one line per
+household in Python. Here the database folds the rows it can vouch for (:class:`gridwatch.api.Latest`:
+an id, a grid of the registry, a valid time between ``since`` and ``until``), in one pass that
+also counts, per key, the rows it cannot vouch for; every row of such a key (and of a NULL key)
+is then read as a row, and :func:`gridwatch.rows.clean` counts it by reason as always. Both
+statements run in one snapshot (repeatable read; on SQLite one read transaction), so a write
+between them cannot make the groups and the rows disagree.
+
+What "valid time" means in SQL, per column type (anything else: None, and the rows are read):
+
+- a native time (PostgreSQL ``timestamp``, ``timestamptz``, ``date``; MySQL ``DATETIME``,
+  ``TIMESTAMP``, ``DATE``) is always one; it is compared as the driver hands it over (a
+  ``timestamptz`` as an instant, the others as local times), whatever format is declared;
+- ``epoch`` / ``epoch_ms`` in a number column: the number, against the bounds as epoch numbers;
+- ``iso`` text: ``YYYY-MM-DD``, optionally ``[T ]HH:MM[:SS[.f{1,6}]]`` and ``Z`` or ``±HH:MM``
+  (hours up to 14), a real day of the calendar, a year in 1000-8999: a subset of what
+  :func:`gridwatch.rows.parse_ts` reads (any other form is handed on, never vouched for).
+  It is turned into the local time it names with the zone's offset at ``until``, which
+  ``Feed`` guarantees holds since ``since``;
+- a ``strptime`` pattern of fixed-width ``%Y %m %d [%H %M [%S]]`` between literal characters,
+  as the ``sqlite`` source folds them: rearranged into ISO text, then as above.
+
+Grid and key comparisons are exact on MySQL too (as bytes: ``G1 `` and ``g1`` are not ``G1``,
+as they are not in Python, though a ``_ci`` or even a ``_bin`` collation says they are). On a
+SQLite database the ``sqlite`` source's rules apply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import sqlalchemy as sa
+
+from gridwatch.api import Latest
+from gridwatch.schema import EPOCH, EPOCH_MS, ISO
+from gridwatch.sources.select import select_sql
+from gridwatch.sources.sqlite import UNDECODABLE, _bounds, _time_sql, _utf8
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from gridwatch.sources.sql import SqlSource
+
+# ISO text a database can vouch for (no backslash and no quote: the same literal in every dialect)
+_ISO = (
+    "^[1-8][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    "([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,6})?)?(Z|[+-](0[0-9]|1[0-4]):[0-5][0-9])?)?$"
+)
+_MOST_ODD = 100_000  # keys with a doubtful row, beyond which the rows are read instead
+_FIELDS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
+
+
+class _Dialect:
+    """The SQL that differs between PostgreSQL and MySQL/MariaDB."""
+
+    fence = ""  # keeps a subquery's computed columns from being computed again above it
+
+    def match(self, x: str, pattern: str) -> str:
+        raise NotImplementedError
+
+    def int(self, x: str) -> str:
+        raise NotImplementedError
+
+    def time(self, x: str) -> str:
+        raise NotImplementedError
+
+    def plus_minutes(self, ts: str, minutes: str) -> str:
+        raise NotImplementedError
+
+    def text(self, x: str) -> str:
+        raise NotImplementedError
+
+    def exact(self, x: str) -> str:
+        """``x`` compared and grouped byte for byte."""
+        return x
+
+    def nonempty(self, x: str) -> str:
+        return f"{x} <> ''"
+
+    def among(self, x: str, name: str, kind: str) -> tuple[str, sa.BindParameter[Any] | None]:
+        """``x`` is one of the list parameter ``name`` (of ``kind`` values: text or bigint)."""
+        raise NotImplementedError
+
+
+class _Postgres(_Dialect):
+    fence = " OFFSET 0"
+
+    def match(self, x: str, pattern: str) -> str:
+        return f"{x} ~ '{pattern}'"
+
+    def int(self, x: str) -> str:
+        return f"CAST({x} AS integer)"
+
+    def time(self, x: str) -> str:
+        return f"CAST({x} AS timestamp)"
+
+    def plus_minutes(self, ts: str, minutes: str) -> str:
+        return f"({ts} + ({minutes}) * interval '1 minute')"
+
+    def text(self, x: str) -> str:
+        return f"CAST({x} AS text)"
+
+    def among(self, x: str, name: str, kind: str) -> tuple[str, sa.BindParameter[Any] | None]:
+        return f"{x} = ANY(CAST(:{name} AS {kind}[]))", None
+
+
+class _MySQL(_Dialect):
+    def match(self, x: str, pattern: str) -> str:
+        return f"{x} REGEXP '{pattern}'"
+
+    def int(self, x: str) -> str:
+        return f"CAST({x} AS SIGNED)"
+
+    def time(self, x: str) -> str:
+        return f"CAST({x} AS DATETIME(6))"
+
+    def plus_minutes(self, ts: str, minutes: str) -> str:
+        return f"TIMESTAMPADD(MINUTE, {minutes}, {ts})"
+
+    def text(self, x: str) -> str:
+        return f"CAST({x} AS CHAR)"
+
+    def exact(self, x: str) -> str:
+        # bytes: a binary collation still pads (``h1 `` groups with ``h1``); a binary string does not
+        return f"CAST(CONVERT({x} USING utf8mb4) AS BINARY)"
+
+    def nonempty(self, x: str) -> str:
+        return f"CHAR_LENGTH({x}) > 0"  # '' = ' ' under a PAD SPACE collation
+
+    def among(self, x: str, name: str, kind: str) -> tuple[str, sa.BindParameter[Any] | None]:
+        return f"{x} IN :{name}", sa.bindparam(name, expanding=True)
+
+
+_DIALECTS: dict[str, _Dialect] = {"postgresql": _Postgres(), "mysql": _MySQL(), "mariadb": _MySQL()}
+
+
+def _iso_local(d: _Dialect, x: str, fixed: int) -> str:
+    """SQL: the naive local time (at the fixed offset of ``fixed`` minutes) that the ISO text
+    ``x`` names; NULL when ``x`` is not of the form the database vouches for. Nested CASEs: the
+    casts run only on text the pattern has let through."""
+    n = f"char_length({x})"
+    last = f"ascii(substr({x}, {n}, 1))"
+    # a digit or Z last (MySQL's REGEXP ignores case and lets a newline end the text)
+    shape = (
+        f"{d.match(x, _ISO)} AND ({last} BETWEEN 48 AND 57 OR {last} = 90)"
+        f" AND ({n} = 10 OR ascii(substr({x}, 11, 1)) IN (32, 84))"
+    )
+    y, m = d.int(f"substr({x}, 1, 4)"), d.int(f"substr({x}, 6, 2)")
+    leap = f"mod({y}, 4) = 0 AND (mod({y}, 100) <> 0 OR mod({y}, 400) = 0)"
+    days = f"CASE WHEN {m} = 2 THEN CASE WHEN {leap} THEN 29 ELSE 28 END WHEN {m} IN (4, 6, 9, 11) THEN 30 ELSE 31 END"
+    sign = f"CASE WHEN substr({x}, {n} - 5, 1) = '-' THEN -1 ELSE 1 END"
+    offset = f"({sign} * ({d.int(f'substr({x}, {n} - 4, 2)')} * 60 + {d.int(f'substr({x}, {n} - 1, 2)')}))"
+    local = (
+        f"CASE WHEN {last} = 90 THEN {d.plus_minutes(d.time(f'substr({x}, 1, {n} - 1)'), str(fixed))}"
+        f" WHEN {n} > 16 AND substr({x}, {n} - 5, 1) IN ('+', '-')"
+        f" THEN {d.plus_minutes(d.time(f'substr({x}, 1, {n} - 6)'), f'{fixed} - {offset}')}"
+        f" ELSE {d.time(x)} END"
+    )
+    return f"CASE WHEN {shape} THEN CASE WHEN {d.int(f'substr({x}, 9, 2)')} <= {days} THEN {local} END END"
+
+
+def _pattern_local(d: _Dialect, x: str, fmt: str, fixed: int) -> str | None:
+    """:func:`_iso_local` for text in a ``strptime`` pattern of fixed-width fields (the
+    ``sqlite`` source's rule); None for any other pattern."""
+    parts = re.findall(r"%(.)|([^%]+)", fmt)
+    fields = [f for f, _ in parts if f]
+    if fields not in (list("Ymd"), list("YmdHM"), list("YmdHMS")):
+        return None
+    pos, at, regex = 1, {}, "^"
+    for field, literal in parts:
+        if field:
+            at[field] = pos
+            pos += _FIELDS[field]
+            regex += f"[0-9]{{{_FIELDS[field]}}}"
+        else:
+            if any(c.isdigit() or c in "\\]^-'[" for c in literal):
+                return None
+            regex += "".join(f"[{c}]" for c in literal)
+            pos += len(literal)
+
+    def part(f: str) -> str:
+        return f"substr({x}, {at[f]}, {_FIELDS[f]})" if f in at else "'00'"
+
+    pieces = [part("Y"), "'-'", part("m"), "'-'", part("d"), "' '", part("H"), "':'", part("M"), "':'", part("S")]
+    iso = f"concat({', '.join(pieces)})"
+    shape = f"char_length({x}) = {pos - 1} AND {d.match(x, regex + '$')}"
+    return f"CASE WHEN {shape} THEN {_iso_local(d, iso, fixed)} END"
+
+
+class _Kind:
+    """What the fold needs to know of a column's type."""
+
+    def __init__(self, t: Any) -> None:
+        self.text = isinstance(t, sa.String) and not isinstance(t, sa.CHAR | sa.Enum)  # CHAR pads
+        self.integer = isinstance(t, sa.Integer)
+        self.number = isinstance(t, sa.Numeric | sa.Float | sa.Integer)
+        self.instant = isinstance(t, sa.DateTime) and bool(t.timezone)
+        self.native = isinstance(t, sa.DateTime | sa.Date)
+
+
+def read_latest(
+    source: SqlSource, table: str, columns: Sequence[str], want: Latest, deadline: float
+) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], None] | None:
+    reads = _reads(source, table, columns, want, deadline)
+    groups = next(reads)
+    if groups is None:
+        reads.close()
+        return None
+    return groups, reads, None
+
+
+class _Fold(NamedTuple):
+    sql: str
+    params: dict[str, Any]
+    binds: list[sa.BindParameter[Any]]
+    integer_key: bool  # the ``by`` column holds integers (else text)
+
+
+def _reads(
+    source: SqlSource, table: str, columns: Sequence[str], want: Latest, deadline: float
+) -> Generator[Any, None, None]:
+    """First the groups (None when the database cannot vouch), then the odd rows, in one snapshot."""
+    with source.translated(deadline), source.transaction(deadline, snapshot=True) as conn:
+        fold = _plan(source, conn, table, columns, want)
+        if fold is None:
+            yield None
+            return
+        groups, odd = _groups(source, want, conn.execute(sa.text(fold.sql).bindparams(*fold.binds), fold.params))
+        if groups is None or len(odd) > _MOST_ODD or any(type(k) not in (str, int) for k in odd):
+            yield None  # reading every row costs no more than naming that many keys back
+            return
+        yield groups
+        select = select_sql(source, table, columns, quote=source.quote)
+        by = source.quote(source.column_map(table, [want.by])[want.by])
+        d, keys = _DIALECTS.get(source.backend), sorted(odd, key=repr)
+        if d is None:  # SQLite
+            where, bind = f"{by} IN (SELECT value FROM json_each(:odd))", None
+            params: dict[str, Any] = {"odd": json.dumps(keys)}
+        else:
+            kind = "bigint" if fold.integer_key else "text"
+            where, bind = d.among(by if fold.integer_key else d.exact(by), "odd", kind)
+            params = {"odd": keys}
+        stmt = sa.text(f"{select} WHERE {by} IS NULL OR {where}")
+        if bind is not None:
+            stmt = stmt.bindparams(bind)
+        yield from source.dicts(conn.execution_options(stream_results=True, max_row_buffer=1000).execute(stmt, params))
+
+
+def _groups(source: SqlSource, want: Latest, result: Any) -> tuple[list[tuple[Any, ...]] | None, set[Any]]:
+    """The groups of the keys all of whose rows passed, and the other keys (as the database
+    holds them); None for a group holding text that does not decode (SQLite: its rows say
+    which, one by one)."""
+    from gridwatch.sources.sql import _value
+
+    split = want.split is not None
+    groups: list[tuple[Any, ...]] = []
+    odd: set[Any] = set()
+    for row in result:
+        if any(v is UNDECODABLE for v in row):
+            return None, odd
+        key, rest = _text(row[0]), row[2:] if split else row[1:]
+        latest, n, *first, bad = (_value(v) for v in rest)
+        if bad:
+            odd.add(key)
+            continue
+        groups.append((key, _text(_value(row[1])) if split else None, latest, n, *first))
+    to_text = want.by == want.grid  # as clean() hands a grid on
+    return [
+        ((str(k) if to_text else k, s) if split else str(k) if to_text else k, *values)
+        for k, s, *values in groups
+        if k not in odd
+    ], odd
+
+
+def _text(value: Any) -> Any:
+    """A key grouped byte for byte (MySQL), as the text it is."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _plan(source: SqlSource, conn: Connection, table: str, columns: Sequence[str], want: Latest) -> _Fold | None:
+    """The one-pass GROUP BY: per key, its latest (and earliest) good time, its rows, and how
+    many of them the database cannot vouch for."""
+    named = [*columns, want.by, want.column, want.id, want.grid, *([want.split] if want.split else [])]
+    src = source.column_map(table, named)
+    c = {k: source.quote(v) for k, v in src.items()}
+    by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
+    t = source.quote(source.table_name(table))
+    if source.backend == "sqlite":
+        register_functions(conn)
+        return _plan_sqlite(source, c, t, want)
+    d = _DIALECTS.get(source.backend)
+    if d is None:
+        return None
+    types = {i["name"]: _Kind(i["type"]) for i in sa.inspect(conn).get_columns(source.table_name(table))}
+    kind = {k: types.get(v) for k, v in src.items()}
+    keys = [want.by, *([want.split] if want.split else [])]
+    if any(k is None for k in kind.values()) or not all(kind[k].text or kind[k].integer for k in (*keys, want.grid)):  # type: ignore[union-attr]
+        return None
+    time_kind = kind[want.column]
+    assert time_kind is not None
+    tz = source.env.tz
+    fixed = want.until.replace(tzinfo=tz).utcoffset()
+    assert fixed is not None
+    minutes = int(fixed.total_seconds() // 60)
+    since: Any
+    until: Any
+    if time_kind.native:
+        at, since, until = col, want.since, want.until
+        if time_kind.instant:
+            since, until = want.since.replace(tzinfo=tz), want.until.replace(tzinfo=tz)
+    elif time_kind.number and want.format in (EPOCH, EPOCH_MS):
+        at, bounds = col, _bounds(want, tz)
+        since, until = bounds["since"], bounds["until"]
+    elif time_kind.text and want.format == ISO:
+        at, since, until = _iso_local(d, col, minutes), want.since, want.until
+    elif time_kind.text and want.format not in (EPOCH, EPOCH_MS):
+        local = _pattern_local(d, col, want.format, minutes)
+        if local is None:
+            return None
+        at, since, until = local, want.since, want.until
+    else:
+        return None
+    id_ok = f"{rid} IS NOT NULL" + (f" AND {d.nonempty(rid)}" if kind[want.id].text else "")  # type: ignore[union-attr]
+    grid_ok, bind = d.among(d.exact(d.text(grid)), "grids", "text")
+    exact = {k: d.exact(c[k]) if kind[k].text else c[k] for k in keys}  # type: ignore[union-attr]
+    inner = ", ".join(f"{exact[k]} AS k{i}" for i, k in enumerate(keys))
+    outer = ", ".join(f"k{i}" for i in range(len(keys)))
+    good = "CASE WHEN g = 1 AND t >= :since AND t <= :until THEN t END"
+    first = f", min({good})" if want.earliest else ""
+    sql = (
+        f"SELECT {outer}, max({good}), count(*){first}, sum(CASE WHEN {good} IS NULL THEN 1 ELSE 0 END)"
+        f" FROM (SELECT {inner}, {at} AS t, CASE WHEN {id_ok} AND {grid_ok} THEN 1 ELSE 0 END AS g"
+        f" FROM {t} WHERE {by} IS NOT NULL{d.fence}) AS f GROUP BY {outer}"
+    )
+    params = {"since": since, "until": until, "grids": list(want.grids)}
+    return _Fold(sql, params, [bind] if bind is not None else [], bool(kind[want.by].integer))  # type: ignore[union-attr]
+
+
+def _plan_sqlite(source: SqlSource, c: dict[str, str], t: str, want: Latest) -> _Fold | None:
+    """On a SQLite database, the ``sqlite`` source's rules, in one pass."""
+    time_sql = _time_sql(want.format)
+    if time_sql is None:
+        return None
+    by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
+    keys = f"{by}, {c[want.split]}" if want.split else by
+    # the columns read but not folded must decode too (else the row is bad_encoding)
+    decodes = "".join(
+        f" AND (typeof({q}) <> 'text' OR {q} NOT GLOB :wide OR gridwatch_utf8(CAST({q} AS BLOB)))"
+        for k, q in c.items()
+        if k not in (want.by, want.column, want.grid)
+    )
+    sure = (
+        f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
+        f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}{decodes}"
+    )
+    first = f", min({col})" if want.earliest else ""
+    sql = (
+        f"SELECT {keys}, max({col}), count(*){first}, sum(({sure}) IS NOT 1)"
+        f" FROM {t} WHERE {by} IS NOT NULL GROUP BY {keys}"
+    )
+    params = {"grids": json.dumps(list(want.grids)), **_bounds(want, source.env.tz), "wide": "*[^\x01-\x7f]*"}
+    return _Fold(sql, params, [], False)
+
+
+def register_functions(conn: Connection) -> None:
+    """SQLite: the UTF-8 test :func:`_plan_sqlite` calls."""
+    raw: Any = conn.connection.dbapi_connection
+    raw.create_function("gridwatch_utf8", 1, _utf8, deterministic=True)
+
+
+def declared_unique(source: SqlSource, table: str, column: str) -> bool:
+    """Whether the database declares ``column`` unique: a one-column primary key, unique
+    constraint or full unique index."""
+    name, col = source.table_name(table), source.column_map(table, [column])[column]
+    with source.translated(float("inf")), source.transaction(float("inf")) as conn:
+        inspector = sa.inspect(conn)
+        declared: list[Any] = [inspector.get_pk_constraint(name).get("constrained_columns") or []]
+        declared += [u["column_names"] for u in inspector.get_unique_constraints(name)]
+        declared += [
+            i["column_names"]
+            for i in inspector.get_indexes(name)
+            if i.get("unique") and not any(v for k, v in i.get("dialect_options", {}).items() if k.endswith("_where"))
+        ]
+    return [col] in declared
