@@ -342,3 +342,47 @@ def test_the_demo_city_with_declared_keys_folds_in_postgresql_to_exactly_sqlites
     for check in ("visits", "patrols"):
         _, handed = visits_check(tmp_path, postgres.url_for("city_keys"), monkeypatch, True, check, CITY_NOW)
         assert len(handed) == 1 and handed[0] < counts[check] / 20, (check, handed, counts)
+
+
+# --------------------------------------------------------------------------- vouching, value by value
+
+
+def iso_texts() -> list[str]:
+    """Valid and nearly valid ISO times: every date, time, zone and separator crossed."""
+    dates = ["2026-11-20", "2024-02-29", "2025-02-29", "1900-02-29", "2000-02-29", "2026-04-31", "2026-13-01",
+             "2026-00-10", "0001-01-01", "9999-12-31", "2026-1-20"]  # fmt: skip
+    times = ["10:00", "23:59:59", "24:00:00", "12:60", "10:00:60", "10:00:00.5", "10:00:00.123456",
+             "10:00:00.1234567", "9:00", "10", "10:00:00,5"]  # fmt: skip
+    zones = ["", "Z", "z", "+08:00", "-05:30", "+14:00", "+14:59", "+15:00", "+08", "+0800", "-00:00"]
+    texts = [d for d in dates] + [f"{d}{s}{t}{z}" for d in dates for s in (" ", "T", "t") for t in times for z in zones]
+    return [*texts, "yesterday", "", " 2026-11-20 10:00:00", "2026-11-20 10:00:00 ", "2026-11-20 10:00:00\n",
+            "２０２６-11-20 10:00", "2026-11-20+08:00", "20261120T100000"]  # fmt: skip
+
+
+@pytest.mark.component
+def test_postgresql_vouches_only_for_iso_text_python_reads_and_names_the_same_instant(postgres, env, sql_source):
+    """Each text the SQL turns into a time, Python reads as the same instant; none makes it fail."""
+    from datetime import timedelta, timezone
+
+    from gridwatch.rows import parse_ts
+
+    source = sql_source(env, postgres.url_for(postgres.dbname))
+    texts = iso_texts()
+    at = sqlfold._iso_local(sqlfold._DIALECTS["postgresql"], "v", 480)
+    with source.transaction(soon()) as conn:
+        got = dict(conn.execute(sa.text(f"SELECT v, {at} FROM unnest(CAST(:v AS text[])) AS v"), {"v": texts}).all())
+    vouched = 0
+    for text in texts:
+        try:
+            python = parse_ts(text, TZ)
+        except ValueError:
+            python = None
+        if got[text] is not None:
+            vouched += 1
+            assert python is not None, text
+            assert python.astimezone(timezone(timedelta(hours=8))).replace(tzinfo=None) == got[text], text
+    # 3 real days (2026-11-20, 2024-02-29, 2000-02-29), alone or with " " or "T" and one of 4 times
+    # (10:00, 23:59:59, 10:00:00.5, 10:00:00.123456) and one of 7 zones ("", Z, +08:00, -05:30,
+    # +14:00, +14:59, -00:00); the rest Python reads ("t", "10", "+08", seven digits, +15:00) is
+    # handed on, never vouched for wrongly
+    assert vouched == 3 * (1 + 2 * 4 * 7)
