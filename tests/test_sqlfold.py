@@ -386,3 +386,17 @@ def test_postgresql_vouches_only_for_iso_text_python_reads_and_names_the_same_in
     # +14:00, +14:59, -00:00); the rest Python reads ("t", "10", "+08", seven digits, +15:00) is
     # handed on, never vouched for wrongly
     assert vouched == 3 * (1 + 2 * 4 * 7)
+
+
+@pytest.mark.component
+def test_the_groups_and_the_odd_rows_come_from_one_snapshot(postgres, env, sql_source):
+    """A row committed after the groups were read, before the odd rows are, is in neither: the
+    two parts cannot disagree (say, a household both folded and handed on)."""
+    dsn = postgres.createdb("fold_snapshot")
+    load_postgres(dsn, "text", VISITS)
+    source = sql_source(env, postgres.url_for("fold_snapshot"))
+    groups, odd, _ = source.read_latest("visits", VISIT, None, want(), deadline=soon())
+    with psycopg.connect(dsn) as pg:  # h1 (folded) gets a bad row, h4 (handed on) a good one
+        pg.execute("INSERT INTO visits VALUES ('v30', 'h1', 'g1', 'w1', 'garbage'), ('v31', 'h4', 'g1', 'w1', NULL)")
+    assert {r["visit_id"] for r in odd} == ODD
+    assert ("h1", datetime(2026, 11, 20, 10, 30, 0, 250000), 2) in groups
