@@ -36,9 +36,10 @@ from pydantic import Field
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from gridwatch.api import CheckError, Follow, Source, SourceUnavailable, TableOptions
+from gridwatch.api import CheckError, Follow, Latest, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.hookspecs import hookimpl
+from gridwatch.sources import sqlfold
 from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
 from gridwatch.sources.sqlcursor import CursorOption, Cursors, key_columns
@@ -70,6 +71,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     """
 
     type = "sql"
+    latest_fields = frozenset({"split", "earliest"})
 
     class Options(TableOptions):
         url: str
@@ -143,33 +145,24 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     def _query(
         self, sql: str, params: Mapping[str, Any] | None, deadline: float, stream: bool
     ) -> Iterator[dict[str, Any]]:
+        with self.translated(deadline), self.transaction(deadline) as conn:
+            if stream:
+                conn = conn.execution_options(stream_results=True, max_row_buffer=1000)
+            result = conn.execute(sa.text(sql), dict(params or {}))
+            if not result.returns_rows:
+                return
+            yield from self.dicts(result)
+
+    @contextmanager
+    def translated(self, deadline: float) -> Iterator[None]:
+        """Driver errors as the core understands them: down, timed out, or the operator's fix."""
         try:
-            with self.transaction(deadline) as conn:
-                if stream:
-                    conn = conn.execution_options(stream_results=True, max_row_buffer=1000)
-                result = conn.execute(sa.text(sql), dict(params or {}))
-                if not result.returns_rows:
-                    return
-                yield from self.dicts(result)
+            yield
         except sa_exc.DBAPIError as exc:
             raise self._translate(exc, deadline) from None
         except sa_exc.SQLAlchemyError as exc:  # e.g. a bound parameter without a value
             raise CheckError(f"query failed: {self._scrub(_first_line(exc))}") from None
         except UnicodeDecodeError:  # a driver decoding text: its message would quote the bytes
-            raise CheckError(
-                f"query failed: source {self.name} returned text that is not valid in the connection's encoding"
-            ) from None
-
-    @contextmanager
-    def translated(self, deadline: float) -> Iterator[None]:
-        """Driver errors as :meth:`_query` turns them: down, timed out, or the operator's fix."""
-        try:
-            yield
-        except sa_exc.DBAPIError as exc:
-            raise self._translate(exc, deadline) from None
-        except sa_exc.SQLAlchemyError as exc:
-            raise CheckError(f"query failed: {self._scrub(_first_line(exc))}") from None
-        except UnicodeDecodeError:
             raise CheckError(
                 f"query failed: source {self.name} returned text that is not valid in the connection's encoding"
             ) from None
@@ -249,6 +242,12 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
         else:
             self.cursors.plans.pop(table, None)
 
+    def read_latest(
+        self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
+    ) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], Any] | None:
+        """A full read folded in the database where it can vouch for the rows (:mod:`gridwatch.sources.sqlfold`)."""
+        return None if after is not None else sqlfold.read_latest(self, table, columns, want, deadline)
+
     def unique(self, table: str, column: str) -> bool:
         """Whether the database declares ``column`` unique: a one-column primary key, unique
         constraint or unique index."""
@@ -283,7 +282,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     @contextmanager
     def transaction(self, deadline: float, snapshot: bool = False) -> Iterator[Connection]:
         """A read-only transaction bounded by ``deadline``; with ``snapshot`` every statement in
-        it sees the same committed data (repeatable read), as a cursor's bookkeeping needs."""
+        it sees the same committed data (repeatable read), as a read in several statements needs."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"source {self.name}: the check's deadline passed before the query")

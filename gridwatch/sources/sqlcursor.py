@@ -288,7 +288,11 @@ def key_columns(inspector: Any, table: str) -> list[list[str]]:
     its unique constraints and unique indexes (an ``INTEGER PRIMARY KEY`` is the first)."""
     declared = [inspector.get_pk_constraint(table).get("constrained_columns") or []]
     declared += [u["column_names"] for u in inspector.get_unique_constraints(table)]
-    declared += [i["column_names"] for i in inspector.get_indexes(table) if i.get("unique")]
+    declared += [
+        i["column_names"]
+        for i in inspector.get_indexes(table)  # a partial index leaves its other rows free to repeat
+        if i.get("unique") and not any(v for k, v in i.get("dialect_options", {}).items() if k.endswith("_where"))
+    ]
     return [[str(c) for c in cols] for cols in declared if cols and None not in cols]
 
 
