@@ -319,17 +319,17 @@ def test_the_demo_city_with_declared_keys_folds_in_postgresql_to_exactly_sqlites
     """tests/test_postgres.py's city, with the keys a platform declares: visits and patrols (by
     grid and role) fold in PostgreSQL, and every sample is still SQLite's."""
     from gridwatch.tools import demo
-    from tests.test_postgres import NOW as CITY_NOW
-    from tests.test_postgres import load_into_postgres, once
+    from tests.cities import NOW as CITY_NOW
+    from tests.cities import copy_city, once, sql_source, sqlite_source
 
     demo.generate(tmp_path / "city.db", grids=24, days=45, now=datetime.fromisoformat(CITY_NOW))
     dsn = postgres.createdb("city_keys")
-    load_into_postgres(tmp_path / "city.db", dsn)
+    copy_city(tmp_path / "city.db", postgres.url_for("city_keys"))
     with psycopg.connect(dsn) as pg:
         for table, key in (("visits", "visit_id"), ("patrols", "patrol_id"), ("reports", "report_id")):
-            pg.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({key})")
-    lite = once(tmp_path, "lite", '[sources.city]\ntype = "sqlite"\npath = "city.db"')
-    pg_out = once(tmp_path, "pg", f'[sources.city]\ntype = "sql"\nurl = "{postgres.url_for("city_keys")}"')
+            pg.execute(f"CREATE UNIQUE INDEX {table}_key ON {table} ({key})")
+    lite = once(tmp_path, "lite", sqlite_source("city.db"))
+    pg_out = once(tmp_path, "pg", sql_source(postgres.url_for("city_keys")))
 
     def key(s: dict[str, Any]) -> tuple[Any, ...]:
         return s["check"], s["metric"], sorted(s["labels"].items())
