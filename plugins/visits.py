@@ -146,6 +146,46 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         self.by_grid: dict[str, list[float]] = {}
         self.by_key: dict[tuple[str, str], list[float]] = {}
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """What the check keeps between runs, for a restart to go on from (see
+        :mod:`gridwatch.pipeline.checkpoint`): each household's grid, categories and last visit,
+        and the visits and categories of households not registered yet. The per-grid sorted
+        lists are rebuilt from them."""
+        if self.registers is None:  # not run yet
+            return None
+        return {
+            "registers": self.registers,
+            "tracker": self.tracker.checkpoint(),
+            "households": self.households,
+            "orphans": self.orphans,
+            "unplaced": self.unplaced,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave; on any error the check is left as if it had
+        never run (its next run reads in full)."""
+        self.registers = None
+        self._reset()
+        households, by_grid, by_key = self.households, self.by_grid, self.by_key
+        for hid, (grid, categories, seen) in state["households"].items():
+            grid = intern(grid)
+            categories = intern(categories) if isinstance(categories, str) else categories
+            households[hid] = (grid, categories, float(seen))
+            by_grid.setdefault(grid, []).append(seen)
+            for category in _each(categories):
+                by_key.setdefault((grid, category), []).append(seen)
+        for lists in (by_grid, by_key):
+            for seen_list in lists.values():
+                seen_list.sort()
+        self.orphans.update(state["orphans"])
+        self.unplaced.update(state["unplaced"])
+        self._follow(bool(state["registers"]))
+        try:
+            self.tracker.restore(state["tracker"])
+        except BaseException:
+            self.registers = None
+            raise
+
     def _place(self, hid: str, grid: str, categories: Categories, seen: float) -> None:
         """Household ``hid`` is now in ``grid`` and ``categories`` with its last visit at ``seen``."""
         before = self.households.get(hid)
