@@ -20,16 +20,23 @@ G2 1/2. With "B" too (one visit, one patrol of G3): G1 2/2.
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import sqlite3
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from gridwatch import config
+from gridwatch.pipeline.checkpoint import EVERY
+from gridwatch.pipeline.runtime import Runtime
+from gridwatch.store import Store
 from gridwatch.testing import DaemonProcess, free_port, wait_for
 from tests.faults import kill
+from tests.test_incremental import CHECKS, START, City, _config, _samples
 
 DAY = 86400.0
 T0 = time.time()
@@ -227,3 +234,96 @@ def test_a_saved_state_that_no_longer_applies_is_read_in_full(tmp_path: Path, ci
         # G4 has no household: 0, no coverage)
         assert coverage(d2) == {"G1": 1.0, "G2": 0.5, "G3": 1.0}
         assert last_patrols(d2) == {"G1": whole(T0 - 3 * 3600), "G2": whole(T0 - 2 * 3600), "G3": whole(T0 - 1800)}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int) -> None:
+    """tests/test_incremental.py's property, with restarts between steps: the kept runtime is
+    closed and a new one goes on from the saved state — saved at a stop (SIGTERM), or only as
+    the runs left it (SIGKILL: the latest checkpoint may be several steps old, or saved after
+    every run) — and its samples must equal a full recomputation at every step."""
+    rnd = random.Random(seed)
+    city = City(tmp_path / "city.db", rnd, unique_ids=seed % 2 == 0, optional=seed % 3 != 2)
+    settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
+    now = START
+    steps = [0]  # the checkpoints' clock: a step is past the minimum time between checkpoints
+    restored: list[int] = []  # checks restored at each start
+
+    def start() -> Runtime:
+        runtime = Runtime(settings, host, clock=lambda: now.timestamp())
+        runtime.state = Store(settings.state_path)
+        runtime.state.open()
+        restored.append(runtime.resume())
+        assert runtime.checkpoints is not None
+        if rnd.random() < 0.5:
+            runtime.checkpoints.clock = lambda: steps[0] * EVERY
+        return runtime
+
+    def stop(runtime: Runtime) -> None:
+        runtime.close()
+        assert runtime.state is not None
+        runtime.state.close()
+
+    city.grow(now, timedelta(days=20))
+    kept = start()
+    restarts = 0
+    try:
+        for step in range(10):
+            full_settings, _ = config.load(_config(tmp_path, f"full{step}", resync="0s"), host)
+            full = Runtime(full_settings, host, clock=lambda at=now: at.timestamp())
+            full.state = full_state = Store(full_settings.state_path)
+            full_state.open()
+            try:
+                expected = _samples(full, now)
+            finally:
+                full.close()
+                full_state.close()
+            got = _samples(kept, now)
+            for name in CHECKS:
+                assert got[name] == expected[name], f"seed {seed}, step {step}, check {name}"
+            steps[0] += 1
+            if rnd.random() < 0.5:  # a restart before the next step
+                if rnd.random() < 0.5:
+                    kept.save_state()  # SIGTERM
+                stop(kept)
+                kept = start()
+                restarts += 1
+            gap = timedelta(minutes=rnd.choice([1, 7, 45, 180, 600, 1500]))
+            now += gap
+            city.grow(now, gap + timedelta(hours=2))
+            city.move_incidents(now)
+    finally:
+        stop(kept)
+    assert restarts and restored[0] == 0 and all(n == 2 for n in restored[1:]), restored  # visits, patrols
+
+
+def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
+    """Without a daemon: after a stop, the new runtime's first run reads the rows appended since."""
+    rnd = random.Random(3)
+    city = City(tmp_path / "city.db", rnd, unique_ids=True)
+    city.grow(START, timedelta(days=20))
+    settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
+    first = Runtime(settings, host)
+    first.state = store = Store(settings.state_path)
+    store.open()
+    try:
+        first.resume()
+        _samples(first, START)
+        first.save_state()
+        first.close()
+        counts = {t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("visits", "patrols")}
+        city.grow(START + timedelta(minutes=5), timedelta(minutes=5))
+        second = Runtime(settings, host)
+        second.state = store
+        assert second.resume() == 2
+        try:
+            _samples(second, START + timedelta(minutes=5))
+            source = second.sources["db"]
+            for table in ("visits", "patrols"):
+                appended = city.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - counts[table]
+                assert source.rows_read[table] == appended, table
+            assert source.rows_read["households"] < 50  # those appended, not the city's
+        finally:
+            second.close()
+    finally:
+        store.close()

@@ -179,13 +179,14 @@ class Runtime:
         self.registry.adopt(old.registry)
         return True
 
-    def resume(self) -> None:
+    def resume(self) -> int:
         """Keep the checks' state in the state database from now on, and take back what was
-        saved there: the first runs go on from the saved cursors (blocking: call it off the loop)."""
+        saved there: the first runs go on from the saved cursors (blocking: call it off the loop).
+        Returns the number of checks restored."""
         if self.state is None:
-            return
+            return 0
         self.checkpoints = Checkpoints(self.state, self.settings)
-        self.checkpoints.restore(self.runners.values())
+        return self.checkpoints.restore(self.runners.values())
 
     def save_state(self) -> None:
         """Save the checks' state that changed since its last checkpoint (at a stop or a reload,
