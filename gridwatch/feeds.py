@@ -364,6 +364,7 @@ class Tracker:
         self.grids: frozenset[str] | None = None
         self.last_now = -math.inf
         self.last_full = -math.inf
+        self.resynced: str | None = None  # why the latest run started over after all (a Resync), if it did
 
     def feed(
         self, source: Source, table: str, columns: Sequence[str], id_column: str | None, mutable: bool = False
@@ -379,6 +380,7 @@ class Tracker:
         return; ``reset()`` first empties the state whenever the run must start from scratch."""
         now = ctx.now.timestamp()
         key = frozenset(grids) | (grids.elsewhere if isinstance(grids, GridSet) else frozenset())
+        self.resynced = None
         for attempt in (1, 2):
             full = not self.fresh or key != self.grids or now < self.last_now or now - self.last_full >= self.resync
             if full:
@@ -390,9 +392,10 @@ class Tracker:
             ctx.partial = not full and ctx.partial is not False  # (a check may follow several trackers)
             try:
                 update(full)
-            except Resync:
+            except Resync as exc:
                 if attempt == 2:
                     raise
+                self.resynced = str(exc) or type(exc).__name__
                 continue
             break
         self.grids, self.last_now = key, now
@@ -412,6 +415,7 @@ class Tracker:
             "last_full": self.last_full,
             "feeds": feeds,
             "mark": repr(([f["cursor"] for f in feeds], self.last_full)),
+            "resynced": self.resynced,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:

@@ -20,23 +20,26 @@ G2 1/2. With "B" too (one visit, one patrol of G3): G1 2/2.
 
 from __future__ import annotations
 
+import pickle
 import random
 import shutil
 import signal
 import sqlite3
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gridwatch import config
-from gridwatch.pipeline.checkpoint import EVERY
+from gridwatch.pipeline.checkpoint import CHUNK, EVERY, decode, encode
 from gridwatch.pipeline.runtime import Runtime
 from gridwatch.store import Store
 from gridwatch.testing import DaemonProcess, free_port, wait_for
 from tests.faults import kill
-from tests.test_incremental import CHECKS, START, City, _config, _samples
+from tests.test_incremental import CHECKS, START, City, _config, _lights, _samples
 
 DAY = 86400.0
 T0 = time.time()
@@ -208,7 +211,7 @@ def spoil_header(tmp_path: Path, city: Path) -> None:
     ("spoil", "said"),
     [
         (spoil_file, "the source's database was replaced since"),
-        (spoil_rows, "the source no longer holds the rows where it left off"),
+        (spoil_rows, "the saved position no longer applies (city.db: rows of visits were deleted)"),
         (spoil_config, "the check's configuration changed since"),
         (spoil_registry, "the grid registry changed since"),
         (spoil_checkpoint, "its saved state is damaged"),
@@ -237,7 +240,7 @@ def test_a_saved_state_that_no_longer_applies_is_read_in_full(tmp_path: Path, ci
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int) -> None:
+def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int, caplog) -> None:
     """tests/test_incremental.py's property, with restarts between steps: the kept runtime is
     closed and a new one goes on from the saved state — saved at a stop (SIGTERM), or only as
     the runs left it (SIGKILL: the latest checkpoint may be several steps old, or saved after
@@ -275,12 +278,15 @@ def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int)
             full_state.open()
             try:
                 expected = _samples(full, now)
+                expected_lights = _lights(full_settings.state_path)
             finally:
                 full.close()
                 full_state.close()
             got = _samples(kept, now)
             for name in CHECKS:
                 assert got[name] == expected[name], f"seed {seed}, step {step}, check {name}"
+            lights = _lights(settings.state_path)  # the daily lights kept for the assessment
+            assert {k: lights.get(k) for k in expected_lights} == expected_lights, f"seed {seed}, step {step}"
             steps[0] += 1
             if rnd.random() < 0.5:  # a restart before the next step
                 if rnd.random() < 0.5:
@@ -294,7 +300,10 @@ def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int)
             city.move_incidents(now)
     finally:
         stop(kept)
-    assert restarts and restored[0] == 0 and all(n == 2 for n in restored[1:]), restored  # visits, patrols
+    assert not [
+        r.message for r in caplog.records if r.name == "gridwatch.pipeline.checkpoint" and "cannot" in r.message
+    ]
+    assert restarts and restored[0] == 0 and all(n == len(CHECKS) for n in restored[1:]), restored
 
 
 def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
@@ -311,15 +320,17 @@ def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
         _samples(first, START)
         first.save_state()
         first.close()
-        counts = {t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("visits", "patrols")}
+        counts = {
+            t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("visits", "patrols", "reports")
+        }
         city.grow(START + timedelta(minutes=5), timedelta(minutes=5))
         second = Runtime(settings, host)
         second.state = store
-        assert second.resume() == 2
+        assert second.resume() == len(CHECKS)
         try:
             _samples(second, START + timedelta(minutes=5))
             source = second.sources["db"]
-            for table in ("visits", "patrols"):
+            for table in ("visits", "patrols", "reports"):
                 appended = city.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - counts[table]
                 assert source.rows_read[table] == appended, table
             assert source.rows_read["households"] < 50  # those appended, not the city's
@@ -327,3 +338,28 @@ def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
             second.close()
     finally:
         store.close()
+
+
+def test_a_checkpoint_holds_plain_data_only() -> None:
+    """The codec gives back what it was given — big dicts and sets in pieces, times with their
+    zone — and refuses anything that would run code when read, without running it."""
+    tz = ZoneInfo("Asia/Shanghai")
+    state = {
+        "households": {f"H{i}": ("G1", None, float(i)) for i in range(CHUNK * 2 + 7)},
+        "seen": set(range(CHUNK + 1)),
+        "later": [{"visited_at": datetime(2026, 11, 21, 9, 30, tzinfo=tz), "n": Decimal("1.5")}],
+        "cursor": [[1, 2, 3], 40, 41],
+        "grids": frozenset({"G1", "G2"}),
+    }
+    back = decode(encode(state))
+    assert back == state
+    assert back["later"][0]["visited_at"].tzinfo is tz  # the zone itself, from the cache
+
+    class Boom:
+        def __reduce__(self) -> tuple[object, ...]:
+            return (print, ("ran",))
+
+    for forged in (pickle.dumps({"x": ("whole", pickle.dumps(Boom()))}), pickle.dumps(Boom()), b"garbage"):
+        with pytest.raises(Exception) as info:
+            decode(forged)
+        assert "ran" not in str(info.value)

@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from gridwatch import __version__
 from gridwatch.store import Store, storage_fault, transaction
@@ -59,9 +60,27 @@ _PLAIN = {
     ("datetime", "time"),
     ("datetime", "timedelta"),
     ("datetime", "timezone"),
-    ("zoneinfo", "ZoneInfo._unpickle"),
+    ("zoneinfo", "ZoneInfo"),  # by key, from the system's time zone database (see _Pickler)
     ("decimal", "Decimal"),
 }
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles a time zone as the call ``ZoneInfo(key)``: its own way goes through ``getattr``,
+    which :class:`_Plain` must not call."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is ZoneInfo:
+            if obj.key is None:
+                raise pickle.PicklingError("a time zone read from a file has no key")
+            return ZoneInfo, (obj.key,)
+        return NotImplemented
+
+
+def _dumps(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    _Pickler(buf, pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buf.getvalue()
 
 
 class _Plain(pickle.Unpickler):
@@ -85,10 +104,10 @@ def encode(state: Mapping[str, Any]) -> bytes:
             parts[key] = (
                 "chunks",
                 kind,
-                [pickle.dumps(items[i : i + CHUNK], pickle.HIGHEST_PROTOCOL) for i in range(0, len(items), CHUNK)],
+                [_dumps(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)],
             )
         else:
-            parts[key] = ("whole", pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+            parts[key] = ("whole", _dumps(value))
     return pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)
 
 
@@ -238,12 +257,14 @@ class Checkpoints:
         tracker = state.get("tracker", {}) if state else {}
         before = self._restored.pop(name, None)
         if before is not None and tracker and tracker.get("last_full") != before.get("last_full"):
-            if tracker.get("grids") != before.get("grids"):
+            if tracker.get("resynced"):
+                why = f"the saved position no longer applies ({tracker['resynced']})"
+            elif tracker.get("grids") != before.get("grids"):
                 why = "the grid registry changed since"
             elif tracker.get("last_full", 0) - before.get("last_full", 0) >= getattr(runner.spec.options, "resync", 0):
                 why = "its periodic full read was due"
             else:
-                why = "the source no longer holds the rows where it left off (a replaced file, deleted rows)"
+                why = "the tables it reads changed shape (a column or table came or went)"
             log.warning("check %s: its tables are read in full after the restart: %s", name, why)
         self._save(runner, state, force=False)
 
