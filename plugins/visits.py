@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from sys import intern
 from typing import Any
@@ -166,17 +167,20 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         never run (its next run reads in full)."""
         self.registers = None
         self._reset()
-        households, by_grid, by_key = self.households, self.by_grid, self.by_key
-        for hid, (grid, categories, seen) in state["households"].items():
-            grid = intern(grid)
-            categories = intern(categories) if isinstance(categories, str) else categories
-            households[hid] = (grid, categories, float(seen))
-            by_grid.setdefault(grid, []).append(seen)
-            for category in _each(categories):
-                by_key.setdefault((grid, category), []).append(seen)
+        # the saved map as it is read (its grid and category strings shared within each piece):
+        # a city's households are not built a second time
+        households: dict[str, tuple[str, Categories, float]] = state["households"]
+        by_grid: dict[str, list[float]] = defaultdict(list)
+        by_key: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for grid, categories, seen in households.values():
+            by_grid[grid].append(seen)
+            if categories is not None:
+                for category in _each(categories):
+                    by_key[(grid, category)].append(seen)
         for lists in (by_grid, by_key):
             for seen_list in lists.values():
                 seen_list.sort()
+        self.households, self.by_grid, self.by_key = households, dict(by_grid), dict(by_key)
         self.orphans.update(state["orphans"])
         self.unplaced.update(state["unplaced"])
         self._follow(bool(state["registers"]))

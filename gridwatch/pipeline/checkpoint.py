@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -99,13 +100,10 @@ def encode(state: Mapping[str, Any]) -> bytes:
     parts: dict[str, Any] = {}
     for key, value in state.items():
         if isinstance(value, dict | set | frozenset) and len(value) > CHUNK:
-            items = list(value.items()) if isinstance(value, dict) else list(value)
-            kind = "dict" if isinstance(value, dict) else "set"
-            parts[key] = (
-                "chunks",
-                kind,
-                [_dumps(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)],
-            )
+            kind, items = ("dict", iter(value.items())) if isinstance(value, dict) else ("set", iter(value))
+            make = dict if kind == "dict" else set
+            pieces = [_dumps(make(islice(items, CHUNK))) for _ in range(0, len(value), CHUNK)]
+            parts[key] = ("chunks", kind, pieces)
         else:
             parts[key] = ("whole", _dumps(value))
     return pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)
@@ -122,11 +120,10 @@ def decode(body: bytes) -> dict[str, Any]:
         if part[0] == "whole":
             state[key] = _load(part[1])
         elif part[0] == "chunks":
-            pieces = [_load(p) for p in part[2]]
-            if part[1] == "dict":
-                state[key] = {k: v for piece in pieces for k, v in piece}
-            else:
-                state[key] = {v for piece in pieces for v in piece}
+            whole: dict[Any, Any] | set[Any] = {} if part[1] == "dict" else set()
+            for piece in part[2]:
+                whole.update(_load(piece))
+            state[key] = whole
         else:
             raise pickle.UnpicklingError("not a checkpoint")
     return state
@@ -236,6 +233,7 @@ class Checkpoints:
             return False
         self._saved[name] = (state.get("tracker", {}).get("mark"), self.clock())
         self._restored[name] = state.get("tracker", {})
+        runner.restored = True
         log.info("check %s: going on from the state saved before the restart", name)
         return True
 

@@ -53,6 +53,7 @@ class Runner:
     busy: Future[Any] | None = None  # the worker still running this check, if any
     task: asyncio.Task[Any] | None = None
     tally: Tally = field(default_factory=Tally)  # the rows of its last full read, and those rejected
+    restored: bool = False  # the check goes on from the state it saved before a restart
 
     @property
     def blocking(self) -> bool:

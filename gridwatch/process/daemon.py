@@ -333,14 +333,14 @@ class Daemon:
             task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop(SHUTDOWN_GRACE)
-        if self.runtime is not None:  # the next start goes on from here
-            await asyncio.get_running_loop().run_in_executor(None, self.runtime.save_state)
         if self.digests is not None:
             await self.digests.stop()
         if self.alerting is not None:
             await self.alerting.stop()
             if self.alerting.engine.unwritten:
                 log.error("stopping while the state database cannot be written: the latest alert changes are lost")
+        if self.runtime is not None:  # the next start goes on from here (after the alerts' last write)
+            await asyncio.get_running_loop().run_in_executor(None, self.runtime.save_state)
         self._call_hook("shutdown")
         if self._web is not None:
             await self._web.cleanup()
