@@ -163,8 +163,25 @@ def test_a_restart_reads_only_what_was_appended(tmp_path: Path, city: Path, how:
         assert d2.metric("gridwatch_visit_key_households_overdue", grid="G3", category="elderly_alone") == 0
         assert last_patrols(d2) == {"G1": whole(T0 - 3 * 3600), "G2": whole(T0 - 2 * 3600), "G3": whole(T0 - 1800)}
         log = d2.log()
-        assert "going on from the state saved before the restart" in log
+        assert "going on from its saved state" in log
         assert "tables are read in full" not in log and "Traceback" not in log
+
+
+def test_a_reload_goes_on_from_the_checks_state(tmp_path: Path, city: Path) -> None:
+    """SIGHUP builds new checks: they take the old ones' state, and read only what is appended."""
+    port = free_port()
+    with DaemonProcess(write_config(tmp_path, port), port) as d:
+        ready(d)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "config reloaded" in d.log(), 15, f"the reload\n{d.log()}")
+        append(city, A)
+        # the new runtime's sources count from zero: its runs read "A", and nothing else
+        wait_for(lambda: read(d, "visits") == 1, 15, f"A read after the reload\n{d.log()}")
+        wait_for(lambda: read(d, "patrols") == 1, 15, f"A read after the reload\n{d.log()}")
+        assert read(d, "households") == 0
+        assert coverage(d) == {"G1": 0.5, "G2": 0.5, "G3": 1.0}
+        assert "going on from its saved state" in d.log()
+        assert "tables are read in full" not in d.log()
 
 
 def spoil_file(tmp_path: Path, city: Path) -> None:
@@ -214,8 +231,8 @@ def spoil_header(tmp_path: Path, city: Path) -> None:
         (spoil_rows, "the saved position no longer applies (city.db: rows of visits were deleted)"),
         (spoil_config, "the check's configuration changed since"),
         (spoil_registry, "the grid registry changed since"),
-        (spoil_checkpoint, "its saved state is damaged"),
-        (spoil_header, "its saved state is damaged"),
+        (spoil_checkpoint, "its saved state is not used: it is damaged"),
+        (spoil_header, "its saved state is not used: it is damaged"),
     ],
 )
 def test_a_saved_state_that_no_longer_applies_is_read_in_full(tmp_path: Path, city: Path, spoil, said) -> None:

@@ -213,20 +213,18 @@ class Checkpoints:
             header = json.loads(header_text)
             why = self._mismatch(header, self.header(runner))
         except (ValueError, TypeError, AttributeError):
-            why = "its saved state is damaged"
+            why = "it is damaged"
         if why is None and hashlib.sha256(body).hexdigest() != header.get("sha256"):
-            why = "its saved state is damaged"
+            why = "it is damaged"
         if why is not None:
-            log.warning(
-                "check %s: the state saved before the restart is not used: %s; its tables are read in full", name, why
-            )
+            log.warning("check %s: its saved state is not used: %s; its tables are read in full", name, why)
             return False
         try:
             state = decode(body)
             runner.check.restore(state)  # type: ignore[attr-defined]
         except Exception as exc:
             log.warning(
-                "check %s: the state saved before the restart cannot be read (%s); its tables are read in full",
+                "check %s: its saved state cannot be read (%s); its tables are read in full",
                 name,
                 type(exc).__name__,
             )
@@ -234,7 +232,7 @@ class Checkpoints:
         self._saved[name] = (state.get("tracker", {}).get("mark"), self.clock())
         self._restored[name] = state.get("tracker", {})
         runner.restored = True
-        log.info("check %s: going on from the state saved before the restart", name)
+        log.info("check %s: going on from its saved state", name)
         return True
 
     # -- saving ---------------------------------------------------------------------------------
@@ -263,7 +261,7 @@ class Checkpoints:
                 why = "its periodic full read was due"
             else:
                 why = "the tables it reads changed shape (a column or table came or went)"
-            log.warning("check %s: its tables are read in full after the restart: %s", name, why)
+            log.warning("check %s: its tables are read in full although it had a saved state: %s", name, why)
         self._save(runner, state, force=False)
 
     def save_all(self, runners: Iterable[Runner]) -> None:
