@@ -249,9 +249,12 @@ class Checkpoints:
         take = getattr(runner.check, "checkpoint", None)
         if take is None or not hasattr(runner.check, "restore"):
             return
+        before = self._restored.pop(name, None)
+        last = self._saved.get(name)
+        if before is None and last is not None and self.clock() - last[1] < EVERY:
+            return  # not due: the state is not even looked at (a steady run pays nothing)
         state = take()
         tracker = state.get("tracker", {}) if state else {}
-        before = self._restored.pop(name, None)
         if before is not None and tracker and tracker.get("last_full") != before.get("last_full"):
             if tracker.get("resynced"):
                 why = f"the saved position no longer applies ({tracker['resynced']})"
