@@ -151,6 +151,7 @@ class Checkpoints:
         self._saved: dict[str, tuple[str | None, float]] = {}  # check -> (mark saved, when)
         self._restored: dict[str, dict[str, Any]] = {}  # check -> its tracker as restored, until its first run
         self._lock = threading.Lock()  # a stop's save and a worker's save of one check: one after the other
+        self.closed = False  # the runtime was replaced (a reload): a run it left behind saves nothing
 
     # -- what a checkpoint was made under ------------------------------------------------------
     def header(self, runner: Runner) -> dict[str, Any]:
@@ -288,6 +289,8 @@ class Checkpoints:
             return  # nothing kept yet, or a run failed half-way: the last checkpoint stands
         mark = tracker.get("mark")
         with self._lock:
+            if self.closed:
+                return  # the new runtime's checks own the row now
             last = self._saved.get(name)
             if last is not None and mark is not None and last[0] == mark:
                 return  # unchanged since saved

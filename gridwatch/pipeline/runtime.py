@@ -206,6 +206,8 @@ class Runtime:
         )
 
     def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.closed = True
         for runner in self.runners.values():
             _quietly(runner.check.close)
         for source in self.sources.values():
