@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gridwatch.pipeline.checkpoint")
 
-FORMAT = 1  # the layout of a row; a change makes older rows be ignored
+FORMAT = 2  # the layout of a row; a change makes older rows be ignored
 EVERY = 300.0  # seconds: at most one checkpoint per check in this time while it runs
 CHUNK = 50_000  # entries of a big dict or set pickled at a time, so the event loop gets its turns
 TABLE = "gridwatch_checkpoints"
@@ -94,39 +94,49 @@ class _Plain(pickle.Unpickler):
 
 
 def encode(state: Mapping[str, Any]) -> bytes:
-    """The state's pickle; each big dict or set at its top level goes in pieces of :data:`CHUNK`
-    entries, each pickled on its own: pickling holds the interpreter lock, and a city's
-    households at once would stall the event loop for seconds."""
-    parts: dict[str, Any] = {}
-    for key, value in state.items():
-        if isinstance(value, dict | set | frozenset) and len(value) > CHUNK:
-            kind, items = ("dict", iter(value.items())) if isinstance(value, dict) else ("set", iter(value))
-            make = dict if kind == "dict" else set
-            pieces = [_dumps(make(islice(items, CHUNK))) for _ in range(0, len(value), CHUNK)]
-            parts[key] = ("chunks", kind, pieces)
-        else:
-            parts[key] = ("whole", _dumps(value))
-    return pickle.dumps(parts, pickle.HIGHEST_PROTOCOL)
+    """The state's pickle, with every big dict or set — at the top, or in a small record or list
+    of records inside it (a tracker's feeds: the ids a feed has seen) — in pieces of
+    :data:`CHUNK` entries, each pickled on its own: pickling holds the interpreter lock, and a
+    city's households at once would stall the event loop for seconds."""
+    return pickle.dumps(_pack(dict(state), 0), pickle.HIGHEST_PROTOCOL)
+
+
+def _pack(value: Any, depth: int) -> tuple[Any, ...]:
+    if isinstance(value, dict | set | frozenset) and len(value) > CHUNK:
+        kind = "dict" if isinstance(value, dict) else type(value).__name__
+        items = iter(value.items()) if isinstance(value, dict) else iter(value)
+        make = dict if kind == "dict" else set
+        return ("chunks", kind, [_dumps(make(islice(items, CHUNK))) for _ in range(0, len(value), CHUNK)])
+    if depth < 4 and isinstance(value, dict) and len(value) <= 32 and all(type(k) is str for k in value):
+        return ("record", {k: _pack(v, depth + 1) for k, v in value.items()})
+    if depth < 4 and isinstance(value, list) and len(value) <= 32 and any(isinstance(v, dict) for v in value):
+        return ("list", [_pack(v, depth + 1) for v in value])
+    return ("whole", _dumps(value))
 
 
 def decode(body: bytes) -> dict[str, Any]:
     """What :func:`encode` made, as plain data; ``pickle.UnpicklingError`` (or another
     ``Exception``) for anything else."""
-    parts = _load(body)
-    if not isinstance(parts, dict):
+    state = _unpack(_load(body))
+    if not isinstance(state, dict):
         raise pickle.UnpicklingError("not a checkpoint")
-    state: dict[str, Any] = {}
-    for key, part in parts.items():
-        if part[0] == "whole":
-            state[key] = _load(part[1])
-        elif part[0] == "chunks":
-            whole: dict[Any, Any] | set[Any] = {} if part[1] == "dict" else set()
-            for piece in part[2]:
-                whole.update(_load(piece))
-            state[key] = whole
-        else:
-            raise pickle.UnpicklingError("not a checkpoint")
     return state
+
+
+def _unpack(part: Any) -> Any:
+    tag = part[0]
+    if tag == "whole":
+        return _load(part[1])
+    if tag == "chunks":
+        whole: dict[Any, Any] | set[Any] = {} if part[1] == "dict" else set()
+        for piece in part[2]:
+            whole.update(_load(piece))
+        return frozenset(whole) if part[1] == "frozenset" else whole
+    if tag == "record":
+        return {k: _unpack(v) for k, v in part[1].items()}
+    if tag == "list":
+        return [_unpack(v) for v in part[1]]
+    raise pickle.UnpicklingError("not a checkpoint")
 
 
 def _load(data: bytes) -> Any:
