@@ -275,7 +275,8 @@ class Checkpoints:
                 why = "its periodic full read was due"
             else:
                 why = "the tables it reads changed shape (a column or table came or went)"
-            log.warning("check %s: its tables are read in full although it had a saved state: %s", name, why)
+            level = logging.INFO if why == "its periodic full read was due" else logging.WARNING
+            log.log(level, "check %s: its tables are read in full although it had a saved state: %s", name, why)
         self._save(runner, state, force=False)
 
     def save_all(self, runners: Iterable[Runner]) -> None:
