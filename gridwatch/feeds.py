@@ -337,6 +337,37 @@ class Feed:
         finally:
             self.source.rows_read[self.table] += n
 
+    def checkpoint(self) -> dict[str, Any]:
+        """What this feed keeps between runs, as plain data, for a checkpoint: the cursor and
+        the rows and keys held for later. The hashes of rows handed on are left out: a row's
+        hash differs from one process to the next, so after a restart such rows are cleaned
+        again, which gives the same rows."""
+        return {
+            "table": self.table,
+            "columns": list(self.columns),
+            "id_column": self.id_column,
+            "mutable": self.mutable,
+            "cursor": self.cursor,
+            "seen": self.seen,
+            "later": self.later,
+            "masked": self.masked,
+            "refused": self.refused,
+            "repeats": self.repeats,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave; ValueError if it was another table's."""
+        if (state["table"], tuple(state["columns"]), state["id_column"], state["mutable"]) != (
+            self.table,
+            self.columns,
+            self.id_column,
+            self.mutable,
+        ):
+            raise ValueError(f"the checkpoint follows another table than {self.table}")
+        self.cursor, self.seen, self.later = state["cursor"], set(state["seen"]), list(state["later"])
+        self.masked, self.refused, self.repeats = set(state["masked"]), set(state["refused"]), set(state["repeats"])
+        self.handed, self.unchanged, self.appended = {}, set(), set()
+
 
 def _settle() -> None:
     """A full read has just built state that lives until the next one (millions of objects for
@@ -378,6 +409,7 @@ class Tracker:
         self.grids: frozenset[str] | None = None
         self.last_now = -math.inf
         self.last_full = -math.inf
+        self.resynced: str | None = None  # why the latest run started over after all (a Resync), if it did
 
     def feed(
         self, source: Source, table: str, columns: Sequence[str], id_column: str | None, mutable: bool = False
@@ -393,6 +425,7 @@ class Tracker:
         return; ``reset()`` first empties the state whenever the run must start from scratch."""
         now = ctx.now.timestamp()
         key = frozenset(grids) | (grids.elsewhere if isinstance(grids, GridSet) else frozenset())
+        self.resynced = None
         for attempt in (1, 2):
             full = not self.fresh or key != self.grids or now < self.last_now or self._due(ctx)
             if full:
@@ -409,6 +442,7 @@ class Tracker:
                     raise
                 log.warning("reading everything again, for what was read before no longer holds: %s", exc)
                 self.fresh = False
+                self.resynced = str(exc) or type(exc).__name__
                 continue
             break
         self.grids, self.last_now = key, now
@@ -428,6 +462,31 @@ class Tracker:
         if mark > local:
             mark = datetime.combine(local.date() - timedelta(days=1), self.at, tzinfo=ctx.tz)
         return self.last_full < mark.timestamp()
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What decides the next run and what the feeds keep, as plain data, for a checkpoint
+        (:mod:`gridwatch.pipeline.checkpoint`). ``mark`` changes whenever the kept state may
+        have: a cursor moved, or a full read started again."""
+        feeds = [feed.checkpoint() for feed in self.feeds]
+        return {
+            "fresh": self.fresh,
+            "grids": self.grids,
+            "last_now": self.last_now,
+            "last_full": self.last_full,
+            "feeds": feeds,
+            "mark": repr(([f["cursor"] for f in feeds], self.last_full)),
+            "resynced": self.resynced,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave: the next run goes on from the saved cursors
+        (or reads in full, by the same rules as in the process that saved it)."""
+        if len(state["feeds"]) != len(self.feeds):
+            raise ValueError("the checkpoint follows other tables")
+        for feed, saved in zip(self.feeds, state["feeds"], strict=True):
+            feed.restore(saved)
+        self.fresh, self.grids = bool(state["fresh"]), state["grids"]
+        self.last_now, self.last_full = float(state["last_now"]), float(state["last_full"])
 
 
 class IncrementalOptions(Options):

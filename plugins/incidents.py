@@ -256,6 +256,22 @@ class IncidentsCheck(Check["IncidentsCheck.Options"]):
         self.feed = self.tracker.feed(self.source, TABLE, COLUMNS, "incident_id", mutable=True)
         self.cases: dict[Any, _Case] = {}  # row key -> a case that can still move a figure
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """What the check keeps between runs, for a restart to go on from (see
+        :mod:`gridwatch.pipeline.checkpoint`): the cases that can still move a figure, as tuples."""
+        cases = {
+            key: (c.grid, c.severity, c.stage, c.reported, c.deadline, c.closed, c.extended, c.reopened)
+            for key, c in self.cases.items()
+        }
+        return {"tracker": self.tracker.checkpoint(), "cases": cases}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave (the cases are read again at the next run, as
+        after any run: only their hashes are gone)."""
+        cases = {key: _Case(*fields) for key, fields in state["cases"].items()}
+        self.tracker.restore(state["tracker"])
+        self.cases = cases
+
     def _case(self, ctx: RunContext, row: dict[str, Any], cal: WorkCalendar) -> _Case | None:
         """One cleaned row as a case, or None (rejected and counted)."""
         opts, src = self.options, self.feed.source.name

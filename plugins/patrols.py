@@ -142,6 +142,34 @@ class PatrolsCheck(Check["PatrolsCheck.Options"]):
         columns = (*COLUMNS, "role") if role else COLUMNS
         self.feed = self.tracker.feed(self.source, "patrols", columns, "patrol_id")
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """What the check keeps between runs, for a restart to go on from (see
+        :mod:`gridwatch.pipeline.checkpoint`)."""
+        if self.has_role is None:  # not run yet
+            return None
+        return {
+            "has_role": self.has_role,
+            "tracker": self.tracker.checkpoint(),
+            "last": self.last,
+            "supervised": self.supervised,
+            "first": self.first,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave; on any error the check is left as if it had
+        never run (its next run reads in full)."""
+        self.has_role = None
+        last = {str(k): float(v) for k, v in state["last"].items()}
+        supervised = {str(k): float(v) for k, v in state["supervised"].items()}
+        first = float(state["first"])
+        self._follow(bool(state["has_role"]))
+        try:
+            self.tracker.restore(state["tracker"])
+        except BaseException:
+            self.has_role = None
+            raise
+        self.last, self.supervised, self.first = last, supervised, first
+
     def _reset(self) -> None:
         self.last.clear()
         self.supervised.clear()

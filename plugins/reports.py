@@ -390,6 +390,44 @@ class ReportsCheck(Check["ReportsCheck.Options"]):
         self._stored: dict[str, dict[str, str]] = {}  # grid -> day -> light, as in the state database
         self._red_from: date | None = None  # red days before this are forgotten
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """What the check keeps between runs, for a restart to go on from (see
+        :mod:`gridwatch.pipeline.checkpoint`). What only spares work is left out: the grades
+        are worked out again, and every light in the window is stored again, at the next run."""
+        logs = {
+            key: (log_.named, log_.nulls, log_.periods, log_.settled, log_.arrived, log_.start)
+            for key, log_ in self.logs.items()
+        }
+        return {
+            "tracker": self.tracker.checkpoint(),
+            "first": self.first,
+            "periods": self.periods,
+            "red_days": dict(self.red_days),
+            "earliest": self.earliest,
+            "logs": logs,
+            "horizon": self.horizon,
+            "settled": self.settled,
+            "place": self._place,
+            "since": self._since,
+            "red_from": self._red_from,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave. The tracker comes last: until it is restored
+        the next run reads in full, which starts from an empty state (on any error here too)."""
+        self._reset()
+        self.first = {(sys.intern(g), k, sys.intern(p)): float(at) for (g, k, p), at in state["first"].items()}
+        self.periods = {(k, sys.intern(p)) for k, p in state["periods"]}
+        self.red_days = defaultdict(set, {sys.intern(g): set(days) for g, days in state["red_days"].items()})
+        self.earliest = float(state["earliest"])
+        for (grid, kind), (named, nulls, periods, settled, arrived, start) in state["logs"].items():
+            log_ = self.logs[(sys.intern(grid), kind)] = _Log()
+            log_.named, log_.nulls, log_.periods = dict(named), list(nulls), list(periods)
+            log_.settled, log_.arrived, log_.start = dict(settled), dict(arrived), start
+        self.horizon, self.settled = dict(state["horizon"]), int(state["settled"])
+        self._place, self._since, self._red_from = set(state["place"]), state["since"], state["red_from"]
+        self.tracker.restore(state["tracker"])
+
     def _keep(self, now: datetime) -> dict[str, float]:
         """Per kind, the due time (epoch seconds) before which a period moves no figure again: it
         is before the window, the look-back and the kind's latest due period (time only moves on;

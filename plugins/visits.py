@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from sys import intern
 from typing import Any
@@ -151,6 +152,49 @@ class VisitsCheck(Check["VisitsCheck.Options"]):
         # per grid, instead of looking at every household of the city
         self.by_grid: dict[str, list[float]] = {}
         self.by_key: dict[tuple[str, str], list[float]] = {}
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        """What the check keeps between runs, for a restart to go on from (see
+        :mod:`gridwatch.pipeline.checkpoint`): each household's grid, categories and last visit,
+        and the visits and categories of households not registered yet. The per-grid sorted
+        lists are rebuilt from them."""
+        if self.registers is None:  # not run yet
+            return None
+        return {
+            "registers": self.registers,
+            "tracker": self.tracker.checkpoint(),
+            "households": self.households,
+            "orphans": self.orphans,
+            "unplaced": self.unplaced,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint` gave; on any error the check is left as if it had
+        never run (its next run reads in full)."""
+        self.registers = None
+        self._reset()
+        # the saved map as it is read (its grid and category strings shared within each piece):
+        # a city's households are not built a second time
+        households: dict[str, tuple[str, Categories, float]] = state["households"]
+        by_grid: dict[str, list[float]] = defaultdict(list)
+        by_key: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for grid, categories, seen in households.values():
+            by_grid[grid].append(seen)
+            if categories is not None:
+                for category in _each(categories):
+                    by_key[(grid, category)].append(seen)
+        for lists in (by_grid, by_key):
+            for seen_list in lists.values():
+                seen_list.sort()
+        self.households, self.by_grid, self.by_key = households, dict(by_grid), dict(by_key)
+        self.orphans.update(state["orphans"])
+        self.unplaced.update(state["unplaced"])
+        self._follow(bool(state["registers"]))
+        try:
+            self.tracker.restore(state["tracker"])
+        except BaseException:
+            self.registers = None
+            raise
 
     def _place(self, hid: str, grid: str, categories: Categories, seen: float) -> None:
         """Household ``hid`` is now in ``grid`` and ``categories`` with its last visit at ``seen``."""

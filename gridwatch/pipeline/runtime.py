@@ -30,6 +30,7 @@ from gridwatch.api import (
 )
 from gridwatch.calendar import WorkCalendar
 from gridwatch.config import CheckSpec, Settings
+from gridwatch.pipeline.checkpoint import Checkpoints
 from gridwatch.pipeline.grids import COLUMNS as GRID_COLUMNS
 from gridwatch.pipeline.grids import OPTIONAL as GRID_OPTIONAL
 from gridwatch.pipeline.grids import GridRegistry, shard_selector
@@ -52,6 +53,7 @@ class Runner:
     busy: Future[Any] | None = None  # the worker still running this check, if any
     task: asyncio.Task[Any] | None = None
     tally: Tally = field(default_factory=Tally)  # the rows of its last full read, and those rejected
+    restored: bool = False  # the check goes on from the state it saved before a restart
 
     @property
     def blocking(self) -> bool:
@@ -130,6 +132,8 @@ class Runtime:
         self.calendar = WorkCalendar(settings.holidays, settings.workdays)
         self.state = state  # the state database checks keep tables in (RunContext.state)
         self.halt = threading.Event()  # set when the scheduler stops: runs waiting for their time give up
+        # the checks' saved state (the daemon's; None: every start reads in full, as ``once`` does)
+        self.checkpoints: Checkpoints | None = None
         try:
             self._build()
         except Exception:
@@ -176,6 +180,21 @@ class Runtime:
         self.registry.adopt(old.registry)
         return True
 
+    def resume(self) -> int:
+        """Keep the checks' state in the state database from now on, and take back what was
+        saved there: the first runs go on from the saved cursors (blocking: call it off the loop).
+        Returns the number of checks restored."""
+        if self.state is None:
+            return 0
+        self.checkpoints = Checkpoints(self.state, self.settings)
+        return self.checkpoints.restore(self.runners.values())
+
+    def save_state(self) -> None:
+        """Save the checks' state that changed since its last checkpoint (at a stop or a reload,
+        once the scheduler stopped; blocking: call it off the loop)."""
+        if self.checkpoints is not None:
+            self.checkpoints.save_all(self.runners.values())
+
     def grids_settled(self) -> bool:
         """Whether the registry has been read (or failed to be) since this runtime began."""
         return self.registry is None or self.registry.attempted
@@ -200,6 +219,8 @@ class Runtime:
             return []
 
     def close(self) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.closed = True
         for runner in self.runners.values():
             _quietly(runner.check.close)
         for source in self.sources.values():
@@ -352,22 +373,26 @@ class Runtime:
         timeout = runner.spec.timeout
         if not runner.blocking:  # (the scheduler waited for its time)
             return await asyncio.wait_for(_collect_async(runner.check, ctx, runner.state.samples), timeout)
-        fut = self.pool.submit(self._on_time, wait > 0, timing, ctx, timeout, runner.check, runner.state.samples)
+        fut = self.pool.submit(self._on_time, wait > 0, timing, ctx, timeout, runner, runner.state.samples)
         runner.busy = fut
         return await asyncio.wait_for(asyncio.wrap_future(fut), wait + timeout)
 
     def _on_time(
-        self, wait: bool, timing: Timing, ctx: RunContext, timeout: float, check: Check, previous: list[Sample]
+        self, wait: bool, timing: Timing, ctx: RunContext, timeout: float, runner: Runner, previous: list[Sample]
     ) -> list[Sample]:
-        """In the check's worker: wait for the run's time (unless the runtime halts), then run."""
+        """In the check's worker: wait for the run's time (unless the runtime halts), then run;
+        then, still in the worker, save the check's state if it is due (:attr:`checkpoints`)."""
         if wait and self.halt.wait(max(0.0, timing.began - time.monotonic())):
             raise NotStarted
         timing.wall, timing.began = time.time(), time.monotonic()
         ctx.deadline = timing.began + timeout
         try:
-            return _collect(check, ctx, previous)
+            samples = _collect(runner.check, ctx, previous)
         finally:
             timing.ended = time.monotonic()
+        if self.checkpoints is not None:
+            self.checkpoints.after_run(runner)
+        return samples
 
     def _source_status(self, results: Results, runner: Runner, up: bool, error: str | None) -> None:
         self._source_up(results, runner.spec.source, up, error)

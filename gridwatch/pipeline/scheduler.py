@@ -76,8 +76,10 @@ class Scheduler:
     async def _loop(self, runner: Runner) -> None:
         loop = asyncio.get_running_loop()
         interval = runner.spec.interval
-        # spread first runs so checks on one source do not all start at once
-        due = loop.time() + (random.uniform(0, min(interval, 10.0)) / 2 if self.jitter else 0.0)
+        # spread first runs so checks on one source do not all start at once; a check going on
+        # from its saved state reads only what was appended meanwhile: it runs at once
+        spread = self.jitter and not runner.restored
+        due = loop.time() + (random.uniform(0, min(interval, 10.0)) / 2 if spread else 0.0)
         while not self._stopping.is_set():
             if runner.task is not None and not runner.task.done():
                 if await self._sleep(due - loop.time()):

@@ -98,6 +98,7 @@ class Daemon:
         self._background.append(self.loop_lag.start())  # from the start: start-up work blocks the loop too
         await loop.run_in_executor(None, lambda: self.store.open(exclusive=True))  # one daemon per database
         self.runtime, _ = assemble(self.settings, self.host, self.store, loop, self.results, clock=self._wall)
+        await loop.run_in_executor(None, self.runtime.resume)
         self._look_around(self.runtime, grids=True)
         self.alerting = self._alerting(self.settings, self.runtime)
         await self.alerting.start(self._rule_inputs)
@@ -304,6 +305,8 @@ class Daemon:
         if self.alerting is not None:
             await self.alerting.stop()
         old, self.runtime, self.settings = self.runtime, runtime, settings
+        await loop.run_in_executor(None, old.save_state)  # the new checks go on from the old ones' state
+        await loop.run_in_executor(None, runtime.resume)
         for name, runner in runtime.runners.items():  # a run cancelled at reload still holds its worker:
             was = old.runners.get(name)  # the new check waits for it rather than run beside it
             if was is not None and was.busy is not None and not was.busy.done():
@@ -336,6 +339,8 @@ class Daemon:
             await self.alerting.stop()
             if self.alerting.engine.unwritten:
                 log.error("stopping while the state database cannot be written: the latest alert changes are lost")
+        if self.runtime is not None:  # the next start goes on from here (after the alerts' last write)
+            await asyncio.get_running_loop().run_in_executor(None, self.runtime.save_state)
         self._call_hook("shutdown")
         if self._web is not None:
             await self._web.cleanup()
