@@ -264,7 +264,7 @@ def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int,
     the runs left it (SIGKILL: the latest checkpoint may be several steps old, or saved after
     every run) — and its samples must equal a full recomputation at every step."""
     rnd = random.Random(seed)
-    city = City(tmp_path / "city.db", rnd, unique_ids=seed % 2 == 0, optional=seed % 3 != 2)
+    city = City(f"sqlite:///{tmp_path / 'city.db'}", rnd, unique_ids=seed % 2 == 0, optional=seed % 3 != 2)
     settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
     now = START
     steps = [0]  # the checkpoints' clock: a step is past the minimum time between checkpoints
@@ -327,7 +327,7 @@ def test_runs_after_restarts_equal_full_recomputation(tmp_path: Path, seed: int,
 def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
     """Without a daemon: after a stop, the new runtime's first run reads the rows appended since."""
     rnd = random.Random(3)
-    city = City(tmp_path / "city.db", rnd, unique_ids=True)
+    city = City(f"sqlite:///{tmp_path / 'city.db'}", rnd, unique_ids=True)
     city.grow(START, timedelta(days=20))
     settings, host = config.load(_config(tmp_path, "kept", resync="3650d"))
     first = Runtime(settings, host)
@@ -338,9 +338,7 @@ def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
         _samples(first, START)
         first.save_state()
         first.close()
-        counts = {
-            t: city.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("visits", "patrols", "reports")
-        }
+        counts = {t: city.count(t) for t in ("visits", "patrols", "reports")}
         city.grow(START + timedelta(minutes=5), timedelta(minutes=5))
         second = Runtime(settings, host)
         second.state = store
@@ -349,7 +347,7 @@ def test_a_restored_check_reads_only_what_was_appended(tmp_path: Path) -> None:
             _samples(second, START + timedelta(minutes=5))
             source = second.sources["db"]
             for table in ("visits", "patrols", "reports"):
-                appended = city.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - counts[table]
+                appended = city.count(table) - counts[table]
                 assert source.rows_read[table] == appended, table
             assert source.rows_read["households"] < 50  # those appended, not the city's
         finally:
