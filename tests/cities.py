@@ -1,6 +1,7 @@
 """A city in a server database, as a platform keeps it, and the samples gridwatch gives on it.
 
 The same city is read from SQLite and from PostgreSQL or MariaDB; the samples must not differ.
+(It can be copied into another SQLite file too, to be read through the ``sql`` source.)
 The tables are copied from a SQLite file (the demo city, or one a test writes) through
 SQLAlchemy, with the column types a platform on that database would use: a surrogate
 auto-increment ``id`` primary key on every table (what a platform's ORM adds, and what a cursor
@@ -30,9 +31,10 @@ CHECK_TYPES = ("visits", "patrols", "incidents", "reports")
 _ID = {
     "postgresql": "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     "mysql": "id INT AUTO_INCREMENT PRIMARY KEY",
+    "sqlite": "id INTEGER PRIMARY KEY",
 }
-_TEXT = {"postgresql": "TEXT", "mysql": "VARCHAR(191)"}
-_TIMESTAMP = {"postgresql": "TIMESTAMP", "mysql": "DATETIME(6)"}
+_TEXT = {"postgresql": "TEXT", "mysql": "VARCHAR(191)", "sqlite": "TEXT"}
+_TIMESTAMP = {"postgresql": "TIMESTAMP", "mysql": "DATETIME(6)", "sqlite": "TEXT"}
 
 
 def column_type(dialect: str, column: str, timestamps: str | None = None) -> str:

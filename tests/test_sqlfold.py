@@ -1,4 +1,4 @@
-"""The ``sql`` source folds a full read in the database (PostgreSQL, SQLite; MySQL compiled):
+"""The ``sql`` source folds a full read in the database (PostgreSQL, MariaDB, SQLite):
 the same samples and the same bad rows, counted by the same reasons, as reading row by row."""
 
 from __future__ import annotations
@@ -93,6 +93,41 @@ def load_postgres(dsn: str, time_type: str, visits: list[tuple[Any, ...]]) -> No
         cur.executemany("INSERT INTO grids VALUES (%s, %s, %s, %s, NULL)", GRIDS)
         cur.executemany("INSERT INTO households VALUES (%s, %s, NULL)", HOUSEHOLDS)
         cur.executemany("INSERT INTO visits VALUES (%s, %s, %s, 'w1', %s)", visits)
+
+
+SERVERS = [pytest.param("postgres", marks=pytest.mark.component), pytest.param("mariadb", marks=pytest.mark.component)]
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``server(name)``: the URL of a new, empty database on a real PostgreSQL or MariaDB."""
+    if request.param == "postgres":
+        pg = request.getfixturevalue("postgres")
+        return lambda name: (pg.createdb(name), pg.url_for(name))[1]
+    return request.getfixturevalue("mariadb").createdb  # type: ignore[no-any-return]
+
+
+def load_server(url: str, visits: list[tuple[Any, ...]]) -> None:
+    """The city on a server, times as text (``VARCHAR`` on MariaDB, whose ``TEXT`` cannot be
+    declared unique), ids unique (a UNIQUE constraint lets a NULL id in)."""
+    engine = sa.create_engine(url)
+    text = "VARCHAR(191)" if engine.dialect.name == "mysql" else "text"
+    try:
+        with engine.begin() as db:
+            db.exec_driver_sql(f"CREATE TABLE grids (grid_id {text} PRIMARY KEY, name {text}, community {text},"
+                               f" street {text}, zone {text})")  # fmt: skip
+            db.exec_driver_sql(f"CREATE TABLE households (household_id {text} PRIMARY KEY, grid_id {text},"
+                               f" category {text})")  # fmt: skip
+            db.exec_driver_sql(f"CREATE TABLE visits (visit_id {text} UNIQUE, household_id {text}, grid_id {text},"
+                               f" worker_id {text}, visited_at {text})")  # fmt: skip
+            db.execute(sa.text("INSERT INTO grids VALUES (:g, :n, :c, :s, NULL)"),
+                       [dict(zip("gncs", g, strict=True)) for g in GRIDS])  # fmt: skip
+            db.execute(sa.text("INSERT INTO households VALUES (:h, :g, NULL)"),
+                       [{"h": h, "g": g} for h, g in HOUSEHOLDS])  # fmt: skip
+            db.execute(sa.text("INSERT INTO visits VALUES (:v, :h, :g, 'w1', :t)"),
+                       [dict(zip("vhgt", v, strict=True)) for v in visits])  # fmt: skip
+    finally:
+        engine.dispose()
 
 
 def load_sqlite(path: Path) -> Path:
@@ -263,10 +298,9 @@ def samples(result: Any) -> list[tuple[Any, ...]]:
     return sorted((s.metric, sorted(s.labels.items()), s.value) for s in result.samples)
 
 
-@pytest.mark.component
-def test_visits_on_postgresql_give_the_same_samples_and_bad_rows_folded_as_row_by_row(postgres, tmp_path, monkeypatch):
-    load_postgres(postgres.createdb("check_text"), "text", VISITS)
-    url = postgres.url_for("check_text")
+def test_visits_on_a_server_give_the_same_samples_and_bad_rows_folded_as_row_by_row(server, tmp_path, monkeypatch):
+    url = server("check_text")
+    load_server(url, VISITS)
     folded, handed = visits_check(tmp_path, url, monkeypatch, fold=True)
     rows, _ = visits_check(tmp_path, url, monkeypatch, fold=False)
     assert handed == [len(ODD)]  # of 14 visits, only the doubtful households' rows reached Python
@@ -312,35 +346,33 @@ def test_the_mysql_fold_compiles_with_exact_comparisons_and_list_parameters():
 # --------------------------------------------------------------------------- a whole city
 
 
-@pytest.mark.component
-def test_the_demo_city_with_declared_keys_folds_in_postgresql_to_exactly_sqlites_samples(
-    postgres, tmp_path, monkeypatch
-):
+def test_the_demo_city_with_declared_keys_folds_on_a_server_to_exactly_sqlites_samples(server, tmp_path, monkeypatch):
     """tests/test_postgres.py's city, with the keys a platform declares: visits and patrols (by
-    grid and role) fold in PostgreSQL, and every sample is still SQLite's."""
+    grid and role) fold in PostgreSQL or MariaDB, and every sample is still SQLite's."""
     from gridwatch.tools import demo
     from tests.cities import NOW as CITY_NOW
     from tests.cities import copy_city, once, sql_source, sqlite_source
 
     demo.generate(tmp_path / "city.db", grids=24, days=45, now=datetime.fromisoformat(CITY_NOW))
-    dsn = postgres.createdb("city_keys")
-    copy_city(tmp_path / "city.db", postgres.url_for("city_keys"))
-    with psycopg.connect(dsn) as pg:
+    url = server("city_keys")
+    copy_city(tmp_path / "city.db", url)
+    engine = sa.create_engine(url)
+    with engine.begin() as db:
         for table, key in (("visits", "visit_id"), ("patrols", "patrol_id"), ("reports", "report_id")):
-            pg.execute(f"CREATE UNIQUE INDEX {table}_key ON {table} ({key})")
+            db.exec_driver_sql(f"CREATE UNIQUE INDEX {table}_key ON {table} ({key})")
+        counts = {t: db.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in ("visits", "patrols")}
+    engine.dispose()
     lite = once(tmp_path, "lite", sqlite_source("city.db"))
-    pg_out = once(tmp_path, "pg", sql_source(postgres.url_for("city_keys")))
+    out = once(tmp_path, "server", sql_source(url))
 
     def key(s: dict[str, Any]) -> tuple[Any, ...]:
         return s["check"], s["metric"], sorted(s["labels"].items())
 
-    assert sorted(pg_out["samples"], key=key) == sorted(lite["samples"], key=key)
-    assert pg_out["grids"] == lite["grids"] and pg_out["errors"] == []
+    assert sorted(out["samples"], key=key) == sorted(lite["samples"], key=key)
+    assert out["grids"] == lite["grids"] and out["errors"] == []
     # and the fold was taken: of thousands of visits and patrols, a few rows reached Python
-    with psycopg.connect(dsn) as pg:
-        counts = {t: pg.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("visits", "patrols")}  # type: ignore[index]
     for check in ("visits", "patrols"):
-        _, handed = visits_check(tmp_path, postgres.url_for("city_keys"), monkeypatch, True, check, CITY_NOW)
+        _, handed = visits_check(tmp_path, url, monkeypatch, True, check, CITY_NOW)
         assert len(handed) == 1 and handed[0] < counts[check] / 20, (check, handed, counts)
 
 
@@ -359,18 +391,24 @@ def iso_texts() -> list[str]:
             "２０２６-11-20 10:00", "2026-11-20+08:00", "20261120T100000"]  # fmt: skip
 
 
-@pytest.mark.component
-def test_postgresql_vouches_only_for_iso_text_python_reads_and_names_the_same_instant(postgres, env, sql_source):
+def test_a_server_vouches_only_for_iso_text_python_reads_and_names_the_same_instant(server, env, sql_source):
     """Each text the SQL turns into a time, Python reads as the same instant; none makes it fail."""
     from datetime import timedelta, timezone
 
     from gridwatch.rows import parse_ts
 
-    source = sql_source(env, postgres.url_for(postgres.dbname))
+    url = server("iso_texts")
     texts = iso_texts()
-    at = sqlfold._iso_local(sqlfold._DIALECTS["postgresql"], "v", 480)
+    engine = sa.create_engine(url)
+    with engine.begin() as db:
+        db.exec_driver_sql("CREATE TABLE texts (v VARCHAR(64))")
+        db.execute(sa.text("INSERT INTO texts VALUES (:v)"), [{"v": t} for t in texts])
+    engine.dispose()
+    source = sql_source(env, url)
+    at = sqlfold._iso_local(sqlfold._DIALECTS[source.backend], "v", 480)
     with source.transaction(soon()) as conn:
-        got = dict(conn.execute(sa.text(f"SELECT v, {at} FROM unnest(CAST(:v AS text[])) AS v"), {"v": texts}).all())
+        got = dict(conn.execute(sa.text(f"SELECT v, {at} FROM texts")).all())
+    assert sorted(got) == sorted(texts)  # each text came back as it was written
     vouched = 0
     for text in texts:
         try:
@@ -388,15 +426,18 @@ def test_postgresql_vouches_only_for_iso_text_python_reads_and_names_the_same_in
     assert vouched == 3 * (1 + 2 * 4 * 7)
 
 
-@pytest.mark.component
-def test_the_groups_and_the_odd_rows_come_from_one_snapshot(postgres, env, sql_source):
+def test_the_groups_and_the_odd_rows_come_from_one_snapshot(server, env, sql_source):
     """A row committed after the groups were read, before the odd rows are, is in neither: the
     two parts cannot disagree (say, a household both folded and handed on)."""
-    dsn = postgres.createdb("fold_snapshot")
-    load_postgres(dsn, "text", VISITS)
-    source = sql_source(env, postgres.url_for("fold_snapshot"))
+    url = server("fold_snapshot")
+    load_server(url, VISITS)
+    source = sql_source(env, url)
     groups, odd, _ = source.read_latest("visits", VISIT, None, want(), deadline=soon())
-    with psycopg.connect(dsn) as pg:  # h1 (folded) gets a bad row, h4 (handed on) a good one
-        pg.execute("INSERT INTO visits VALUES ('v30', 'h1', 'g1', 'w1', 'garbage'), ('v31', 'h4', 'g1', 'w1', NULL)")
+    engine = sa.create_engine(url)
+    with engine.begin() as db:  # h1 (folded) gets a bad row, h4 (handed on) a good one
+        db.exec_driver_sql(
+            "INSERT INTO visits VALUES ('v30', 'h1', 'g1', 'w1', 'garbage'), ('v31', 'h4', 'g1', 'w1', NULL)"
+        )
+    engine.dispose()
     assert {r["visit_id"] for r in odd} == ODD
     assert ("h1", datetime(2026, 11, 20, 10, 30, 0, 250000), 2) in groups

@@ -245,7 +245,9 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
     def read_latest(
         self, table: str, columns: Sequence[str], after: Any, want: Latest, *, deadline: float = math.inf
     ) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], Any] | None:
-        """A full read folded in the database where it can vouch for the rows (:mod:`gridwatch.sources.sqlfold`)."""
+        """A full read folded in the database where it can vouch for the rows
+        (:mod:`gridwatch.sources.sqlfold`), with the cursor a full read leaves: the next run reads
+        what was appended or changed since. A read since a cursor is not folded: its rows are few."""
         return None if after is not None else sqlfold.read_latest(self, table, columns, want, deadline)
 
     def unique(self, table: str, column: str) -> bool:

@@ -144,7 +144,8 @@ class Cursors:
         quote = src.quote
         return Plan(column, kind, quote(column), quote(key))
 
-    def _ready(self, table: str, deadline: float) -> Plan | None:
+    def ready(self, table: str, deadline: float) -> Plan | None:
+        """The table's plan, None without a cursor; a wrong cursor is the operator's to mend."""
         plan = self.plan(table, deadline)
         if isinstance(plan, str):
             raise CheckError(f"{plan}: see sources.{self.source.name}.cursors.{table}")
@@ -155,21 +156,15 @@ class Cursors:
         self, table: str, columns: Sequence[str], after: Any, deadline: float
     ) -> tuple[Iterator[dict[str, Any]], Any] | None:
         """The rows since ``after`` and the next cursor, or None when the table has no cursor."""
-        plan = self._ready(table, deadline)
+        plan = self.ready(table, deadline)
         if plan is None:
             return None
-        if after is not None and tuple(after[:2]) != (plan.kind, plan.column):
-            raise Resync(f"the cursor of {table} changed in the configuration")
         src = self.source
         stack = ExitStack()
         try:
             stack.enter_context(src.translated(deadline))
             conn = stack.enter_context(src.transaction(deadline, snapshot=True))
-            fetch = _Fetch(conn, src.quote(src.table_name(table)), plan)
-            if plan.kind == APPENDED:
-                where, params, cursor = self._appended(fetch, table, after)
-            else:
-                where, params, cursor = self._changed(fetch, table, after)
+            where, params, cursor = self.span(conn, table, plan, after)
         except BaseException:
             stack.close()
             raise
@@ -181,6 +176,17 @@ class Cursors:
         only = params.pop("only", None)
         edits = None if plan.kind == APPENDED or after is None or after[2] is None else after[4]
         return self._rows(stack, conn, stmt, params, edits, only), cursor
+
+    def span(self, conn: Connection, table: str, plan: Plan, after: Any) -> tuple[str, dict[str, Any], Any]:
+        """In the snapshot open on ``conn``: the rows to read since ``after`` (a condition and its
+        parameters) and the next cursor. A full read's condition (``after`` None) names no keys:
+        it bounds a fold in the database as well (:mod:`gridwatch.sources.sqlfold`)."""
+        if after is not None and tuple(after[:2]) != (plan.kind, plan.column):
+            raise Resync(f"the cursor of {table} changed in the configuration")
+        fetch = _Fetch(conn, self.source.quote(self.source.table_name(table)), plan)
+        if plan.kind == APPENDED:
+            return self._appended(fetch, table, after)
+        return self._changed(fetch, table, after)
 
     def _appended(self, fetch: _Fetch, table: str, after: Any) -> tuple[str, dict[str, Any], Any]:
         """Rows past an increasing id, and those that committed late just below it."""

@@ -8,6 +8,13 @@ is then read as a row, and :func:`gridwatch.rows.clean` counts it by reason as a
 statements run in one snapshot (repeatable read; on SQLite one read transaction), so a write
 between them cannot make the groups and the rows disagree.
 
+A table followed by a cursor column (:mod:`gridwatch.sources.sqlcursor`) is folded as far as a
+full read by that cursor reads it, and the cursor's bookkeeping is taken in the same snapshot:
+the fold hands back the very cursor a full read of rows would, so the next run reads only what
+was appended (or changed) since. With an increasing id the fold stops at the greatest id (rows
+without one are left out, as a read by the cursor leaves them); a changed-since column bounds
+nothing, for the snapshot holds no row changed after its greatest value.
+
 What "valid time" means in SQL, per column type (anything else: None, and the rows are read):
 
 - a native time (PostgreSQL ``timestamp``, ``timestamptz``, ``date``; MySQL ``DATETIME``,
@@ -237,49 +244,64 @@ class _Kind:
 
 def read_latest(
     source: SqlSource, table: str, columns: Sequence[str], want: Latest, deadline: float
-) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], None] | None:
+) -> tuple[list[tuple[Any, ...]], Iterator[dict[str, Any]], Any] | None:
+    """The groups, the odd rows and the cursor a full :meth:`~SqlSource.read_since` would leave
+    (None for a table without a cursor column); None when the database cannot vouch."""
     reads = _reads(source, table, columns, want, deadline)
-    groups = next(reads)
-    if groups is None:
+    first = next(reads)
+    if first is None:
         reads.close()
         return None
-    return groups, reads, None
+    groups, cursor = first
+    return groups, reads, cursor
 
 
 class _Fold(NamedTuple):
-    sql: str
+    head: str  # the GROUP BY up to its table, and after it: the rows' condition goes between
+    tail: str
     params: dict[str, Any]
     binds: list[sa.BindParameter[Any]]
     integer_key: bool  # the ``by`` column holds integers (else text)
+
+    def sql(self, where: str) -> str:
+        return f"{self.head} WHERE {where}{self.tail}"
 
 
 def _reads(
     source: SqlSource, table: str, columns: Sequence[str], want: Latest, deadline: float
 ) -> Generator[Any, None, None]:
-    """First the groups (None when the database cannot vouch), then the odd rows, in one snapshot."""
+    """First the groups and the cursor (None when the database cannot vouch), then the odd rows,
+    in one snapshot. A table with a cursor column is folded as far as a full read by the cursor
+    would read it (an increasing id: up to its greatest), and the cursor's bookkeeping is taken
+    in the same snapshot: the next run reads what came after, as after a full read of rows."""
+    plan = source.cursors.ready(table, deadline)  # asked of the schema once, outside the snapshot
     with source.translated(deadline), source.transaction(deadline, snapshot=True) as conn:
         fold = _plan(source, conn, table, columns, want)
         if fold is None:
             yield None
             return
-        groups, odd = _groups(source, want, conn.execute(sa.text(fold.sql).bindparams(*fold.binds), fold.params))
+        where, bounds, cursor = ("1 = 1", {}, None) if plan is None else source.cursors.span(conn, table, plan, None)
+        params = {**fold.params, **bounds}
+        result = conn.execute(sa.text(fold.sql(where)).bindparams(*fold.binds), params)
+        groups, odd = _groups(source, want, result)
         if groups is None or len(odd) > _MOST_ODD or any(type(k) not in (str, int, type(None)) for k in odd):
             yield None  # reading every row costs no more than naming that many keys back
             return
-        yield groups
+        yield groups, cursor
         if not odd:  # every row folded (a NULL key, grouped too, is odd): no second pass
             return
-        select = select_sql(source, table, columns, quote=source.quote)
+        # keyed as read_since's rows are (a mutable table's rows are re-read by key)
+        select = select_sql(source, table, columns, quote=source.quote, key=None if plan is None else plan.key)
         by = source.quote(source.column_map(table, [want.by])[want.by])
         d, keys = _DIALECTS.get(source.backend), sorted((k for k in odd if k is not None), key=repr)
         if d is None:  # SQLite
-            where, bind = f"{by} IN (SELECT value FROM json_each(:odd))", None
-            params: dict[str, Any] = {"odd": json.dumps(keys)}
+            among, bind = f"{by} IN (SELECT value FROM json_each(:odd))", None
+            params = {**bounds, "odd": json.dumps(keys)}
         else:
             kind = "bigint" if fold.integer_key else "text"
-            where, bind = d.among(by if fold.integer_key else d.exact(by), "odd", kind)
-            params = {"odd": keys}
-        stmt = sa.text(f"{select} WHERE {f'{by} IS NULL OR ' if None in odd else ''}{where}")
+            among, bind = d.among(by if fold.integer_key else d.exact(by), "odd", kind)
+            params = {**bounds, "odd": keys}
+        stmt = sa.text(f"{select} WHERE ({where}) AND ({f'{by} IS NULL OR ' if None in odd else ''}{among})")
         if bind is not None:
             stmt = stmt.bindparams(bind)
         yield from source.dicts(conn.execution_options(stream_results=True, max_row_buffer=1000).execute(stmt, params))
@@ -366,14 +388,15 @@ def _plan(source: SqlSource, conn: Connection, table: str, columns: Sequence[str
     outer = ", ".join(f"k{i}" for i in range(len(keys)))
     first = ", min(v)" if want.earliest else ""
     # v: the time of a row that passes every rule, else NULL (t is computed once, under the fence)
-    sql = (
+    head = (
         f"SELECT {outer}, max(v), count(*){first}, count(*) - count(v) FROM (SELECT {outer},"
         " CASE WHEN g = 1 AND t >= :since AND t <= :until THEN t END AS v"
         f" FROM (SELECT {inner}, {at} AS t, CASE WHEN {id_ok} AND {grid_ok} THEN 1 ELSE 0 END AS g"
-        f" FROM {t}{d.fence}) AS r) AS f GROUP BY {outer}"
+        f" FROM {t}"
     )
+    tail = f"{d.fence}) AS r) AS f GROUP BY {outer}"
     params = {"since": since, "until": until, "grids": list(want.grids)}
-    return _Fold(sql, params, [bind] if bind is not None else [], bool(kind[want.by].integer))  # type: ignore[union-attr]
+    return _Fold(head, tail, params, [bind] if bind is not None else [], bool(kind[want.by].integer))  # type: ignore[union-attr]
 
 
 def _plan_sqlite(source: SqlSource, c: dict[str, str], t: str, want: Latest) -> _Fold | None:
@@ -394,9 +417,9 @@ def _plan_sqlite(source: SqlSource, c: dict[str, str], t: str, want: Latest) -> 
         f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}{decodes}"
     )
     first = f", min({col})" if want.earliest else ""
-    sql = f"SELECT {keys}, max({col}), count(*){first}, sum(({sure}) IS NOT 1) FROM {t} GROUP BY {keys}"
+    head = f"SELECT {keys}, max({col}), count(*){first}, sum(({sure}) IS NOT 1) FROM {t}"
     params = {"grids": json.dumps(list(want.grids)), **_bounds(want, source.env.tz), "wide": "*[^\x01-\x7f]*"}
-    return _Fold(sql, params, [], False)
+    return _Fold(head, f" GROUP BY {keys}", params, [], False)
 
 
 def register_functions(conn: Connection) -> None:
