@@ -52,6 +52,16 @@ class DisplayNames:
             return None
         return names[0] if lang == "zh" else names[1]
 
+    def title(self, label: str, code: str) -> dict[str, str] | None:
+        """``{"zh", "en"}`` for an API answer, or None when ``code`` has no name in both."""
+        zh, en = self.get(label, code, "zh"), self.get(label, code, "en")
+        return {"zh": zh, "en": en} if zh is not None and en is not None else None
+
+    def titled(self, alerts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Alert views with their rule's display name as ``title``: a rule's code is no word for
+        people (DOMAIN.md §8), and the board groups alerts by it."""
+        return [{**a, "title": self.title("alertname", a["alert"])} for a in alerts]
+
     def name(self, label: str, code: str, lang: Lang = "zh") -> str:
         """The name of ``code`` under ``label``; the code itself when it has none (in English,
         with its underscores read as spaces)."""

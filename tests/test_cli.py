@@ -304,3 +304,20 @@ def test_a_check_its_plugin_cannot_make_stops_run_and_once_with_one_line(tmp_pat
         result = gridwatch(command, "-c", "gridwatch.toml", cwd=tmp_path)
         expected = "gridwatch: check 'u' (unmakeable (plugin unmakeable)): cannot be made on purpose\n"
         assert (result.returncode, result.stderr) == (2, expected), command
+
+
+def test_once_gives_each_alert_its_rules_name_in_words_as_the_api_does(tmp_path, capsys):
+    """``once --json`` alerts are documented as /api/v1/alerts shows them: with ``title``."""
+    import shutil
+
+    from gridwatch.cli import main
+
+    now = "2026-11-20T17:45:00+08:00"
+    main(["demo", "--db", str(tmp_path / "var" / "demo.db"), "--grids", "12", "--days", "40", "--now", now])
+    shutil.copy(Path(__file__).parent.parent / "gridwatch.toml", tmp_path / "gridwatch.toml")
+    capsys.readouterr()
+    main(["once", "-c", str(tmp_path / "gridwatch.toml"), "--json", "--now", now])
+    alerts = json.loads(capsys.readouterr().out)["alerts"]
+    assert alerts  # the demo city always has work behind
+    for a in alerts:
+        assert re.search(r"[\u4e00-\u9fff]", a["title"]["zh"]) and a["alert"] not in a["title"].values(), a

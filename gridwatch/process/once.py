@@ -56,7 +56,7 @@ async def run_once(
         grids = runtime.registry.cached() if runtime.registry else {}
         if runtime.registry is not None and not grids:
             grids = runtime.load_grids(now, results)
-        alerts = stateless_views(settings, results.all_samples(), grids, now.timestamp())
+        alerts = settings.names.titled(stateless_views(settings, results.all_samples(), grids, now.timestamp()))
         rule_metrics = {name: r.metric for name, r in settings.rules.items()}
         lights = [gl.as_dict() for gl in light.compute(grids, results.all_reasons(), alerts, rule_metrics)]
         return {

@@ -36,10 +36,6 @@ from gridwatch.web.views import Pages, describe_metrics
 log = logging.getLogger(__name__)
 
 
-def _title(zh: str | None, en: str | None) -> dict[str, str] | None:
-    return {"zh": zh, "en": en} if zh is not None and en is not None else None
-
-
 @dataclass(frozen=True)
 class ReadModel:
     settings: Settings
@@ -76,11 +72,7 @@ class ReadModel:
     def alerts(self, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
         """Alerts as /api/v1/alerts shows them to ``scope``, newest first, each with its rule's
         display name (``title``: the board groups alerts by it; the rule's code is no word for people)."""
-        names = self.settings.names
-        return [
-            {**a, "title": _title(names.get("alertname", a["alert"], "zh"), names.get("alertname", a["alert"], "en"))}
-            for a in scope.filter_alerts(self.alerting.views(), self.grids())
-        ]
+        return self.settings.names.titled(scope.filter_alerts(self.alerting.views(), self.grids()))
 
     def waiting(self) -> list[str]:
         """The checks that have not run once since start (or since they were added)."""
