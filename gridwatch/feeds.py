@@ -74,10 +74,26 @@ class Feed:
         self.edited: list[dict[str, Any]] = []  # a mutable table's rows the latest rows() found edited
         self._raw: dict[Any, int | None] = {}
         self.dedupe: bool | None = None
+        self._readers: list[Iterable[dict[str, Any]]] = []  # the source's reads begun since close()
 
     def reset(self) -> None:
         self.cursor, self.seen, self.later, self.refused, self.repeats = None, set(), [], set(), set()
         self.handed, self.unchanged, self.masked, self.edited = {}, set(), set(), []
+
+    def _reader(self, raw: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+        self._readers.append(raw)
+        return raw
+
+    def close(self) -> None:
+        """End the source's reads the run left half-way (a :class:`Resync`, a bad row, a
+        timeout): an abandoned reader keeps its snapshot open — on SQLite a read lock under
+        which the platform cannot write — until the last reference to it goes, and a
+        traceback kept anywhere (a log record holding the exception) keeps it."""
+        readers, self._readers = self._readers, []
+        for raw in readers:
+            close = getattr(raw, "close", None)
+            if close is not None:
+                close()
 
     def follows_edits(self) -> bool:
         """Whether the source hands on the rows edited since the cursor (a changed-since column)."""
@@ -89,6 +105,7 @@ class Feed:
         and ``codes`` for the table."""
         with self._reading(ctx):
             raw, cursor = self.source.read_since(self.table, self.columns, self.cursor, deadline=ctx.deadline)
+            raw = self._reader(raw)
             if self.cursor is not None and self.follows_edits():
                 raw = self._edits_aside(raw)
             yield from self._fresh(ctx, raw, rules)
@@ -180,6 +197,7 @@ class Feed:
             yield from folded_rows(self.rows(ctx, **rules))
             return
         groups, odd, cursor = plan
+        self._reader(odd)
         with self._reading(ctx):
             yield from folded_rows(self._fresh(ctx, odd, rules))
         vouched = sum(g[2] for g in groups)  # the source read them all, and they are good rows
@@ -257,11 +275,13 @@ class Feed:
         else:
             wanted, self.refused = {*kept, *self.refused}, set()
             if open_column is not None:
-                raw = self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline)
+                raw = self._reader(self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline))
                 yield from self._again(ctx, raw, done, kept, rules)
         keys = [k for k in wanted if k not in done]
         for i in range(0, len(keys), 10_000):
-            raw = self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
+            raw = self._reader(
+                self.source.read_keys(self.table, self.columns, keys[i : i + 10_000], deadline=ctx.deadline)
+            )
             yield from self._again(ctx, raw, done, kept, rules)
         ctx.read[self.source.name] += len(self.unchanged)  # read, and good as they were
         if self.follows_edits():
@@ -444,6 +464,9 @@ class Tracker:
                 self.fresh = False
                 self.resynced = str(exc) or type(exc).__name__
                 continue
+            finally:  # before the read again, and before the error goes up with its traceback
+                for feed in self.feeds:
+                    feed.close()
             break
         self.grids, self.last_now = key, now
         self.fresh = all(feed.cursor is not None for feed in self.feeds)

@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gridwatch import config
-from gridwatch.api import ROW_KEY, CheckError, Environment, Latest, SourceUnavailable
+from gridwatch.api import ROW_KEY, CheckError, Environment, Latest, Resync, SourceUnavailable
 from gridwatch.rows import parse_ts
 from gridwatch.schema import STANDARD_SCHEMA, create_sql
 from gridwatch.sources.files import CsvSource, JsonlSource
@@ -162,6 +162,43 @@ def test_a_source_that_does_not_honour_split_is_not_asked_to_fold_by_it(tmp_path
     assert asked == []
     # without split it folds as before
     assert [k for k, _, _ in feed.latest(ctx, "grid_id", "patrolled_at", {"g1": 1})] == ["g1"] and len(asked) == 1
+
+
+@pytest.mark.parametrize("stop", [Resync, CheckError])
+def test_a_run_stopped_half_way_through_a_sqlite_table_leaves_the_platform_free_to_write(env, tmp_path, stop):
+    """A check whose run stops after the first row of a table (it must read everything again,
+    twice; or a row fails it) ends its read: the platform writes at once, although the
+    exceptions and their tracebacks are still held (a log record keeps one, the caller the
+    other). An open read would hold SQLite's read lock: the write would wait, then fail."""
+    from gridwatch.api import RunContext
+    from gridwatch.feeds import Tracker
+
+    db = tmp_path / "city.db"
+    patrols = [{"patrol_id": f"p{i}", "grid_id": "g1", "patrolled_at": "2026-11-20 09:00:00"} for i in range(3)]
+    write_standard_db(db, {"grids": [{"grid_id": "g1"}], "patrols": patrols})
+    source = SqliteSource("city", SqliteSource.Options(path=str(db)), env)
+    tracker = Tracker(resync=None)
+    feed = tracker.feed(source, "patrols", ("patrol_id", "grid_id", "patrolled_at"), "patrol_id")
+    ctx = RunContext(now=datetime(2026, 11, 20, 12, tzinfo=TZ), tz=TZ)
+    held: list[BaseException] = []
+
+    def update(full: bool) -> None:
+        rows = feed.rows(ctx, timestamps=("patrolled_at",), grids={"g1": 1})  # a local, as checks keep it
+        for _ in rows:
+            held.append(stop("stopped after the first row"))
+            raise held[-1]
+
+    with pytest.raises(stop) as raised:
+        tracker.refresh(ctx, {"g1": 1}, lambda: None, update)
+    assert len(held) == (2 if stop is Resync else 1) and raised.value is held[-1]
+    writer = sqlite3.connect(db, timeout=0)  # no wait: a lock held says so at once
+    try:
+        writer.execute(
+            "INSERT INTO patrols (patrol_id, grid_id, patrolled_at) VALUES ('p9', 'g1', '2026-11-20 11:00:00')"
+        )
+        writer.commit()
+    finally:
+        writer.close()
 
 
 # --------------------------------------------------------------------------- sql: SQLite
