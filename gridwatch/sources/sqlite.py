@@ -9,7 +9,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 from gridwatch.api import CheckError, Latest, Resync, Source, SourceUnavailable, TableOptions
@@ -122,14 +122,17 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         others' latest value and count (GROUP BY, which an index on (by, column) answers
         without reading the table), and the suspect keys' rows.
 
-        Declared formats fold too: ``epoch`` and ``epoch_ms`` as numbers (their greatest is the
-        latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d %H %M %S`` fields
+        ISO times fold in every form ``parse_ts`` reads that the rule book names (a ``T`` or a
+        space, fractional seconds, ``Z`` or an offset), compared as instants and returned as local
+        text to the microsecond. Declared formats fold too: ``epoch`` and ``epoch_ms`` as numbers
+        (their greatest is the latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d %H %M %S`` fields
         in that order with literal separators (``%Y/%m/%d %H:%M:%S``, ``%Y%m%d%H%M%S``), whose
         text sorts as the time it reads. SQLite cannot vouch for any other pattern (names of
         months, 12-hour clocks, offsets): then it returns None and the rows are read one by one."""
         time_sql = _time_sql(want.format)
         if time_sql is None:
             return None
+        sure_time, key_time = time_sql
         conn = self.connect(deadline)
         span = self._span(conn, table, after)
         if span is None:
@@ -139,7 +142,10 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         c = {k: _quote(v) for k, v in self.column_map(table, named).items()}
         by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
         keys = f"{by}, {c[want.split]}" if want.split else by
-        least = f", min({col})" if want.earliest else ""
+        # a grid is a text label, as clean() makes it (an integer grid_id reads as its digits)
+        shown = keys.replace(by, f"CAST({by} AS TEXT)", 1) if want.by == want.grid else keys
+        at = key_time.format(col=col)
+        least = f", min({at})" if want.earliest else ""
         t = _quote(self.table_name(table))
         params = {
             **span[0],
@@ -157,8 +163,9 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         )
         # every rule of clean() the row passes for sure
         sure = (
-            f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
-            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}{decodes}"
+            f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) IN ('text', 'integer')"
+            f" AND CAST({grid} AS TEXT) IN (SELECT value FROM json_each(:grids))"
+            f" AND {sure_time.format(col=col)}{decodes}"
         )
         span_sql = "rowid > :lo AND rowid <= :top"
         try:
@@ -173,7 +180,7 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
                 return None
             params["odd"] = json.dumps(odd)
             groups = conn.execute(
-                f"SELECT {keys}, max({col}), count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
+                f"SELECT {shown}, max({at}), count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
                 f" AND {by} NOT IN (SELECT value FROM json_each(:odd)) GROUP BY {keys}",
                 params,
             ).fetchall()
@@ -248,15 +255,22 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         return self.standard_names(table, actual)
 
     def unique(self, table: str, column: str) -> bool:
+        """Every unique key SQLite declares: a primary key of this column alone — an ``INTEGER
+        PRIMARY KEY`` is the rowid itself and has no index of its own — and a full unique index on
+        exactly this column (a ``UNIQUE`` constraint, ``CREATE UNIQUE INDEX``). A key of several
+        columns does not make one of them unique."""
         col = self.column_map(table, [column])[column]
         conn = self.connect()
         try:
             t = _quote(self.table_name(table))
+            # (cid, name, type, notnull, default, pk): pk numbers the primary key's columns
+            if [r[1].lower() for r in conn.execute(f"PRAGMA table_info({t})") if r[5]] == [col.lower()]:
+                return True
             for index in conn.execute(f"PRAGMA index_list({t})").fetchall():
                 # (seq, name, unique, origin, partial): a full unique index on exactly this column
                 if index[2] and not index[4]:
                     cols = [r[2] for r in conn.execute(f"PRAGMA index_info({_quote(index[1])})")]
-                    if cols == [col]:
+                    if [str(c).lower() for c in cols] == [col.lower()]:
                         return True
             return False
         except sqlite3.Error:
@@ -342,23 +356,49 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-# a time SQLite can vouch for, as clean() would read it; datetime(julianday()) rewrites any
-# other form and rolls an impossible date over (datetime() alone keeps 2026-02-30 as it is)
-_ISO_SURE = "typeof({col}) = 'text' AND {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
+# An ISO time SQLite can vouch for, as clean() reads it: date and time to the second with a `T`
+# or a space between (datetime(julianday()) rewrites any other form and rolls an impossible date
+# over: datetime() alone keeps 2026-02-30 as it is), then up to six digits of a second, then `Z`
+# or an offset ±HH:MM below 24 h, or nothing (local time).
+_WHOLE = "substr({col}, 1, 19)"
+_ZONE = (
+    "(CASE WHEN {col} GLOB '*Z' THEN 'Z'"
+    " WHEN {col} GLOB '*[+-][0-2][0-9]:[0-5][0-9]' AND substr({col}, -5, 2) < '24' THEN substr({col}, -6) ELSE '' END)"
+)
+_FRACTION = f"substr({{col}}, 20, length({{col}}) - 19 - length({_ZONE}))"
+# The time as the window's local text, to the microsecond as written: offsets are converted with
+# the window's fixed offset (:shift), in which local times are the instants they name, so the
+# text sorts as the instants and parse_ts reads it to the same one. A time without a fraction
+# or a zone, the common case, is only given its space.
+_ISO_KEY = (
+    "(CASE WHEN length({col}) = 19 THEN replace({col}, 'T', ' ') ELSE"
+    f" (CASE {_ZONE} WHEN '' THEN replace({_WHOLE}, 'T', ' ') ELSE datetime({_WHOLE} || {_ZONE}, :shift) END)"
+    f" || {_FRACTION} END)"
+)
+_ISO_SURE = (
+    "typeof({col}) = 'text'"
+    f" AND {_WHOLE} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9]'"
+    f" AND datetime(julianday({_WHOLE})) = replace({_WHOLE}, 'T', ' ')"
+    f" AND (length({{col}}) = 19 OR {_FRACTION} = '' OR ({_FRACTION} GLOB '.[0-9]*'"
+    f" AND length({_FRACTION}) <= 7 AND substr({_FRACTION}, 2) NOT GLOB '*[^0-9]*'))"
+    f" AND {_ISO_KEY} BETWEEN :since AND :until"
+)
 _EPOCH_SURE = "typeof({col}) IN ('integer', 'real') AND {col} BETWEEN :since AND :until"
 _FIELDS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
 
 
-def _time_sql(fmt: str) -> str | None:
-    """The condition (on ``{col}``) under which SQLite vouches for a time in format ``fmt``, or
-    None when it cannot. A pattern qualifies when it is ``%Y %m %d`` and optionally ``%H %M``
-    ``%S``, in that order, between literal characters that are neither digits nor ``%``:
-    then a text of exactly the pattern's width with the literals in place sorts as the times
-    it reads, and its fields rearranged into ISO pass the ISO checks."""
+def _time_sql(fmt: str) -> tuple[str, str] | None:
+    """The condition (on ``{col}``) under which SQLite vouches for a time in format ``fmt``, and
+    the value whose greatest (least) is the latest (earliest) time, in a form ``parse_ts`` reads
+    in ``fmt`` to that instant; None when SQLite cannot vouch. A pattern qualifies when it is
+    ``%Y %m %d`` and optionally ``%H %M`` ``%S``, in that order, between literal characters
+    that are neither digits nor ``%``: then a text of exactly the pattern's width with the
+    literals in place sorts as the times it reads, and its fields rearranged into ISO pass the
+    ISO checks."""
     if fmt == ISO:
-        return _ISO_SURE
+        return _ISO_SURE, _ISO_KEY
     if fmt in (EPOCH, EPOCH_MS):
-        return _EPOCH_SURE
+        return _EPOCH_SURE, "{col}"
     parts = re.findall(r"%(.)|([^%]+)", fmt)
     fields = [f for f, _ in parts if f]
     if fields not in (list("Ymd"), list("YmdHM"), list("YmdHMS")) or any(c.isdigit() for _, lit in parts for c in lit):
@@ -380,7 +420,7 @@ def _time_sql(fmt: str) -> str | None:
     )
     checks = [f"length({{col}}) = {pos - 1}", *literals, f"({iso}) BETWEEN :since AND :until"]
     checks.append(f"datetime(julianday({iso})) = ({iso})")
-    return "typeof({col}) = 'text' AND " + " AND ".join(checks)
+    return "typeof({col}) = 'text' AND " + " AND ".join(checks), "{col}"
 
 
 def _literal(text: str) -> str:
@@ -391,14 +431,20 @@ def _literal(text: str) -> str:
 def _bounds(want: Latest, tz: tzinfo) -> dict[str, Any]:
     """``since`` and ``until`` as the column holds times: ISO text, or epoch numbers. The
     bounds are naive local times; whole seconds, so a row in ``until``'s last second is read
-    as a row (a narrower bound only hands more rows on)."""
+    as a row (a narrower bound only hands more rows on). ``shift`` turns UTC into the window's
+    local time, whose offset :meth:`Feed.latest` guarantees fixed."""
     if want.format in (EPOCH, EPOCH_MS):
         scale = 1 if want.format == EPOCH else 1000
         return {
             "since": math.ceil(want.since.replace(tzinfo=tz).timestamp()) * scale,
             "until": math.floor(want.until.replace(tzinfo=tz).timestamp()) * scale,
         }
-    return {"since": want.since.isoformat(" ", "seconds"), "until": want.until.isoformat(" ", "seconds")}
+    offset = want.until.replace(tzinfo=tz).utcoffset() or timedelta(0)  # the window's, fixed
+    return {
+        "since": want.since.isoformat(" ", "seconds"),
+        "until": want.until.isoformat(" ", "seconds"),
+        "shift": f"{offset.total_seconds():+.0f} seconds",
+    }
 
 
 @hookimpl
