@@ -488,6 +488,46 @@ def test_postgres_statement_timeout_follows_the_deadline(env, pg, sql_source):
     assert src.query("SHOW transaction_read_only") == [{"transaction_read_only": "on"}]
 
 
+KEYS = {  # table -> (DDL of its columns, is visit_id unique?)
+    "k_serial": ("visit_id SERIAL PRIMARY KEY, grid_id TEXT", True),
+    "k_text": ("visit_id TEXT PRIMARY KEY, grid_id TEXT", True),
+    "k_constraint": ("visit_id TEXT, grid_id TEXT, CONSTRAINT k_once UNIQUE (visit_id)", True),
+    "k_index": ("visit_id TEXT, grid_id TEXT", True),  # CREATE UNIQUE INDEX, below
+    "k_partial": ("visit_id TEXT, grid_id TEXT", False),  # unique only WHERE grid_id IS NOT NULL
+    "k_pair": ("visit_id TEXT, grid_id TEXT, PRIMARY KEY (visit_id, grid_id)", False),
+    "k_none": ("visit_id TEXT, grid_id TEXT", False),
+}
+KEY_INDEXES = (
+    "CREATE UNIQUE INDEX k_index_id ON k_index (visit_id)",
+    "CREATE UNIQUE INDEX k_partial_id ON k_partial (visit_id) WHERE grid_id IS NOT NULL",
+)
+
+
+@pytest.mark.component
+def test_the_sql_source_knows_every_unique_key_postgres_declares(env, postgres, sql_source):
+    """A primary key, a unique constraint or a full unique index on the id alone spares
+    remembering every id read; a key of two columns or a partial index does not."""
+    dsn = postgres.createdb("keys")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table, (ddl, _) in KEYS.items():
+            conn.execute(f"CREATE TABLE {table} ({ddl})")
+        for ddl in KEY_INDEXES:
+            conn.execute(ddl)
+    src = sql_source(env, postgres.url_for("keys"))
+    assert {t: src.unique(t, "visit_id") for t in KEYS} == {t: u for t, (_, u) in KEYS.items()}
+
+
+def test_the_sql_source_knows_every_unique_key_sqlite_declares(env, tmp_path, sql_source):
+    db = tmp_path / "keys.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        for table, (ddl, _) in KEYS.items():
+            conn.execute(f"CREATE TABLE {table} ({ddl.replace('SERIAL', 'INTEGER')})")
+        for ddl in KEY_INDEXES:
+            conn.execute(ddl)
+    src = sql_source(env, f"sqlite:///{db}")
+    assert {t: src.unique(t, "visit_id") for t in KEYS} == {t: u for t, (_, u) in KEYS.items()}
+
+
 def test_postgres_unreachable_is_unavailable_and_hides_the_password(env, sql_source):
     port = free_port()
     src = sql_source(env, f"postgresql://grid:Sup3r-secret@127.0.0.1:{port}/grid", connect_timeout="2s")

@@ -173,6 +173,30 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
             raise self._translate(exc, deadline) from None
         return self.standard_names(table, actual)
 
+    def unique(self, table: str, column: str) -> bool:
+        """Every unique key the database declares on this column alone, as SQLAlchemy's inspector
+        reports it: the primary key (a SQLite ``INTEGER PRIMARY KEY`` too), a unique constraint,
+        or a unique index without a condition. A key of several columns makes none of them unique."""
+        col = self.column_map(table, [column])[column].lower()
+        src_table = self.table_name(table)
+
+        def alone(names: Any) -> bool:
+            return [str(n).lower() for n in names or ()] == [col]
+
+        try:
+            with self._transaction(time.monotonic() + max(self.options.connect_timeout, 1.0)) as conn:
+                inspector = sa.inspect(conn)
+                if alone(inspector.get_pk_constraint(src_table).get("constrained_columns")):
+                    return True
+                if any(alone(u.get("column_names")) for u in inspector.get_unique_constraints(src_table)):
+                    return True
+                return any(
+                    i.get("unique") and alone(i.get("column_names")) and not _conditional(i)
+                    for i in inspector.get_indexes(src_table)
+                )
+        except (sa_exc.SQLAlchemyError, NotImplementedError, TimeoutError, SourceUnavailable, CheckError):
+            return False  # not sure: ids are remembered, as before
+
     def ping(self) -> None:
         self._connect().close()
 
@@ -296,6 +320,12 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
             for form in {plain, urllib.parse.quote(plain, safe=""), urllib.parse.quote_plus(plain)}:
                 message = message.replace(form, "***")
         return message
+
+
+def _conditional(index: Mapping[str, Any]) -> bool:
+    """A partial index (``WHERE``) is unique only among the rows it holds."""
+    options = index.get("dialect_options") or {}
+    return any(k.endswith("_where") and v is not None for k, v in options.items())
 
 
 def _backquoted(name: str) -> str:
