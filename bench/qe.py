@@ -56,7 +56,7 @@ def write_config(path: Path, db: Path, params: dict[str, Any], interval: int) ->
     """The floor's queries as a query-exporter config. JSON is YAML, so no YAML writer is needed."""
     metrics: dict[str, Any] = {}
     queries: dict[str, Any] = {}
-    for q in floor.QUERIES:
+    for q in floor.queries(db):
         for m in q.metrics:
             metrics[m] = {"type": "gauge", "description": f"{m} (plain SQL)", "labels": list(q.labels)}
         queries[q.name] = {

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 if __package__ in (None, ""):  # run as a script (python bench/run.py): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import daemon, floor, qe, report
+from bench import daemon, floor, qe, report, second
 from bench.report import NA, NO, NONE, Row, count, megabytes, percent, ratio, seconds, size, verdict
 from gridwatch import __version__, schema
 from gridwatch.testing import free_port, with_listen
@@ -56,16 +56,27 @@ def metrics_target(grids: int) -> float:
     return 0.25 + 0.75 * min(1.0, max(0.0, (grids - 2000) / 8000))
 
 
-def dataset(work: Path, grids: int, days: int, seed: int, now: datetime) -> Path:
-    """The demo city for these parameters, generated once and kept under the work directory;
+CITIES = {
+    "demo": "the demo city (`gridwatch demo`)",
+    "second": "the second city (bench/second.py: integer ids, times with offsets and microseconds)",
+}
+
+
+def dataset(work: Path, grids: int, days: int, seed: int, now: datetime, city: str = "demo") -> Path:
+    """The city for these parameters, generated once and kept under the work directory;
     a changed generator (its source) makes a new one."""
-    made_by = hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in (demo, schema))).hexdigest()[:8]
-    path = work / "data" / f"city-g{grids}-d{days}-s{seed}-{now.strftime('%Y%m%dT%H%M%S%z')}-{made_by}.db"
+    modules = (demo, schema) if city == "demo" else (demo, schema, second)
+    made_by = hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in modules)).hexdigest()[:8]
+    prefix = "city" if city == "demo" else city
+    path = work / "data" / f"{prefix}-g{grids}-d{days}-s{seed}-{now.strftime('%Y%m%dT%H%M%S%z')}-{made_by}.db"
     if path.exists():
         log(f"dataset: reusing {path.name}")
         return path
-    log(f"dataset: generating {grids} grids x {days} days (once; kept in {path.parent.name}/)")
+    log(f"dataset: generating {city}: {grids} grids x {days} days (once; kept in {path.parent.name}/)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if city == "second":
+        second.generate(path, grids=grids, days=days, seed=seed, now=now)
+        return path
     argv = ["demo", "--db", str(path), "--grids", str(grids), "--days", str(days), "--seed", str(seed)]
     cmd = [sys.executable, "-m", "gridwatch", *argv, "--now", now.isoformat()]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)  # stdout is for the table alone
@@ -135,22 +146,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="results file (default: WORK/results.md)")
     p.add_argument("--scrapes", type=int, help="/metrics scrapes per server (default 20; quick 5)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
+    p.add_argument(
+        "--city", choices=(*CITIES, "both"), default="both", help="the demo city, the second city, or both (default)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.grids, args.days = 20, 30
+    out: Path = args.out or args.work.resolve() / "results.md"
+    docs, failed, unmet = [], 0, 0
+    for city in CITIES if args.city == "both" else (args.city,):
+        doc, ok, missed = bench_city(args, city)
+        print(doc, flush=True)
+        docs.append(doc)
+        failed += not ok
+        unmet += missed
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(docs), encoding="utf-8")
+    log(f"results written to {out}")
+    if failed:
+        log(f"FAILED: {failed} city run(s) had a step fail or answers disagree")
+        return 1
+    if args.strict and not args.quick and unmet:
+        log(f"FAILED: {unmet} target(s) not met")
+        return 1
+    return 0
+
+
+def bench_city(args: argparse.Namespace, city: str) -> tuple[str, bool, int]:
+    """Every step on one city: (its document, every step ran and every answer agreed, targets missed)."""
     scrapes = args.scrapes or (5 if args.quick else 20)
     tz = ZoneInfo(TZ)
     now = datetime.fromisoformat(args.now).astimezone(tz)
     later = now + STEADY_AFTER
     work: Path = args.work.resolve()
-    out: Path = args.out or work / "results.md"
     steps = Steps()
     n = args.grids
     load_start = os.getloadavg()[0]
 
     # 1. the city: cached, copied (the runs change it), with the floor's calendar table
-    source = dataset(work, n, args.days, args.seed, now)
-    run_dir = work / f"run-g{n}-d{args.days}"
+    source = dataset(work, n, args.days, args.seed, now, city)
+    run_dir = work / f"run-{city}-g{n}-d{args.days}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     db = run_dir / "city.db"
@@ -201,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, notes = build_rows(n, fl, ip, agree, dm, q, qe_agree)
     for e in steps.errors:
         notes.append(e)
-    title = f"gridwatch {__version__}, {n:,} grids x {args.days} days" + (
+    title = f"gridwatch {__version__}, {CITIES[city]}, {n:,} grids x {args.days} days" + (
         " (quick mode: tiny city)" if args.quick else ""
     )
+    command = "make bench QUICK=1" if args.quick else f"make bench GRIDS={n}" if n != 2000 else "make bench"
     facts = [
-        ("Command", "make bench QUICK=1" if args.quick else f"make bench GRIDS={n}" if n != 2000 else "make bench"),
+        ("Command", command + ("" if args.city == "both" else f" (--city {city})")),
         ("Dataset", ", ".join(f"{t} {sizes[t]:,}" for t in TABLES) + f"; first run as of {now.isoformat()}"),
         *report.machine(),
         ("Load average (1 min)", f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"),
@@ -213,20 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if q is not None:
         facts.append(("query-exporter", f"{q['version']}, interval {q['interval']} s, {q['cycles']:g} cycles watched"))
     doc = report.document(title, facts, rows, notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
-    print(doc)
-    log(f"results written to {out}")
-
     disagree = [a for a in (agree, qe_agree) if a is None or a[1] > 0]
-    unmet = [r for r in rows if r.met == NO]
-    if steps.errors or disagree:
-        log(f"FAILED: {len(steps.errors)} step(s) failed, {len(disagree)} comparison(s) missing or disagreeing")
-        return 1
-    if args.strict and not args.quick and unmet:
-        log(f"FAILED: {len(unmet)} target(s) not met")
-        return 1
-    return 0
+    return doc, not steps.errors and not disagree, sum(r.met == NO for r in rows)
 
 
 def build_rows(

@@ -1,4 +1,5 @@
-"""The benchmark's quick mode: every step runs on a tiny city and the table has every figure.
+"""The benchmark's quick mode: every step runs on two tiny cities (the demo's, and the second city
+written as another platform writes it) and each table has every figure.
 
 Slow the first time (it installs query-exporter from the package index into bench/.work and
 keeps it there); no figure is held to its target here, but every answer must agree.
@@ -65,18 +66,22 @@ def test_quick_bench_runs_every_step_and_prints_every_figure(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
     written = out.read_text(encoding="utf-8")
-    assert written.strip() in proc.stdout  # one table, printed and written alike
-    table = cells(written)
-    assert list(table) == list(FIGURES)
-    for figure in (
-        "Floor and full run agree (series / mismatches)",
-        "query-exporter and steady run agree (series / mismatches)",
-    ):
-        compared, mismatches = (int(x.replace(",", "")) for x in table[figure][0].split(" / "))
-        assert compared > 0 and mismatches == 0, (figure, table[figure])
-        assert table[figure][2] == "yes"
-    for figure in FIGURES:  # every step ran: only rows read may wait for the sources' counter
-        value = table[figure][0]
-        if "Rows read" not in figure:
-            assert "n/a" not in value, (figure, value)
-    assert "Python" in written and "SQLite" in written and "cores" in written
+    assert written.strip() in proc.stdout  # the tables, printed and written alike
+    # one table per city: the demo's, and the second city's (integer ids, times with offsets)
+    sections = written.split("## ")[1:]
+    assert len(sections) == 2 and "demo city" in sections[0] and "second city" in sections[1]
+    for section in sections:
+        table = cells(section)
+        assert list(table) == list(FIGURES)
+        for figure in (
+            "Floor and full run agree (series / mismatches)",
+            "query-exporter and steady run agree (series / mismatches)",
+        ):
+            compared, mismatches = (int(x.replace(",", "")) for x in table[figure][0].split(" / "))
+            assert compared > 0 and mismatches == 0, (figure, table[figure])
+            assert table[figure][2] == "yes"
+        for figure in FIGURES:  # every step ran: only rows read may wait for the sources' counter
+            value = table[figure][0]
+            if "Rows read" not in figure:
+                assert "n/a" not in value, (figure, value)
+        assert "Python" in section and "SQLite" in section and "cores" in section
