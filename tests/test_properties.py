@@ -913,7 +913,7 @@ def _vouched(value: Any) -> tuple[bool, Any]:
     with sqlite3.connect(":memory:") as conn:
         row = conn.execute(
             f"SELECT ({sure.format(col=':v')}) IS 1, {key.format(col=':v')}",
-            {"v": value, "since": str(_SINCE), "until": str(_UNTIL), "shift": "+28800 seconds"},
+            {"v": value, "since": str(_SINCE), "until": str(_UNTIL), "shift": "+28800 seconds", "own": "+08:00"},
         ).fetchone()
     conn.close()
     return bool(row[0]), row[1]

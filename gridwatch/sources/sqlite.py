@@ -357,31 +357,58 @@ def _quote(name: str) -> str:
 
 
 # An ISO time SQLite can vouch for, as clean() reads it: date and time to the second with a `T`
-# or a space between (datetime(julianday()) rewrites any other form and rolls an impossible date
-# over: datetime() alone keeps 2026-02-30 as it is), then up to six digits of a second, then `Z`
-# or an offset ±HH:MM below 24 h, or nothing (local time).
+# or a space between, then up to six digits of a second, then `Z` or an offset ±HH:MM, or nothing
+# (local time). datetime(julianday()) writes the date and time canonically, so its text equal to
+# what is written (a `T` read as a space) proves the form and the calendar (it rolls an impossible
+# date over: datetime() alone keeps 2026-02-30 as it is). The rest is matched whole against the
+# few shapes its length allows: anchored patterns cost little per row, a search from `*` a lot.
 _WHOLE = "substr({col}, 1, 19)"
-_ZONE = (
-    "(CASE WHEN {col} GLOB '*Z' THEN 'Z'"
-    " WHEN {col} GLOB '*[+-][0-2][0-9]:[0-5][0-9]' AND substr({col}, -5, 2) < '24' THEN substr({col}, -6) ELSE '' END)"
+_DIGIT, _OFFSET = "[0-9]", "[+-][0-9][0-9]:[0-9][0-9]"  # SQLite itself reads no offset beyond ±14:59
+
+
+def _tail_shapes(length: int) -> list[str]:
+    """The patterns a valid rest of ``length`` characters matches (after ``HH:MM:SS``)."""
+    shapes = []
+    if 2 <= length <= 7:
+        shapes.append("." + _DIGIT * (length - 1))
+    if length == 1 or 3 <= length <= 8:
+        shapes.append(("." + _DIGIT * (length - 2) if length > 1 else "") + "Z")
+    if length == 6 or 8 <= length <= 13:
+        shapes.append(("." + _DIGIT * (length - 7) if length > 6 else "") + _OFFSET)
+    return shapes
+
+
+_TAIL_OK = (
+    "CASE length({col}) - 19"
+    + "".join(
+        f" WHEN {n} THEN " + " OR ".join(f"substr({{col}}, 20) GLOB '{shape}'" for shape in _tail_shapes(n))
+        for n in range(1, 14)
+    )
+    + " ELSE 0 END"
 )
-_FRACTION = f"substr({{col}}, 20, length({{col}}) - 19 - length({_ZONE}))"
+_ZONE_LENGTH = "(CASE WHEN substr({col}, -1) = 'Z' THEN 1 WHEN substr({col}, -3, 1) = ':' THEN 6 ELSE 0 END)"
 # The time as the window's local text, to the microsecond as written: offsets are converted with
 # the window's fixed offset (:shift), in which local times are the instants they name, so the
-# text sorts as the instants and parse_ts reads it to the same one. A time without a fraction
-# or a zone, the common case, is only given its space.
+# text sorts as the instants and parse_ts reads it to the same one. A time to the second without
+# a zone, the common case, is only given its space.
 _ISO_KEY = (
-    "(CASE WHEN length({col}) = 19 THEN replace({col}, 'T', ' ') ELSE"
-    f" (CASE {_ZONE} WHEN '' THEN replace({_WHOLE}, 'T', ' ') ELSE datetime({_WHOLE} || {_ZONE}, :shift) END)"
-    f" || {_FRACTION} END)"
+    "(CASE WHEN substr({col}, 11, 1) = ' ' AND length({col}) = 19 THEN {col}"
+    " WHEN length({col}) = 19 THEN replace({col}, 'T', ' ')"
+    # the window's own offset (:own, as +08:00): the time is local as written
+    " WHEN substr({col}, -6) = :own THEN replace(substr({col}, 1, length({col}) - 6), 'T', ' ') ELSE"
+    f" (CASE {_ZONE_LENGTH} WHEN 0 THEN replace({_WHOLE}, 'T', ' ')"
+    f" ELSE datetime({_WHOLE} || substr({{col}}, -{_ZONE_LENGTH}), :shift) END)"
+    f" || substr({{col}}, 20, length({{col}}) - 19 - {_ZONE_LENGTH}) END)"
 )
+# (CASE, not OR: SQLite evaluates both sides of an OR in an expression, and the common case
+# should cost no more than it did when it was the only one)
 _ISO_SURE = (
-    "typeof({col}) = 'text'"
-    f" AND {_WHOLE} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]:[0-9][0-9]'"
-    f" AND datetime(julianday({_WHOLE})) = replace({_WHOLE}, 'T', ' ')"
-    f" AND (length({{col}}) = 19 OR {_FRACTION} = '' OR ({_FRACTION} GLOB '.[0-9]*'"
-    f" AND length({_FRACTION}) <= 7 AND substr({_FRACTION}, 2) NOT GLOB '*[^0-9]*'))"
-    f" AND {_ISO_KEY} BETWEEN :since AND :until"
+    "typeof({col}) = 'text' AND CASE WHEN length({col}) = 19 AND substr({col}, 11, 1) = ' '"
+    " THEN {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
+    " WHEN length({col}) = 19 THEN replace({col}, 'T', ' ') BETWEEN :since AND :until"
+    " AND datetime(julianday({col})) = replace({col}, 'T', ' ')"
+    f" ELSE datetime(julianday({_WHOLE})) = replace({_WHOLE}, 'T', ' ') AND {_TAIL_OK}"
+    f" AND {_ISO_KEY} BETWEEN :since AND :until END"
 )
 _EPOCH_SURE = "typeof({col}) IN ('integer', 'real') AND {col} BETWEEN :since AND :until"
 _FIELDS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
@@ -432,7 +459,8 @@ def _bounds(want: Latest, tz: tzinfo) -> dict[str, Any]:
     """``since`` and ``until`` as the column holds times: ISO text, or epoch numbers. The
     bounds are naive local times; whole seconds, so a row in ``until``'s last second is read
     as a row (a narrower bound only hands more rows on). ``shift`` turns UTC into the window's
-    local time, whose offset :meth:`Feed.latest` guarantees fixed."""
+    local time, whose offset :meth:`Feed.latest` guarantees fixed; ``own`` is that offset as
+    written (``+08:00``), with which a time is local already."""
     if want.format in (EPOCH, EPOCH_MS):
         scale = 1 if want.format == EPOCH else 1000
         return {
@@ -440,10 +468,14 @@ def _bounds(want: Latest, tz: tzinfo) -> dict[str, Any]:
             "until": math.floor(want.until.replace(tzinfo=tz).timestamp()) * scale,
         }
     offset = want.until.replace(tzinfo=tz).utcoffset() or timedelta(0)  # the window's, fixed
+    minutes = round(offset.total_seconds()) // 60
     return {
         "since": want.since.isoformat(" ", "seconds"),
         "until": want.until.isoformat(" ", "seconds"),
         "shift": f"{offset.total_seconds():+.0f} seconds",
+        "own": f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        if offset.total_seconds() % 60 == 0
+        else "",
     }
 
 
