@@ -15,7 +15,7 @@ standard schema's optional parts the demo city writes (``grids.since``, ``patrol
 households gets no household figures here, and a household of an unknown grid is counted;
 the report columns ``kind``, ``flag`` and ``period`` are compared as written (no trimming or
 case folding: they lead the index) and timestamps as the demo writes them (local text with a
-space).
+space); on the second city (bench/second.py) each time is made such text first (:func:`queries`).
 """
 
 from __future__ import annotations
