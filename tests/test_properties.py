@@ -909,7 +909,7 @@ def _vouched(value: Any) -> tuple[bool, Any]:
     """Whether SQLite vouches for ``value`` as an ISO time in the window, and the text it returns."""
     from gridwatch.sources.sqlite import _time_sql
 
-    sure, key = _time_sql("iso") or ("", "")
+    sure, key, _ = _time_sql("iso") or ("", "", 0)
     with sqlite3.connect(":memory:") as conn:
         row = conn.execute(
             f"SELECT ({sure.format(col=':v')}) IS 1, {key.format(col=':v')}",
@@ -995,6 +995,41 @@ def test_sqlite_orders_times_of_any_form_as_the_instants_they_name(moments: list
         assert sure, text
         keys.append(key)
     assert parse_ts(max(keys), _VOUCH_TZ) == max(m.replace(tzinfo=_VOUCH_TZ) for m in moments)
+
+
+_PATTERNS = ["%Y/%m/%d %H:%M:%S", "%Y%m%d%H%M%S", "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d%m%Y", "%H:%M %d/%m/%Y"]
+
+
+@PURE
+@given(
+    st.sampled_from(_PATTERNS),
+    st.lists(st.datetimes(datetime(2021, 12, 1), datetime(2026, 12, 1)), min_size=1, max_size=5),
+    st.lists(st.text("0123456789/.: ", max_size=3), max_size=5),
+)
+def test_sqlite_vouches_for_a_declared_pattern_only_as_strptime_reads_it(fmt: str, moments: list, junk: list) -> None:
+    """A pattern's fields in any order: a text SQLite vouches for is one the pattern reads, in
+    the window, and the greatest of what SQLite compares, cut as it says, is the latest time."""
+    from gridwatch.sources.sqlite import _time_sql
+
+    sure, key, cut = _time_sql(fmt) or ("", "", 0)
+    assert sure
+    texts = [m.strftime(fmt) for m in moments]
+    texts += [t[: len(t) - len(j)] + j for t, j in zip(texts, junk, strict=False)]  # some spoilt
+    vouched = []
+    with sqlite3.connect(":memory:") as conn:
+        for text in texts:
+            ok, k = conn.execute(
+                f"SELECT ({sure.format(col=':v')}) IS 1, {key.format(col=':v')}",
+                {"v": text, "since": str(_SINCE), "until": str(_UNTIL)},
+            ).fetchone()
+            if ok:
+                at = parse_ts(text, _VOUCH_TZ, fmt)
+                assert at is not None and _SINCE <= at.replace(tzinfo=None) <= _UNTIL
+                vouched.append((k, at))
+    conn.close()
+    if vouched:
+        latest = max(k for k, _ in vouched)[cut:]
+        assert parse_ts(latest, _VOUCH_TZ, fmt) == max(at for _, at in vouched)
 
 
 # --------------------------------------------------------------------------- ingest payloads

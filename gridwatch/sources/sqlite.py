@@ -125,14 +125,15 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         ISO times fold in every form ``parse_ts`` reads that the rule book names (a ``T`` or a
         space, fractional seconds, ``Z`` or an offset), compared as instants and returned as local
         text to the microsecond. Declared formats fold too: ``epoch`` and ``epoch_ms`` as numbers
-        (their greatest is the latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d %H %M %S`` fields
-        in that order with literal separators (``%Y/%m/%d %H:%M:%S``, ``%Y%m%d%H%M%S``), whose
-        text sorts as the time it reads. SQLite cannot vouch for any other pattern (names of
-        months, 12-hour clocks, offsets): then it returns None and the rows are read one by one."""
+        (their greatest is the latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d``
+        (``%H %M %S``) fields in any order with literal separators (``%Y/%m/%d %H:%M:%S``,
+        ``%Y%m%d%H%M%S``, ``%d.%m.%Y %H:%M``), compared as the ISO text of the time it reads.
+        SQLite cannot vouch for any other pattern (names of months, 12-hour clocks, offsets,
+        fractions of a second): then it returns None and the rows are read one by one."""
         time_sql = _time_sql(want.format)
         if time_sql is None:
             return None
-        sure_time, key_time = time_sql
+        sure_time, key_time, cut = time_sql
         conn = self.connect(deadline)
         span = self._span(conn, table, after)
         if span is None:
@@ -145,7 +146,12 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         # a grid is a text label, as clean() makes it (an integer grid_id reads as its digits)
         shown = keys.replace(by, f"CAST({by} AS TEXT)", 1) if want.by == want.grid else keys
         at = key_time.format(col=col)
-        least = f", min({at})" if want.earliest else ""
+        latest, first = (
+            (f"max({at})", f"min({at})")
+            if not cut
+            else (f"substr(max({at}), {cut + 1})", f"substr(min({at}), {cut + 1})")
+        )
+        least = f", {first}" if want.earliest else ""
         t = _quote(self.table_name(table))
         params = {
             **span[0],
@@ -180,7 +186,7 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
                 return None
             params["odd"] = json.dumps(odd)
             groups = conn.execute(
-                f"SELECT {shown}, max({at}), count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
+                f"SELECT {shown}, {latest}, count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
                 f" AND {by} NOT IN (SELECT value FROM json_each(:odd)) GROUP BY {keys}",
                 params,
             ).fetchall()
@@ -414,21 +420,25 @@ _EPOCH_SURE = "typeof({col}) IN ('integer', 'real') AND {col} BETWEEN :since AND
 _FIELDS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
 
 
-def _time_sql(fmt: str) -> tuple[str, str] | None:
-    """The condition (on ``{col}``) under which SQLite vouches for a time in format ``fmt``, and
-    the value whose greatest (least) is the latest (earliest) time, in a form ``parse_ts`` reads
-    in ``fmt`` to that instant; None when SQLite cannot vouch. A pattern qualifies when it is
-    ``%Y %m %d`` and optionally ``%H %M`` ``%S``, in that order, between literal characters
-    that are neither digits nor ``%``: then a text of exactly the pattern's width with the
-    literals in place sorts as the times it reads, and its fields rearranged into ISO pass the
-    ISO checks."""
+def _time_sql(fmt: str) -> tuple[str, str, int] | None:
+    """How SQLite vouches for a time in format ``fmt``: the condition (on ``{col}``) under which
+    it does, the value whose greatest (least) is the latest (earliest) time, and how many leading
+    characters of that greatest (least) to drop for what is left to be the time in a form
+    ``parse_ts`` reads in ``fmt``, to that instant; None when SQLite cannot vouch. A pattern
+    qualifies when its fields are ``%Y %m %d``, optionally with ``%H %M`` and ``%S``, in any
+    order, between literal characters that are neither digits nor ``%``: a text of exactly the
+    pattern's width with the literals in place, its fields rearranged into ISO, passes the ISO
+    checks, and that ISO text sorts as the times (it goes in front of the text it was read from,
+    which the caller gets back)."""
     if fmt == ISO:
-        return _ISO_SURE, _ISO_KEY
+        return _ISO_SURE, _ISO_KEY, 0
     if fmt in (EPOCH, EPOCH_MS):
-        return _EPOCH_SURE, "{col}"
+        return _EPOCH_SURE, "{col}", 0
     parts = re.findall(r"%(.)|([^%]+)", fmt)
     fields = [f for f, _ in parts if f]
-    if fields not in (list("Ymd"), list("YmdHM"), list("YmdHMS")) or any(c.isdigit() for _, lit in parts for c in lit):
+    if len(set(fields)) != len(fields) or set(fields) not in ({*"Ymd"}, {*"YmdHM"}, {*"YmdHMS"}):
+        return None
+    if any(c.isdigit() for _, lit in parts for c in lit):
         return None
     pos, at, literals = 1, {}, []
     for field, literal in parts:
@@ -447,7 +457,10 @@ def _time_sql(fmt: str) -> tuple[str, str] | None:
     )
     checks = [f"length({{col}}) = {pos - 1}", *literals, f"({iso}) BETWEEN :since AND :until"]
     checks.append(f"datetime(julianday({iso})) = ({iso})")
-    return "typeof({col}) = 'text' AND " + " AND ".join(checks), "{col}"
+    sure = "typeof({col}) = 'text' AND " + " AND ".join(checks)
+    if [f for f in "YmdHMS" if f in at] == fields:  # in this order the text itself sorts as the times
+        return sure, "{col}", 0
+    return sure, f"({iso}) || {{col}}", 19
 
 
 def _literal(text: str) -> str:
