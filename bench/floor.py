@@ -100,8 +100,11 @@ _NO_PERIOD = "({r}.period IS NULL OR {r}.period = '')"
 _VISITED_HOUSEHOLDS = f"SELECT count(*) FROM households h WHERE {_SEEN.format(h='h')}"
 _VISITED_KEY_HOUSEHOLDS = f"SELECT count(*) FROM ({_KEY}) k WHERE {_SEEN.format(h='k')}"
 # from now back to (and with) the last worker's patrol, or every patrol until now if none
-_PATROLS_WALKED = f"""SELECT count(*) FROM grids g JOIN patrols q ON q.grid_id = g.grid_id
-    AND q.patrolled_at BETWEEN coalesce({_LAST_PATROL}, '') AND :now"""
+# (each grid's last patrol found once: per patrol joined, it is a walk of the grid's patrols,
+# without an index on (grid, time) a sort of them)
+_PATROLS_WALKED = f"""WITH l AS MATERIALIZED (
+    SELECT g.grid_id AS grid, coalesce({_LAST_PATROL}, '') AS last FROM grids g)
+SELECT count(*) FROM l JOIN patrols q ON q.grid_id = l.grid AND q.patrolled_at BETWEEN l.last AND :now"""
 _SPECIAL = "SELECT count(*) FROM incidents WHERE tier = 'special'"
 _TODAYS_DAILY = f"""SELECT count(*) FROM reports r WHERE r.kind = 'daily'
     AND (r.period = :today OR {_NO_PERIOD.format(r="r")})"""
