@@ -48,6 +48,7 @@ CREATE INDEX patrols_grid ON patrols (grid_id);
 CREATE INDEX incidents_grid ON incidents (grid_id);
 CREATE INDEX reports_grid ON reports (grid_id);
 """
+INDEXES = tuple(ddl.strip() for ddl in _INDEXES.split(";") if ddl.strip())  # also in PostgreSQL (bench/pgcity.py)
 
 
 _INCIDENT_TIMES = ("reported_at", "accepted_at", "dispatched_at", "resolved_at", "closed_at")
@@ -111,9 +112,8 @@ def generate(path: Path, *, grids: int, days: int, seed: int, now: datetime) -> 
         }
         for table, sql in statements.items():
             counts[table] = conn.execute(sql).rowcount
-        for ddl in _INDEXES.split(";"):
-            if ddl.strip():
-                conn.execute(ddl)
+        for ddl in INDEXES:
+            conn.execute(ddl)
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE d")
         conn.execute("ANALYZE")
