@@ -48,7 +48,7 @@ _LAST_PATROL = f"""(SELECT p.patrolled_at FROM patrols p WHERE p.grid_id = g.gri
 _START = "coalesce(g.since, CAST(:history AS date))"
 _NO_PERIOD = "({r}.period IS NULL OR {r}.period = '')"
 _P_FIRST, _P_LAST = "CAST(nullif(:p_first, '') AS date)", "CAST(nullif(:p_last, '') AS date)"
-_EPOCH = "CAST(extract(epoch FROM {}) AS bigint)"
+_EPOCH = "CAST(extract(epoch FROM {}) AS float8)"  # to the microsecond: the second city has fractions
 
 _SQL: dict[str, str] = {
     "visits_coverage": f"""SELECT grid, n AS gridwatch_grid_households,

@@ -10,7 +10,9 @@ The columns get the types a platform would use, not the demo's text: ``timestamp
 time zone: local wall-clock time, as the standard schema's timestamps without an offset are)
 for every ``*_at`` column, ``date`` for ``grids.since``, ``integer`` for the counts and flags,
 ``text`` for ids, codes and periods; primary keys on the ids, and the demo's secondary
-indexes (a platform's lookups by grid, household and time). Then ``ANALYZE``, as a platform's
+indexes (a platform's lookups by grid, household and time). The second city (bench/second.py)
+keeps its shape here too: ``integer`` ids and only its own indexes; its times, written with the
+bench's offset, are the same local ``timestamp`` values. Then ``ANALYZE``, as a platform's
 autovacuum would have done.
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import second
 from bench.probe import tree_ticks
 from gridwatch.schema import INTEGER_COLUMNS
 from gridwatch.tools import demo
@@ -41,6 +44,7 @@ _PRIMARY = {
     "incidents": "incident_id",
     "reports": "report_id",
 }
+_TEXT_IDS = ("grid_id", "worker_id")  # codes on the second city too
 _INDEXES = (
     "CREATE INDEX households_grid ON households (grid_id)",
     "CREATE INDEX household_categories_household ON household_categories (household_id)",
@@ -52,8 +56,8 @@ _INDEXES = (
 )
 
 
-def column_type(column: str) -> str:
-    if column in INTEGER_COLUMNS:
+def column_type(column: str, integer_ids: bool = False) -> str:
+    if column in INTEGER_COLUMNS or (integer_ids and column.endswith("_id") and column not in _TEXT_IDS):
         return "integer"
     if column.endswith("_at"):
         return "timestamp"
@@ -85,12 +89,15 @@ def connect(server: PostgresServer, dbname: str) -> Any:
 
 def load(server: PostgresServer, city: Path, log: Callable[[str], None]) -> str:
     """The city's database on the server (loaded now unless it already is); returns its name.
-    Cities loaded before from other files are dropped: each holds gigabytes."""
+    Cities of this kind (demo, second) loaded before from other files are dropped: each holds
+    gigabytes."""
     made_by = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:6]
-    name = "city_" + hashlib.sha256(f"{city.name}:{made_by}".encode()).hexdigest()[:12]
+    kind = "second" if second.is_second(city) else "demo"
+    name = f"city_{kind}_" + hashlib.sha256(f"{city.name}:{made_by}".encode()).hexdigest()[:12]
     with connect(server, BASE_DB) as conn:
         have = {r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'city\\_%'")}
-        for old in have - {name}:
+        kept = {h for h in have if h.startswith("city_") and not h.startswith(f"city_{kind}_")}  # the other city's
+        for old in have - kept - {name}:
             conn.execute(f'DROP DATABASE "{old}"')
         if name in have:
             log(f"postgresql: reusing the loaded city ({name})")
@@ -107,17 +114,20 @@ def load(server: PostgresServer, city: Path, log: Callable[[str], None]) -> str:
 
 
 def _copy(city: Path, server: PostgresServer, dbname: str) -> None:
+    other = second.is_second(city)
     src = sqlite3.connect(f"{city.resolve().as_uri()}?mode=ro", uri=True)
     try:
         with connect(server, dbname) as pg:
             for table, cols in demo.SCHEMA.items():
-                defs = [f"{c} {column_type(c)}" + (" PRIMARY KEY" if _PRIMARY.get(table) == c else "") for c in cols]
+                defs = [
+                    f"{c} {column_type(c, other)}" + (" PRIMARY KEY" if _PRIMARY.get(table) == c else "") for c in cols
+                ]
                 pg.execute(f"CREATE TABLE {table} ({', '.join(defs)})")
                 names = ", ".join(cols)
                 with pg.cursor().copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                     for row in src.execute(f"SELECT {names} FROM {table}"):
                         copy.write_row(row)
-            for sql in _INDEXES:
+            for sql in second.INDEXES if other else _INDEXES:
                 pg.execute(sql)
             pg.execute("ANALYZE")
     finally:

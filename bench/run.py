@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 if __package__ in (None, ""):  # run as a script (python bench/run.py): make the package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import changes, daemon, floor, qe, report
+from bench import changes, daemon, floor, qe, report, second
 from bench.report import NA, NO, NONE, Row, count, megabytes, percent, ratio, seconds, size, verdict
 from gridwatch import __version__, schema
 from gridwatch.testing import free_port, with_listen
@@ -66,16 +66,27 @@ def restart_target(grids: int) -> float:
     return 5.0 + 10.0 * min(1.0, max(0.0, (grids - 2000) / 8000))
 
 
-def dataset(work: Path, grids: int, days: int, seed: int, now: datetime) -> Path:
-    """The demo city for these parameters, generated once and kept under the work directory;
+CITIES = {
+    "demo": "the demo city (`gridwatch demo`)",
+    "second": "the second city (bench/second.py: integer ids, times with offsets and microseconds)",
+}
+
+
+def dataset(work: Path, grids: int, days: int, seed: int, now: datetime, city: str = "demo") -> Path:
+    """The city for these parameters, generated once and kept under the work directory;
     a changed generator (its source) makes a new one."""
-    made_by = hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in (demo, schema))).hexdigest()[:8]
-    path = work / "data" / f"city-g{grids}-d{days}-s{seed}-{now.strftime('%Y%m%dT%H%M%S%z')}-{made_by}.db"
+    modules = (demo, schema) if city == "demo" else (demo, schema, second)
+    made_by = hashlib.sha256(b"".join(Path(m.__file__ or "").read_bytes() for m in modules)).hexdigest()[:8]
+    prefix = "city" if city == "demo" else city
+    path = work / "data" / f"{prefix}-g{grids}-d{days}-s{seed}-{now.strftime('%Y%m%dT%H%M%S%z')}-{made_by}.db"
     if path.exists():
         log(f"dataset: reusing {path.name}")
         return path
-    log(f"dataset: generating {grids} grids x {days} days (once; kept in {path.parent.name}/)")
+    log(f"dataset: generating {city}: {grids} grids x {days} days (once; kept in {path.parent.name}/)")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if city == "second":
+        second.generate(path, grids=grids, days=days, seed=seed, now=now)
+        return path
     argv = ["demo", "--db", str(path), "--grids", str(grids), "--days", str(days), "--seed", str(seed)]
     cmd = [sys.executable, "-m", "gridwatch", *argv, "--now", now.isoformat()]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=sys.stderr)  # stdout is for the table alone
@@ -122,6 +133,7 @@ class City:
     """What every database's measurement shares: the generated city and the run's plan."""
 
     path: Path  # the generated SQLite city (never changed)
+    name: str  # which of CITIES
     grids: int
     days: int
     now: datetime
@@ -230,7 +242,7 @@ def qe_interval(floor_wall: float | None) -> int:
 def measure_sqlite(city: City, steps: Steps) -> Side:
     """Every figure on a copy of the SQLite city."""
     side = Side(DATABASES["sqlite"])
-    run_dir = city.work / f"run-g{city.grids}-d{city.days}" / "sqlite"
+    run_dir = city.work / f"run-{city.name}-g{city.grids}-d{city.days}" / "sqlite"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     db = run_dir / "city.db"
@@ -249,7 +261,7 @@ def measure_sqlite(city: City, steps: Steps) -> Side:
         out = qe.measure(
             exe,
             f"sqlite:///{db.resolve()}",
-            floor.QUERIES,
+            floor.queries(db),
             params,
             run_dir,
             cycles=2 if city.quick else 3,
@@ -268,7 +280,7 @@ def measure_postgres(city: City, steps: Steps) -> Side:
     from bench import floorpg, pgcity
 
     side = Side(DATABASES["postgres"])
-    run_dir = city.work / f"run-g{city.grids}-d{city.days}" / "postgres"
+    run_dir = city.work / f"run-{city.name}-g{city.grids}-d{city.days}" / "postgres"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     server = steps.run("PostgreSQL: start the server", lambda: pgcity.start(city.work))
@@ -330,22 +342,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="results file (default: WORK/results.md)")
     p.add_argument("--scrapes", type=int, help="/metrics scrapes per server (default 20; quick 5)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
+    p.add_argument(
+        "--city", choices=(*CITIES, "both"), default="both", help="the demo city, the second city, or both (default)"
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.grids, args.days = 20, 30
+    out: Path = args.out or args.work.resolve() / "results.md"
+    docs, failed, unmet = [], 0, 0
+    for city in CITIES if args.city == "both" else (args.city,):
+        doc, ok, missed = bench_city(args, city)
+        print(doc, flush=True)
+        docs.append(doc)
+        failed += not ok
+        unmet += missed
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(docs), encoding="utf-8")
+    log(f"results written to {out}")
+    if failed:
+        log(f"FAILED: {failed} city run(s) had a step fail or answers disagree")
+        return 1
+    if args.strict and not args.quick and unmet:
+        log(f"FAILED: {unmet} target(s) not met")
+        return 1
+    return 0
+
+
+def bench_city(args: argparse.Namespace, name: str) -> tuple[str, bool, int]:
+    """Every step on one city, on each database: (its document, every step ran and every
+    answer agreed, targets missed)."""
     tz = ZoneInfo(TZ)
     now = datetime.fromisoformat(args.now).astimezone(tz)
     work: Path = args.work.resolve()
-    out: Path = args.out or work / "results.md"
     steps = Steps()
     n = args.grids
     load_start = os.getloadavg()[0]
 
     # the city, and the changes the steady run sees, planned once for every database
-    source = dataset(work, n, args.days, args.seed, now)
-    plan = work / f"changes-g{n}-d{args.days}.json"
+    source = dataset(work, n, args.days, args.seed, now, name)
+    plan = work / f"changes-{name}-g{n}-d{args.days}.json"
     city = City(
         source,
+        name,
         n,
         args.days,
         now,
@@ -367,12 +405,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows, notes = build_rows(n, sides)
     notes += steps.errors
-    title = f"gridwatch {__version__}, {n:,} grids x {args.days} days" + (
+    title = f"gridwatch {__version__}, {CITIES[name]}, {n:,} grids x {args.days} days" + (
         " (quick mode: tiny city)" if args.quick else ""
     )
     command = "make bench QUICK=1" if args.quick else f"make bench GRIDS={n}" if n != 2000 else "make bench"
     facts = [
-        ("Command", command + ("" if args.db == "both" else f" (--db {args.db})")),
+        (
+            "Command",
+            command + "".join(f" (--{o} {v})" for o, v in (("city", args.city), ("db", args.db)) if v != "both"),
+        ),
         ("Dataset", ", ".join(f"{t} {sizes[t]:,}" for t in TABLES) + f"; first run as of {now.isoformat()}"),
         *report.machine([f for s in sides for f in s.facts]),
         ("Load average (1 min)", f"{load_start:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"),
@@ -382,21 +423,11 @@ def main(argv: list[str] | None = None) -> int:
         intervals = ", ".join(f"{s.label} {s.q['interval']} s" for s in sides if s.q is not None)
         facts.append(("query-exporter", f"{q['version']}, interval {intervals}, {q['cycles']:g} cycles watched"))
     doc = report.document(title, facts, rows, [s.label for s in sides], notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(doc, encoding="utf-8")
-    print(doc)
-    log(f"results written to {out}")
-
     compared = [a for s in sides for a in (s.agree, s.qe_agree, *s.restarts.values())]
     disagree = [a for a in compared if a is None or a[1] > 0]
-    unmet = [r for r in rows if NO in r.met]
     if steps.errors or disagree:
-        log(f"FAILED: {len(steps.errors)} step(s) failed, {len(disagree)} comparison(s) missing or disagreeing")
-        return 1
-    if args.strict and not args.quick and unmet:
-        log(f"FAILED: {len(unmet)} target(s) not met")
-        return 1
-    return 0
+        log(f"{name}: {len(steps.errors)} step(s) failed, {len(disagree)} comparison(s) missing or disagreeing")
+    return doc, not steps.errors and not disagree, sum(NO in r.met for r in rows)
 
 
 def build_rows(n: int, sides: list[Side]) -> tuple[list[Row], list[str]]:

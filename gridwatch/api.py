@@ -356,9 +356,12 @@ class Latest:
     aggregated rather than handed on: ``id`` neither NULL nor empty, ``grid`` a text value in
     ``grids``, ``column`` a valid time between ``since`` and ``until`` (naive local times, both
     included), ``by`` not NULL. A valid time is written as ``format`` says (the source's own
-    ``formats``): for ``iso``, text of the form ``YYYY-MM-DD HH:MM:SS``; for ``epoch`` and
+    ``formats``): for ``iso``, text that :func:`~gridwatch.rows.parse_ts` reads, to the same
+    instant (``YYYY-MM-DD`` and ``HH:MM:SS`` with a ``T`` or a space between, fractional seconds,
+    ``Z`` or an offset: a time with one compares as the instant it names); for ``epoch`` and
     ``epoch_ms``, a number; for a ``strptime`` pattern, text the pattern surely reads. A source
-    that cannot vouch for a format returns None (the caller reads the rows).
+    vouches for a row only when it is sure; the rows it is not sure of it hands on, and the caller
+    cleans them. A source that cannot vouch for a format returns None (the caller reads the rows).
 
     The optional fields ask for more, only of a source that lists them in
     :attr:`Source.latest_fields`: ``split`` groups by the pair (``by``, ``split``) — a group's key
@@ -473,8 +476,8 @@ class Source(Generic[OptionsT_co]):
         """:meth:`read_since`, aggregated by the source where it can vouch for the rows.
 
         Returns ``(groups, odd, cursor)``: ``groups`` holds ``(key, latest, rows)`` — the
-        ``want.by`` value, the greatest ``want.column`` as the source holds it (text for
-        ``iso``, a number for ``epoch``; the caller parses it as it parses rows) and the row
+        ``want.by`` value, the greatest ``want.column`` in a form the caller parses as it parses
+        rows, to the latest instant (for ``iso``, local text; a number for ``epoch``) and the row
         count — for every
         key none of whose rows breaks a rule of ``want``; ``odd`` every row (as
         :meth:`read_since` gives it) of the other keys, and of a NULL key. None: the source

@@ -4,10 +4,11 @@ One Runtime keeps its checks between steps (what the daemon does); at every step
 Runtime recomputes from scratch on the same file, as of the same instant. Between steps the
 random city gains visits, patrols, reports, incidents and households — with the bad rows the
 rule book names (bad and future timestamps, unknown grids and households, missing and repeated ids,
-mixed timestamp formats) — and incidents move on: accepted, dispatched, resolved, closed,
-extended, reopened. Most cities also keep the optional pieces of the schema: who patrolled
-(``patrols.role``, bad values too) and the households' further registers
-(``household_categories``). Some rows are dated after the step's instant: within the clock's
+mixed timestamp formats: a `T` or a space, fractional seconds, `Z` or an offset) — and incidents
+move on: accepted, dispatched, resolved, closed, extended, reopened. Most cities also keep the
+optional pieces of the schema: who patrolled (``patrols.role``, bad values too) and the
+households' further registers (``household_categories``); some keep their ids as
+``INTEGER PRIMARY KEY`` columns. Some rows are dated after the step's instant: within the clock's
 tolerance, or beyond it, or (the clock running ahead of the evaluation time, as in a replay) merely
 after it; a case closed after the instant becomes closed at a later step with no edit to its row.
 The kept runtime is restarted now and then, on its state database. The samples must be the same
@@ -76,16 +77,24 @@ def _config(tmp_path: Path, name: str, resync: str, source: str = sqlite_source(
 class City:
     """A random, growing city in a database, changed the way a grid platform changes it."""
 
-    def __init__(self, url: str, rnd: random.Random, unique_ids: bool, optional: bool = True) -> None:
+    def __init__(
+        self, url: str, rnd: random.Random, unique_ids: bool, optional: bool = True, integer_ids: bool = False
+    ) -> None:
         self.rnd = rnd
         self.engine = sa.create_engine(url)
         self.db = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         sqlite = self.engine.dialect.name == "sqlite"
         self.row = "rowid" if sqlite else "id"  # how a row is found again to edit it
 
-        def create(table: str, optional: tuple[str, ...] = ()) -> None:
+        assert sqlite or not integer_ids  # SQLite's rowid
+
+        def create(table: str, optional: tuple[str, ...] = (), integer_key: bool = False) -> None:
             if sqlite:
-                self.db.exec_driver_sql(create_sql(table, optional=optional))
+                ddl = create_sql(table, optional=optional)
+                if integer_key:  # the rowid itself: unique, and never NULL
+                    first = STANDARD_SCHEMA[table][0]
+                    ddl = ddl.replace(f"({first} TEXT", f"({first} INTEGER PRIMARY KEY")
+                self.db.exec_driver_sql(ddl)
             else:  # text timestamps: the city writes bad ones too
                 columns = [*STANDARD_SCHEMA.get(table, OPTIONAL_TABLES.get(table, ())), *optional]
                 create_table(self.db, table, columns, timestamps="TEXT")
@@ -100,14 +109,14 @@ class City:
             )
         for table in STANDARD_SCHEMA:
             if table != "grids":
-                create(table, ("role",) if optional and table == "patrols" else ())
-                if unique_ids:
+                create(table, ("role",) if optional and table == "patrols" else (), integer_key=integer_ids)
+                if unique_ids and not integer_ids:
                     id_column = STANDARD_SCHEMA[table][0]
                     self.db.exec_driver_sql(f"CREATE UNIQUE INDEX {table}_id ON {table} ({id_column})")
         if optional:
             create("household_categories")
-        self.unique_ids, self.optional = unique_ids, optional
-        self.households: list[str] = []
+        self.unique_ids, self.optional, self.integer_ids = unique_ids or integer_ids, optional, integer_ids
+        self.households: list[Any] = []
         self.n = 0
         self.since = False
 
@@ -121,9 +130,14 @@ class City:
         self.db.close()
         self.engine.dispose()
 
-    def _id(self, prefix: str) -> str:
+    def _id(self, prefix: str) -> Any:
         self.n += 1
-        return f"{prefix}{self.n}"
+        return self.n if self.integer_ids else f"{prefix}{self.n}"
+
+    def _later_id(self) -> Any:
+        """The id of a household not registered yet."""
+        n = self.n + self.rnd.randint(1, 8)
+        return n if self.integer_ids else f"H{n}"
 
     def _stamp(self, at: datetime) -> Any:
         """A timestamp as platforms write them: mostly local text, sometimes with an offset."""
@@ -134,6 +148,11 @@ class City:
             return at.astimezone(ZoneInfo("UTC")).isoformat()
         if r < 0.15:
             return at.strftime("%Y-%m-%dT%H:%M:%S")
+        if r < 0.3:  # fractional seconds, an offset or Z, a T or a space: ISO 8601 all
+            at = at.replace(microsecond=self.rnd.choice([0, 1, 500_000, self.rnd.randint(0, 999_999)]))
+            zone = self.rnd.choice([TZ, ZoneInfo("UTC"), ZoneInfo("America/New_York"), None])
+            local = at.astimezone(TZ).replace(tzinfo=None) if zone is None else at.astimezone(zone)
+            return local.isoformat(self.rnd.choice("T ")).replace("+00:00", self.rnd.choice(["Z", "+00:00"]))
         return at.strftime("%Y-%m-%d %H:%M:%S")
 
     def _when(self, now: datetime, back: timedelta, ahead: float = 0.05) -> datetime:
@@ -150,7 +169,7 @@ class City:
         return None if r < 0.02 else "G9" if r < 0.04 else self.rnd.choice(GRIDS)
 
     def _insert(self, table: str, row: dict[str, Any]) -> None:
-        if self.rnd.random() < 0.02:  # a row without its id
+        if self.rnd.random() < 0.02 and not self.integer_ids:  # a row without its id
             row = {**row, next(iter(row)): self.rnd.choice([None, ""])}
         if not self.unique_ids and self.rnd.random() < 0.03:
             self._insert_one(table, row)  # the same row twice: a repeated id
@@ -171,12 +190,12 @@ class City:
         for _ in range(rnd.randint(0, 25)):
             hid = rnd.choice([*self.households, "H-unknown", None]) if self.households else None
             if rnd.random() < 0.05:
-                hid = f"H{self.n + rnd.randint(1, 8)}"  # visits a household not registered yet
+                hid = self._later_id()  # visits a household not registered yet
             row = {"visit_id": self._id("V"), "household_id": hid, "grid_id": self._grid()}
             self._insert("visits", {**row, "visited_at": self._stamp(self._when(now, back))})
         for _ in range(rnd.randint(0, 6) if self.optional else 0):
             # a further register: of a household known, not yet registered, unknown or none
-            hid = rnd.choice([*self.households[-20:], f"H{self.n + rnd.randint(1, 8)}", "H-unknown", None])
+            hid = rnd.choice([*self.households[-20:], self._later_id(), "H-unknown", None])
             category = rnd.choice(["elderly", "disabled", "pregnant", "", None])
             self._insert("household_categories", {"household_id": hid, "category": category})
         for _ in range(rnd.randint(0, 12)):
@@ -291,7 +310,10 @@ def test_incremental_runs_equal_full_recomputation(
 ) -> None:
     rnd = random.Random(seed)
     url, source = _database(request, tmp_path, database, f"incremental_{seed}")
-    city = City(url, rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3)
+    # an INTEGER PRIMARY KEY (SQLite's rowid) for ids on some SQLite cities
+    city = City(
+        url, rnd, unique_ids=seed % 2 == 0, optional=seed % 4 != 3, integer_ids=database == "sqlite" and seed % 4 == 1
+    )
     settings, host = config.load(_config(tmp_path, "kept", resync="3650d", source=source))
     # the wall clock: at the evaluation time (a daemon), or ahead of it (a replay)
     lag = [timedelta(0), timedelta(hours=1), timedelta(days=2)][seed % 3]

@@ -564,16 +564,16 @@ def test_sqlite_folds_epoch_and_pattern_times_and_hands_on_what_it_cannot_vouch_
     from gridwatch.sources.sqlite import SqliteSource
 
     ms = SEP24_EPOCH * 1000
-    rows = [  # (id, household, grid, epoch ms, pattern text)
-        ("v1", "h1", "g1", ms, "2026/09/24 11:31:13"),
-        ("v2", "h1", "g1", ms + 3_600_000, "2026/09/24 12:31:13"),  # h1's latest: an hour later
-        ("v3", "h2", "g1", "2026-09-24 11:31:13", "2026/9/24 11:31:13"),  # text / no zero: handed on
-        ("v4", "h3", "g1", ms + 86_400_000, "2026/09/25 11:31:13"),  # after "until": handed on
-        ("v5", "h4", "g1", ms - 1, "2026/09/24 11:31:12"),
+    rows = [  # (id, household, grid, epoch ms, pattern text, day first)
+        ("v1", "h1", "g1", ms, "2026/09/24 11:31:13", "24.09.2026 11:31"),
+        ("v2", "h1", "g1", ms + 3_600_000, "2026/09/24 12:31:13", "30.08.2026 12:31"),  # latest / first
+        ("v3", "h2", "g1", "2026-09-24 11:31:13", "2026/9/24 11:31:13", "24.9.2026 11:31"),  # handed on
+        ("v4", "h3", "g1", ms + 86_400_000, "2026/09/25 11:31:13", "25.09.2026 11:31"),  # after "until"
+        ("v5", "h4", "g1", ms - 1, "2026/09/24 11:31:12", "31.08.2026 11:31"),
     ]
     with sqlite3.connect(tmp_path / "p.db") as conn:
-        conn.execute("CREATE TABLE zfjl (zfbh TEXT UNIQUE, hbh TEXT, wgbh TEXT, ms INTEGER, txt TEXT)")
-        conn.executemany("INSERT INTO zfjl VALUES (?, ?, ?, ?, ?)", rows)
+        conn.execute("CREATE TABLE zfjl (zfbh TEXT UNIQUE, hbh TEXT, wgbh TEXT, ms INTEGER, txt TEXT, dmy TEXT)")
+        conn.executemany("INSERT INTO zfjl VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.close()
     env = Environment(base_dir=tmp_path, tz=TZ, state_dir=tmp_path)
     cols = ("visit_id", "household_id", "grid_id", "visited_at")
@@ -599,7 +599,12 @@ def test_sqlite_folds_epoch_and_pattern_times_and_hands_on_what_it_cannot_vouch_
         [("h1", "2026/09/24 12:31:13", 2), ("h4", "2026/09/24 11:31:12", 1)],
         ["v3", "v4"],
     )
-    assert fold("txt", "%d/%m/%Y %H:%M:%S") is None  # day first: text order is not time order
+    # day first: the text does not sort as the times, their ISO text does; the text comes back
+    assert fold("dmy", "%d.%m.%Y %H:%M") == (
+        [("h1", "24.09.2026 11:31", 2), ("h4", "31.08.2026 11:31", 1)],
+        ["v3", "v4"],
+    )
+    assert fold("txt", "%Y/%m/%d %I:%M:%S %p") is None  # a 12-hour clock: read one by one
 
 
 def test_a_csv_header_names_what_is_missing_and_json_lines_cannot_tell(tmp_path):

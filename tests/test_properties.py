@@ -46,6 +46,7 @@ from gridwatch.calendar import (
     period_for,
 )
 from gridwatch.durations import MAX_SECONDS, format_duration, parse_duration
+from gridwatch.rows import parse_ts
 from gridwatch.rules import Rule, check_template, evaluate, render
 from gridwatch.schema import INTEGER_COLUMNS, STANDARD_SCHEMA
 from gridwatch.testing import DaemonProcess, free_port
@@ -896,6 +897,139 @@ def test_expected_periods_are_exactly_those_due_in_the_window(
     assert got == [(p, due) for _, due, p in want]
     if kind == "daily":
         assert len(got) <= length.days + 2
+
+
+# --------------------------------------------------------------------------- timestamps SQLite vouches for
+
+_VOUCH_TZ = ZoneInfo("Asia/Shanghai")
+_SINCE, _UNTIL = datetime(2022, 1, 1), datetime(2026, 11, 20, 15)  # the window: +08:00 throughout
+
+
+def _vouched(value: Any) -> tuple[bool, Any]:
+    """Whether SQLite vouches for ``value`` as an ISO time in the window, and the text it returns."""
+    from gridwatch.sources.sqlite import _time_sql
+
+    sure, key, _ = _time_sql("iso") or ("", "", 0)
+    with sqlite3.connect(":memory:") as conn:
+        row = conn.execute(
+            f"SELECT ({sure.format(col=':v')}) IS 1, {key.format(col=':v')}",
+            {"v": value, "since": str(_SINCE), "until": str(_UNTIL), "shift": "+28800 seconds", "own": "+08:00"},
+        ).fetchone()
+    conn.close()
+    return bool(row[0]), row[1]
+
+
+_NUMBER = st.one_of(st.integers(1, 12), st.integers(0, 99)).map(lambda n: f"{n:02d}")  # mostly valid
+_ISO_LIKE = st.builds(
+    lambda y, mo, d, sep, h, mi, s, frac, zone, pad: f"{pad}{y}-{mo}-{d}{sep}{h}:{mi}:{s}{frac}{zone}",
+    st.sampled_from(["2026", "2026", "2025", "2022", "2021", "0001", "9999", "20x6"]),
+    _NUMBER,
+    _NUMBER,
+    st.sampled_from(["T", " ", "T", " ", "t", "_", "  ", ""]),
+    _NUMBER,
+    _NUMBER,
+    _NUMBER,
+    st.one_of(st.just(""), st.from_regex(r"[.,][0-9]{0,8}", fullmatch=True), st.just(".5x")),
+    st.one_of(
+        st.sampled_from(["", "Z", "z", "+08:00", "-00:00", "+0800", "+08"]),
+        st.builds(lambda sign, hh, mm: f"{sign}{hh}:{mm}", st.sampled_from("+-"), _NUMBER, _NUMBER),
+    ),
+    st.sampled_from(["", "", " "]),
+)
+
+
+_ISO_REAL = st.builds(  # real times, written in any of the forms, in the window or about it
+    lambda m, zone, sep, spec: m.replace(tzinfo=_VOUCH_TZ).astimezone(zone).isoformat(sep, spec),
+    st.datetimes(datetime(2021, 12, 31), datetime(2026, 11, 21)),
+    st.sampled_from([_VOUCH_TZ, UTC, ZoneInfo("America/New_York"), ZoneInfo("Asia/Kathmandu")]),
+    st.sampled_from("T "),
+    st.sampled_from(["seconds", "milliseconds", "microseconds", "auto", "minutes"]),
+)
+
+
+@PURE
+@given(
+    st.one_of(
+        _ISO_LIKE,
+        _ISO_REAL,
+        _ISO_REAL.map(lambda v: v[:19] + v[26:] if len(v) > 26 else v[:19]),  # local, or cut short
+        _ISO_LIKE.map(lambda v: v[: len(v) // 2]),
+        st.text(max_size=40),
+        st.integers(-(2**63), 2**63 - 1),
+    )
+)
+@example("2025-12-19 02:03:42.163001+08:00")
+@example("2026-11-20T06:59:59.999999Z")
+@example("2026-02-29 10:00:00")
+def test_sqlite_vouches_only_for_times_parse_ts_reads_and_to_the_same_instant(value: Any) -> None:
+    """The aggregated path is as exact as the row-by-row one: a time SQLite vouches for reads
+    with parse_ts, lies in the window, and the text SQLite returns for it reads to the same
+    instant; whatever it does not vouch for goes to Python (never a wrong figure, only slower)."""
+    sure, key = _vouched(value)
+    if not sure:
+        event("handed on")
+        return
+    event("vouched")
+    at = parse_ts(value, _VOUCH_TZ)
+    assert at is not None
+    assert parse_ts(key, _VOUCH_TZ) == at
+    assert _SINCE.replace(tzinfo=_VOUCH_TZ) <= at < _UNTIL.replace(tzinfo=_VOUCH_TZ) + timedelta(seconds=1)
+    assert key <= str(_UNTIL) or key.startswith(str(_UNTIL))
+
+
+@PURE
+@given(st.lists(st.datetimes(datetime(2022, 1, 2), datetime(2026, 11, 19)), min_size=2, max_size=6), st.data())
+def test_sqlite_orders_times_of_any_form_as_the_instants_they_name(moments: list[datetime], data: Any) -> None:
+    """Written with a `T` or a space, microseconds or none, Z, +08:00 or another offset, or none
+    (local): the greatest text SQLite returns is the latest instant."""
+    texts = []
+    for m in moments:
+        at = m.replace(tzinfo=_VOUCH_TZ)
+        zone = data.draw(st.sampled_from([None, _VOUCH_TZ, UTC, ZoneInfo("America/New_York")]))
+        local = at.replace(tzinfo=None) if zone is None else at.astimezone(zone)
+        text = local.isoformat(data.draw(st.sampled_from("T ")))
+        texts.append(text.replace("+00:00", "Z") if data.draw(st.booleans()) else text)
+    keys = []
+    for text in texts:
+        sure, key = _vouched(text)
+        assert sure, text
+        keys.append(key)
+    assert parse_ts(max(keys), _VOUCH_TZ) == max(m.replace(tzinfo=_VOUCH_TZ) for m in moments)
+
+
+_PATTERNS = ["%Y/%m/%d %H:%M:%S", "%Y%m%d%H%M%S", "%d.%m.%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%d%m%Y", "%H:%M %d/%m/%Y"]
+
+
+@PURE
+@given(
+    st.sampled_from(_PATTERNS),
+    st.lists(st.datetimes(datetime(2021, 12, 1), datetime(2026, 12, 1)), min_size=1, max_size=5),
+    st.lists(st.text("0123456789/.: ", max_size=3), max_size=5),
+)
+def test_sqlite_vouches_for_a_declared_pattern_only_as_strptime_reads_it(fmt: str, moments: list, junk: list) -> None:
+    """A pattern's fields in any order: a text SQLite vouches for is one the pattern reads, in
+    the window, and the greatest of what SQLite compares, cut as it says, is the latest time."""
+    from gridwatch.sources.sqlite import _time_sql
+
+    sure, key, cut = _time_sql(fmt) or ("", "", 0)
+    assert sure
+    texts = [m.strftime(fmt) for m in moments]
+    texts += [t[: len(t) - len(j)] + j for t, j in zip(texts, junk, strict=False)]  # some spoilt
+    vouched = []
+    with sqlite3.connect(":memory:") as conn:
+        for text in texts:
+            ok, k = conn.execute(
+                f"SELECT ({sure.format(col=':v')}) IS 1, {key.format(col=':v')}",
+                {"v": text, "since": str(_SINCE), "until": str(_UNTIL)},
+            ).fetchone()
+            if ok:
+                at = parse_ts(text, _VOUCH_TZ, fmt)
+                assert at is not None and _SINCE <= at.replace(tzinfo=None) <= _UNTIL
+                vouched.append((k, at))
+    conn.close()
+    if vouched:
+        latest = max(k for k, _ in vouched)[cut:]
+        assert parse_ts(latest, _VOUCH_TZ, fmt) == max(at for _, at in vouched)
 
 
 # --------------------------------------------------------------------------- ingest payloads

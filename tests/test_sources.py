@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -57,7 +58,8 @@ def test_sqlite_folds_the_rows_it_can_vouch_for_and_hands_on_every_row_of_the_ot
         ("v1", "h1", "g1", "2026-11-20 09:00:00"),
         ("v2", "h1", "g1", "2026-11-20 10:00:00"),
         ("v3", "h2", "g1", "2026-11-19 08:00:00"),
-        ("v4", "h2", "g1", "2026-11-20T11:00:00"),  # not the canonical form: h2 is handed on
+        ("v4", "h2", "g1", "2026-11-20T11:00:00+08:00"),  # an offset and a T: folded as local time
+        ("v4b", "h2b", "g1", "2026-11-20 11:00"),  # no seconds: SQLite does not vouch, h2b is handed on
         ("v5", "h3", "g9", "2026-11-20 08:00:00"),  # an unknown grid
         (None, "h4", "g1", "2026-11-20 08:00:00"),  # no id
         ("", "h4b", "g1", "2026-11-20 08:00:00"),  # an empty id
@@ -78,9 +80,13 @@ def test_sqlite_folds_the_rows_it_can_vouch_for_and_hands_on_every_row_of_the_ot
         datetime(2020, 1, 1), datetime(2026, 11, 20, 12, 0, 0),
     )  # fmt: skip
     groups, odd, cursor = source.read_latest("visits", VISIT, None, want, deadline=soon())
-    assert sorted(groups) == [("h1", "2026-11-20 10:00:00", 2), ("h8", "2026-11-20 12:00:00", 2)]
+    assert sorted(groups) == [
+        ("h1", "2026-11-20 10:00:00", 2),
+        ("h2", "2026-11-20 11:00:00", 2),
+        ("h8", "2026-11-20 12:00:00", 2),
+    ]
     odd = list(odd)
-    assert [r["visit_id"] for r in odd] == ["v3", "v4", "v5", None, "", "v7", "v8", "v9", "v10"]
+    assert [r["visit_id"] for r in odd] == ["v4b", "v5", None, "", "v7", "v8", "v9", "v10"]
     assert all(set(r) == {ROW_KEY, *VISIT} for r in odd)
     rows_then, cursor_then = source.read_since("visits", VISIT, None, deadline=soon())
     assert cursor == cursor_then and len(list(rows_then)) == len(rows)
@@ -199,6 +205,110 @@ def test_a_run_stopped_half_way_through_a_sqlite_table_leaves_the_platform_free_
         writer.commit()
     finally:
         writer.close()
+
+
+def _any_iso_city(path: Path) -> Path:
+    """A hand-sized platform: ids are INTEGER PRIMARY KEY columns (the rowid: no index of their
+    own), and times are every ISO 8601 form the rule book accepts, among bad ones."""
+    rows = [
+        (1, 1, "g1", "2026-11-20 09:00:00.250000+08:00"),  # 09:00:00.25 local
+        (2, 1, "g1", "2026-11-20T01:30:00.5Z"),  # 09:30:00.5 local: h1's latest
+        (3, 1, "g1", "2026-11-19 20:00:00-05:00"),  # 09:00 local, the next day
+        (4, 2, "g1", "2026-11-20T10:15:00.000001"),  # local, a microsecond after v5: h2's latest
+        (5, 2, "g1", "2026-11-20 10:15:00"),
+        (6, 3, "g1", "2026-11-20 08:00:00+08:00"),
+        (7, 3, "g1", "0001-01-01 00:00:00"),  # a placeholder year: bad, so h3 is read row by row
+        (8, 4, "g1", "2026-13-01 10:00:00"),  # no such month
+        (9, 4, "g1", "garbage"),
+        (10, 4, "g1", ""),  # no time
+        (11, 4, "g2", "2026-11-20 11:00:00.9+08:00"),  # h4's latest, its only good row
+        (12, 5, "g1", "2026-11-20T04:00:00.5Z"),  # 12:00:00.5 local: after now, left out
+        (13, 6, "g9", "2026-11-20 10:00:00"),  # an unknown grid
+    ]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute(
+            "CREATE TABLE visits (visit_id INTEGER PRIMARY KEY, household_id INTEGER, grid_id TEXT,"
+            " worker_id TEXT, visited_at TEXT)"
+        )
+        conn.executemany("INSERT INTO visits (visit_id, household_id, grid_id, visited_at) VALUES (?, ?, ?, ?)", rows)
+        conn.commit()
+    return path
+
+
+def test_sqlite_folds_integer_keys_and_every_iso_form_exactly_as_rows_read_one_by_one(env, tmp_path):
+    """An INTEGER PRIMARY KEY is unique, so no id is remembered; a `T` or a space, fractional
+    seconds, `Z` and offsets are all folded by SQLite, to the microsecond, to the same latest
+    instants and rejects as the rows read one by one; a household with a bad row is read so."""
+    from gridwatch.api import RunContext
+    from gridwatch.feeds import Feed
+
+    db = _any_iso_city(tmp_path / "city.db")
+    source = SqliteSource("city", SqliteSource.Options(path=str(db)), env)
+    assert source.unique("visits", "visit_id")
+    now = datetime(2026, 11, 20, 12, tzinfo=TZ)
+    grids = {"g1": 1, "g2": 1}
+
+    def fold(src: SqliteSource) -> tuple[dict[Any, tuple[datetime, int]], RunContext]:
+        ctx = RunContext(now=now, tz=TZ)
+        feed = Feed(src, "visits", VISIT, "visit_id")
+        out: dict[Any, tuple[datetime, int]] = {}
+        for key, at, n in feed.latest(ctx, "household_id", "visited_at", grids):
+            before = out.get(key, (at, 0))
+            out[key] = (max(before[0], at), before[1] + n)
+        assert feed.dedupe is False
+        return out, ctx
+
+    class OneByOne(SqliteSource):
+        def read_latest(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    folded, ctx = fold(source)
+    read, ctx_rows = fold(OneByOne("city", SqliteSource.Options(path=str(db)), env))
+    at = lambda *t: datetime(2026, 11, 20, *t, tzinfo=TZ)  # noqa: E731
+    assert (
+        folded
+        == read
+        == {
+            1: (at(9, 30, 0, 500_000), 3),
+            2: (at(10, 15, 0, 1), 2),
+            3: (at(8), 1),
+            4: (at(11, 0, 0, 900_000), 1),
+        }
+    )
+    assert ctx.rejected == ctx_rows.rejected
+    assert dict(ctx.rejected) == {("city", "bad_timestamp"): 4, ("city", "unknown_grid"): 1}
+    assert ctx.read == ctx_rows.read == {"city": 13}  # every row was judged
+    # SQLite folded h1 and h2 (five rows) into two lines; the other households came as rows
+    want = Latest(
+        "household_id", "visited_at", "visit_id", "grid_id", sorted(grids),
+        datetime(2022, 1, 1), datetime(2026, 11, 20, 12),
+    )  # fmt: skip
+    groups, odd, _ = source.read_latest("visits", VISIT, None, want)
+    assert sorted(groups) == [(1, "2026-11-20 09:30:00.5", 3), (2, "2026-11-20 10:15:00.000001", 2)]
+    assert [r["visit_id"] for r in odd] == [6, 7, 8, 9, 10, 11, 12, 13]
+
+
+@pytest.mark.parametrize(
+    ("ddl", "unique"),
+    [
+        ("visit_id INTEGER PRIMARY KEY, grid_id TEXT", True),  # the rowid
+        ("visit_id INTEGER PRIMARY KEY DESC, grid_id TEXT", True),  # not the rowid: an index
+        ("visit_id TEXT PRIMARY KEY, grid_id TEXT", True),
+        ("visit_id INTEGER, grid_id TEXT, PRIMARY KEY (visit_id)", True),
+        ("visit_id TEXT UNIQUE, grid_id TEXT", True),
+        ("visit_id INTEGER PRIMARY KEY, grid_id TEXT) WITHOUT ROWID; SELECT (1", True),
+        ("visit_id TEXT, grid_id TEXT, PRIMARY KEY (visit_id, grid_id)", False),  # one of two columns
+        ("visit_id TEXT, grid_id TEXT, UNIQUE (grid_id, visit_id)", False),
+        ("visit_id TEXT, grid_id TEXT PRIMARY KEY", False),  # another column's key
+        ("visit_id INTEGER, grid_id TEXT", False),
+    ],
+)
+def test_sqlite_knows_every_unique_key_a_table_declares(env, tmp_path, ddl, unique):
+    db = tmp_path / "keys.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.executescript(f"CREATE TABLE visits ({ddl});")
+    source = SqliteSource("city", SqliteSource.Options(path=str(db)), env)
+    assert source.unique("visits", "visit_id") is unique
 
 
 # --------------------------------------------------------------------------- sql: SQLite
@@ -414,6 +524,46 @@ def test_postgres_statement_timeout_follows_the_deadline(env, pg, sql_source):
     # the limit was local to that transaction: the same pooled connection has none now
     assert src.query("SHOW statement_timeout") == [{"statement_timeout": "0"}]
     assert src.query("SHOW transaction_read_only") == [{"transaction_read_only": "on"}]
+
+
+KEYS = {  # table -> (DDL of its columns, is visit_id unique?)
+    "k_serial": ("visit_id SERIAL PRIMARY KEY, grid_id TEXT", True),
+    "k_text": ("visit_id TEXT PRIMARY KEY, grid_id TEXT", True),
+    "k_constraint": ("visit_id TEXT, grid_id TEXT, CONSTRAINT k_once UNIQUE (visit_id)", True),
+    "k_index": ("visit_id TEXT, grid_id TEXT", True),  # CREATE UNIQUE INDEX, below
+    "k_partial": ("visit_id TEXT, grid_id TEXT", False),  # unique only WHERE grid_id IS NOT NULL
+    "k_pair": ("visit_id TEXT, grid_id TEXT, PRIMARY KEY (visit_id, grid_id)", False),
+    "k_none": ("visit_id TEXT, grid_id TEXT", False),
+}
+KEY_INDEXES = (
+    "CREATE UNIQUE INDEX k_index_id ON k_index (visit_id)",
+    "CREATE UNIQUE INDEX k_partial_id ON k_partial (visit_id) WHERE grid_id IS NOT NULL",
+)
+
+
+@pytest.mark.component
+def test_the_sql_source_knows_every_unique_key_postgres_declares(env, postgres, sql_source):
+    """A primary key, a unique constraint or a full unique index on the id alone spares
+    remembering every id read; a key of two columns or a partial index does not."""
+    dsn = postgres.createdb("keys")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for table, (ddl, _) in KEYS.items():
+            conn.execute(f"CREATE TABLE {table} ({ddl})")
+        for ddl in KEY_INDEXES:
+            conn.execute(ddl)
+    src = sql_source(env, postgres.url_for("keys"))
+    assert {t: src.unique(t, "visit_id") for t in KEYS} == {t: u for t, (_, u) in KEYS.items()}
+
+
+def test_the_sql_source_knows_every_unique_key_sqlite_declares(env, tmp_path, sql_source):
+    db = tmp_path / "keys.db"
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        for table, (ddl, _) in KEYS.items():
+            conn.execute(f"CREATE TABLE {table} ({ddl.replace('SERIAL', 'INTEGER')})")
+        for ddl in KEY_INDEXES:
+            conn.execute(ddl)
+    src = sql_source(env, f"sqlite:///{db}")
+    assert {t: src.unique(t, "visit_id") for t in KEYS} == {t: u for t, (_, u) in KEYS.items()}
 
 
 def test_postgres_unreachable_is_unavailable_and_hides_the_password(env, sql_source):

@@ -246,13 +246,20 @@ def test_postgresql_hands_on_the_rows_of_integer_keys_and_epoch_numbers(postgres
 
 
 def test_the_sql_source_on_sqlite_folds_as_the_sqlite_source_does(env, sql_source, tmp_path):
-    """On SQLite, the ``sqlite`` source's rules: only ``YYYY-MM-DD HH:MM:SS`` text is vouched for."""
+    """On SQLite, the ``sqlite`` source's rules: every ISO form with a date and a time to the
+    second is vouched for (a ``T`` or a space, fractions, ``Z`` or an offset), its latest given
+    as local text; a date alone or a time without seconds is not."""
     db = load_sqlite(tmp_path / "city.db")
     source = sql_source(env, f"sqlite:///{db}")
     assert source.unique("visits", "visit_id") and not source.unique("visits", "grid_id")
     groups, odd, _ = source.read_latest("visits", VISIT, None, want(), deadline=soon())
-    assert groups == [("h11", "2026-11-20 06:00:00", 1)]  # h1 has a time with an offset: row by row
-    assert sorted(r["visit_id"] or "" for r in odd) == sorted(v[0] or "" for v in VISITS[:-1])
+    assert sorted(groups) == [
+        ("h1", "2026-11-20 10:30:00.25", 2),  # its own offset: local as written
+        ("h11", "2026-11-20 06:00:00", 1),
+        ("h2", "2026-11-20 10:30:00", 2),  # -05:00 is 10:30 here
+    ]
+    folded = {"v1", "v2", "v3", "v4", "v15"}
+    assert sorted(r["visit_id"] or "" for r in odd) == sorted(v[0] or "" for v in VISITS if v[0] not in folded)
 
 
 # --------------------------------------------------------------------------- the checks' answer
@@ -315,7 +322,7 @@ def test_visits_on_sqlite_through_the_sql_source_give_the_same_samples_folded_as
     db = load_sqlite(tmp_path / "city.db")
     folded, handed = visits_check(tmp_path, f"sqlite:///{db}", monkeypatch, fold=True)
     rows, _ = visits_check(tmp_path, f"sqlite:///{db}", monkeypatch, fold=False)
-    assert handed == [len(VISITS) - 1]  # all but h11's visit: SQLite vouches for one form only
+    assert handed == [len(VISITS) - 5]  # all but the visits of h1, h2 and h11: every time to the second
     assert samples(folded) == samples(rows)
     assert_hand_worked(folded)
     expected = {("data", reason): n for reason, n in {**BAD, "unknown_household": 1}.items()}

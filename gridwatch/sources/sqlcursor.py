@@ -296,8 +296,11 @@ def key_columns(inspector: Any, table: str) -> list[list[str]]:
     declared += [u["column_names"] for u in inspector.get_unique_constraints(table)]
     declared += [
         i["column_names"]
-        for i in inspector.get_indexes(table)  # a partial index leaves its other rows free to repeat
-        if i.get("unique") and not any(v for k, v in i.get("dialect_options", {}).items() if k.endswith("_where"))
+        # a partial index leaves its other rows free to repeat (its condition is a clause, which
+        # has no truth value: only whether there is one counts)
+        for i in inspector.get_indexes(table)
+        if i.get("unique")
+        and not any(v is not None for k, v in i.get("dialect_options", {}).items() if k.endswith("_where"))
     ]
     return [[str(c) for c in cols] for cols in declared if cols and None not in cols]
 

@@ -404,6 +404,7 @@ def _plan_sqlite(source: SqlSource, c: dict[str, str], t: str, want: Latest) -> 
     time_sql = _time_sql(want.format)
     if time_sql is None:
         return None
+    sure_time, key_time, cut = time_sql
     by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
     keys = f"{by}, {c[want.split]}" if want.split else by
     # the columns read but not folded must decode too (else the row is bad_encoding)
@@ -414,10 +415,15 @@ def _plan_sqlite(source: SqlSource, c: dict[str, str], t: str, want: Latest) -> 
     )
     sure = (
         f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
-        f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}{decodes}"
+        f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {sure_time.format(col=col)}{decodes}"
     )
-    first = f", min({col})" if want.earliest else ""
-    head = f"SELECT {keys}, max({col}), count(*){first}, sum(({sure}) IS NOT 1) FROM {t}"
+    # the key sorts as the times; what follows its first ``cut`` characters is the time parse_ts reads
+    at = key_time.format(col=col)
+    latest, least = (
+        (f"max({at})", f"min({at})") if not cut else (f"substr(max({at}), {cut + 1})", f"substr(min({at}), {cut + 1})")
+    )
+    first = f", {least}" if want.earliest else ""
+    head = f"SELECT {keys}, {latest}, count(*){first}, sum(({sure}) IS NOT 1) FROM {t}"
     params = {"grids": json.dumps(list(want.grids)), **_bounds(want, source.env.tz), "wide": "*[^\x01-\x7f]*"}
     return _Fold(head, f" GROUP BY {keys}", params, [], False)
 

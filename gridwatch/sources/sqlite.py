@@ -9,7 +9,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import tzinfo
+from datetime import timedelta, tzinfo
 from typing import Any
 
 from gridwatch.api import CheckError, Follow, Latest, Resync, Source, SourceUnavailable, TableOptions
@@ -125,14 +125,18 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         others' latest value and count (GROUP BY, which an index on (by, column) answers
         without reading the table), and the suspect keys' rows.
 
-        Declared formats fold too: ``epoch`` and ``epoch_ms`` as numbers (their greatest is the
-        latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d %H %M %S`` fields
-        in that order with literal separators (``%Y/%m/%d %H:%M:%S``, ``%Y%m%d%H%M%S``), whose
-        text sorts as the time it reads. SQLite cannot vouch for any other pattern (names of
-        months, 12-hour clocks, offsets): then it returns None and the rows are read one by one."""
+        ISO times fold in every form ``parse_ts`` reads that the rule book names (a ``T`` or a
+        space, fractional seconds, ``Z`` or an offset), compared as instants and returned as local
+        text to the microsecond. Declared formats fold too: ``epoch`` and ``epoch_ms`` as numbers
+        (their greatest is the latest instant), and a ``strptime`` pattern of fixed-width ``%Y %m %d``
+        (``%H %M %S``) fields in any order with literal separators (``%Y/%m/%d %H:%M:%S``,
+        ``%Y%m%d%H%M%S``, ``%d.%m.%Y %H:%M``), compared as the ISO text of the time it reads.
+        SQLite cannot vouch for any other pattern (names of months, 12-hour clocks, offsets,
+        fractions of a second): then it returns None and the rows are read one by one."""
         time_sql = _time_sql(want.format)
         if time_sql is None:
             return None
+        sure_time, key_time, cut = time_sql
         conn = self.connect(deadline)
         span = self._span(conn, table, after)
         if span is None:
@@ -142,7 +146,15 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         c = {k: _quote(v) for k, v in self.column_map(table, named).items()}
         by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
         keys = f"{by}, {c[want.split]}" if want.split else by
-        least = f", min({col})" if want.earliest else ""
+        # a grid is a text label, as clean() makes it (an integer grid_id reads as its digits)
+        shown = keys.replace(by, f"CAST({by} AS TEXT)", 1) if want.by == want.grid else keys
+        at = key_time.format(col=col)
+        latest, first = (
+            (f"max({at})", f"min({at})")
+            if not cut
+            else (f"substr(max({at}), {cut + 1})", f"substr(min({at}), {cut + 1})")
+        )
+        least = f", {first}" if want.earliest else ""
         t = _quote(self.table_name(table))
         params = {
             **span[0],
@@ -160,8 +172,9 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         )
         # every rule of clean() the row passes for sure
         sure = (
-            f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
-            f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {time_sql.format(col=col)}{decodes}"
+            f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) IN ('text', 'integer')"
+            f" AND CAST({grid} AS TEXT) IN (SELECT value FROM json_each(:grids))"
+            f" AND {sure_time.format(col=col)}{decodes}"
         )
         span_sql = "rowid > :lo AND rowid <= :top"
         try:
@@ -176,7 +189,7 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
                 return None
             params["odd"] = json.dumps(odd)
             groups = conn.execute(
-                f"SELECT {keys}, max({col}), count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
+                f"SELECT {shown}, {latest}, count(*){least} FROM {t} WHERE {span_sql} AND {by} IS NOT NULL"
                 f" AND {by} NOT IN (SELECT value FROM json_each(:odd)) GROUP BY {keys}",
                 params,
             ).fetchall()
@@ -212,11 +225,16 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
                 if after[0] != ident or top < after[1]:
                     raise Resync(f"{self.path.name}: {table} was replaced or truncated")
                 lo, base = after[1], after[2]
-            n = conn.execute(f"SELECT count(*) FROM {t} WHERE rowid > ? AND rowid <= ?", [lo, top]).fetchone()[0]
-            # the rows up to the cursor, from the whole count: SQLite counts a whole table from its
-            # pages without reading the rows, ten times faster than counting a rowid range
-            if after is not None and conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] - n != base:
-                raise Resync(f"{self.path.name}: rows of {table} were deleted")
+            # SQLite counts a whole table from its pages without reading the rows, five to ten
+            # times faster than counting a rowid range: a full read's range is the whole table
+            # (top is its greatest rowid, in this snapshot), and the rows up to a cursor are the
+            # whole count less those after it
+            total = conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            n = total
+            if after is not None:
+                n = conn.execute(f"SELECT count(*) FROM {t} WHERE rowid > ? AND rowid <= ?", [lo, top]).fetchone()[0]
+                if total - n != base:
+                    raise Resync(f"{self.path.name}: rows of {table} were deleted")
         except sqlite3.Error as exc:
             conn.close()
             raise SourceUnavailable(str(exc)) from None
@@ -251,15 +269,22 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         return self.standard_names(table, actual)
 
     def unique(self, table: str, column: str) -> bool:
+        """Every unique key SQLite declares: a primary key of this column alone — an ``INTEGER
+        PRIMARY KEY`` is the rowid itself and has no index of its own — and a full unique index on
+        exactly this column (a ``UNIQUE`` constraint, ``CREATE UNIQUE INDEX``). A key of several
+        columns does not make one of them unique."""
         col = self.column_map(table, [column])[column]
         conn = self.connect()
         try:
             t = _quote(self.table_name(table))
+            # (cid, name, type, notnull, default, pk): pk numbers the primary key's columns
+            if [r[1].lower() for r in conn.execute(f"PRAGMA table_info({t})") if r[5]] == [col.lower()]:
+                return True
             for index in conn.execute(f"PRAGMA index_list({t})").fetchall():
                 # (seq, name, unique, origin, partial): a full unique index on exactly this column
                 if index[2] and not index[4]:
                     cols = [r[2] for r in conn.execute(f"PRAGMA index_info({_quote(index[1])})")]
-                    if cols == [col]:
+                    if [str(c).lower() for c in cols] == [col.lower()]:
                         return True
             return False
         except sqlite3.Error:
@@ -345,26 +370,83 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-# a time SQLite can vouch for, as clean() would read it; datetime(julianday()) rewrites any
-# other form and rolls an impossible date over (datetime() alone keeps 2026-02-30 as it is)
-_ISO_SURE = "typeof({col}) = 'text' AND {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
+# An ISO time SQLite can vouch for, as clean() reads it: date and time to the second with a `T`
+# or a space between, then up to six digits of a second, then `Z` or an offset ±HH:MM, or nothing
+# (local time). datetime(julianday()) writes the date and time canonically, so its text equal to
+# what is written (a `T` read as a space) proves the form and the calendar (it rolls an impossible
+# date over: datetime() alone keeps 2026-02-30 as it is). The rest is matched whole against the
+# few shapes its length allows: anchored patterns cost little per row, a search from `*` a lot.
+_WHOLE = "substr({col}, 1, 19)"
+_DIGIT, _OFFSET = "[0-9]", "[+-][0-9][0-9]:[0-9][0-9]"  # SQLite itself reads no offset beyond ±14:59
+
+
+def _tail_shapes(length: int) -> list[str]:
+    """The patterns a valid rest of ``length`` characters matches (after ``HH:MM:SS``)."""
+    shapes = []
+    if 2 <= length <= 7:
+        shapes.append("." + _DIGIT * (length - 1))
+    if length == 1 or 3 <= length <= 8:
+        shapes.append(("." + _DIGIT * (length - 2) if length > 1 else "") + "Z")
+    if length == 6 or 8 <= length <= 13:
+        shapes.append(("." + _DIGIT * (length - 7) if length > 6 else "") + _OFFSET)
+    return shapes
+
+
+_TAIL_OK = (
+    "CASE length({col}) - 19"
+    + "".join(
+        f" WHEN {n} THEN " + " OR ".join(f"substr({{col}}, 20) GLOB '{shape}'" for shape in _tail_shapes(n))
+        for n in range(1, 14)
+    )
+    + " ELSE 0 END"
+)
+_ZONE_LENGTH = "(CASE WHEN substr({col}, -1) = 'Z' THEN 1 WHEN substr({col}, -3, 1) = ':' THEN 6 ELSE 0 END)"
+# The time as the window's local text, to the microsecond as written: offsets are converted with
+# the window's fixed offset (:shift), in which local times are the instants they name, so the
+# text sorts as the instants and parse_ts reads it to the same one. A time to the second without
+# a zone, the common case, is only given its space.
+_ISO_KEY = (
+    "(CASE WHEN substr({col}, 11, 1) = ' ' AND length({col}) = 19 THEN {col}"
+    " WHEN length({col}) = 19 THEN replace({col}, 'T', ' ')"
+    # the window's own offset (:own, as +08:00): the time is local as written
+    " WHEN substr({col}, -6) = :own THEN replace(substr({col}, 1, length({col}) - 6), 'T', ' ') ELSE"
+    f" (CASE {_ZONE_LENGTH} WHEN 0 THEN replace({_WHOLE}, 'T', ' ')"
+    f" ELSE datetime({_WHOLE} || substr({{col}}, -{_ZONE_LENGTH}), :shift) END)"
+    f" || substr({{col}}, 20, length({{col}}) - 19 - {_ZONE_LENGTH}) END)"
+)
+# (CASE, not OR: SQLite evaluates both sides of an OR in an expression, and the common case
+# should cost no more than it did when it was the only one)
+_ISO_SURE = (
+    "typeof({col}) = 'text' AND CASE WHEN length({col}) = 19 AND substr({col}, 11, 1) = ' '"
+    " THEN {col} BETWEEN :since AND :until AND datetime(julianday({col})) = {col}"
+    " WHEN length({col}) = 19 THEN replace({col}, 'T', ' ') BETWEEN :since AND :until"
+    " AND datetime(julianday({col})) = replace({col}, 'T', ' ')"
+    f" ELSE datetime(julianday({_WHOLE})) = replace({_WHOLE}, 'T', ' ') AND {_TAIL_OK}"
+    f" AND {_ISO_KEY} BETWEEN :since AND :until END"
+)
 _EPOCH_SURE = "typeof({col}) IN ('integer', 'real') AND {col} BETWEEN :since AND :until"
 _FIELDS = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2}
 
 
-def _time_sql(fmt: str) -> str | None:
-    """The condition (on ``{col}``) under which SQLite vouches for a time in format ``fmt``, or
-    None when it cannot. A pattern qualifies when it is ``%Y %m %d`` and optionally ``%H %M``
-    ``%S``, in that order, between literal characters that are neither digits nor ``%``:
-    then a text of exactly the pattern's width with the literals in place sorts as the times
-    it reads, and its fields rearranged into ISO pass the ISO checks."""
+def _time_sql(fmt: str) -> tuple[str, str, int] | None:
+    """How SQLite vouches for a time in format ``fmt``: the condition (on ``{col}``) under which
+    it does, the value whose greatest (least) is the latest (earliest) time, and how many leading
+    characters of that greatest (least) to drop for what is left to be the time in a form
+    ``parse_ts`` reads in ``fmt``, to that instant; None when SQLite cannot vouch. A pattern
+    qualifies when its fields are ``%Y %m %d``, optionally with ``%H %M`` and ``%S``, in any
+    order, between literal characters that are neither digits nor ``%``: a text of exactly the
+    pattern's width with the literals in place, its fields rearranged into ISO, passes the ISO
+    checks, and that ISO text sorts as the times (it goes in front of the text it was read from,
+    which the caller gets back)."""
     if fmt == ISO:
-        return _ISO_SURE
+        return _ISO_SURE, _ISO_KEY, 0
     if fmt in (EPOCH, EPOCH_MS):
-        return _EPOCH_SURE
+        return _EPOCH_SURE, "{col}", 0
     parts = re.findall(r"%(.)|([^%]+)", fmt)
     fields = [f for f, _ in parts if f]
-    if fields not in (list("Ymd"), list("YmdHM"), list("YmdHMS")) or any(c.isdigit() for _, lit in parts for c in lit):
+    if len(set(fields)) != len(fields) or set(fields) not in ({*"Ymd"}, {*"YmdHM"}, {*"YmdHMS"}):
+        return None
+    if any(c.isdigit() for _, lit in parts for c in lit):
         return None
     pos, at, literals = 1, {}, []
     for field, literal in parts:
@@ -383,7 +465,10 @@ def _time_sql(fmt: str) -> str | None:
     )
     checks = [f"length({{col}}) = {pos - 1}", *literals, f"({iso}) BETWEEN :since AND :until"]
     checks.append(f"datetime(julianday({iso})) = ({iso})")
-    return "typeof({col}) = 'text' AND " + " AND ".join(checks)
+    sure = "typeof({col}) = 'text' AND " + " AND ".join(checks)
+    if [f for f in "YmdHMS" if f in at] == fields:  # in this order the text itself sorts as the times
+        return sure, "{col}", 0
+    return sure, f"({iso}) || {{col}}", 19
 
 
 def _literal(text: str) -> str:
@@ -394,14 +479,25 @@ def _literal(text: str) -> str:
 def _bounds(want: Latest, tz: tzinfo) -> dict[str, Any]:
     """``since`` and ``until`` as the column holds times: ISO text, or epoch numbers. The
     bounds are naive local times; whole seconds, so a row in ``until``'s last second is read
-    as a row (a narrower bound only hands more rows on)."""
+    as a row (a narrower bound only hands more rows on). ``shift`` turns UTC into the window's
+    local time, whose offset :meth:`Feed.latest` guarantees fixed; ``own`` is that offset as
+    written (``+08:00``), with which a time is local already."""
     if want.format in (EPOCH, EPOCH_MS):
         scale = 1 if want.format == EPOCH else 1000
         return {
             "since": math.ceil(want.since.replace(tzinfo=tz).timestamp()) * scale,
             "until": math.floor(want.until.replace(tzinfo=tz).timestamp()) * scale,
         }
-    return {"since": want.since.isoformat(" ", "seconds"), "until": want.until.isoformat(" ", "seconds")}
+    offset = want.until.replace(tzinfo=tz).utcoffset() or timedelta(0)  # the window's, fixed
+    minutes = round(offset.total_seconds()) // 60
+    return {
+        "since": want.since.isoformat(" ", "seconds"),
+        "until": want.until.isoformat(" ", "seconds"),
+        "shift": f"{offset.total_seconds():+.0f} seconds",
+        "own": f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        if offset.total_seconds() % 60 == 0
+        else "",
+    }
 
 
 @hookimpl
