@@ -266,14 +266,16 @@ class Feed:
         self.handed = {k: v for k, v in self.handed.items() if k in kept or k in self.appended}
         self.unchanged = set()
         edits, self.edited = self.edited, []
+        # a row turned away by this very run's rows() is not read again here (done): it stays in
+        # sight, for an edit may mend it and close it before the next run, and then neither the
+        # kept cases nor the open rows bring it back; the others are refused again if still bad
+        refused, self.refused = self.refused, {k for k in self.refused if k in self.appended}
         if self.follows_edits():
-            # a row held with a time still to come has no fingerprint in handed: read it again;
-            # one turned away by this very run stays in sight (no open rows are read to find it)
-            wanted = {*self.refused, *(k for k in kept if k not in self.handed)}
-            self.refused = {k for k in self.refused if k in self.appended}
+            # a row held with a time still to come has no fingerprint in handed: read it again
+            wanted = {*refused, *(k for k in kept if k not in self.handed)}
             yield from self._again(ctx, edits, done, kept, rules)
         else:
-            wanted, self.refused = {*kept, *self.refused}, set()
+            wanted = {*kept, *refused}
             if open_column is not None:
                 raw = self._reader(self.source.read_open(self.table, self.columns, open_column, deadline=ctx.deadline))
                 yield from self._again(ctx, raw, done, kept, rules)

@@ -397,3 +397,64 @@ def test_steady_runs_read_only_what_was_appended(tmp_path: Path) -> None:
     finally:
         kept.close()
         city.close()
+
+
+def test_a_case_turned_away_when_appended_and_closed_before_the_next_run_counts(tmp_path: Path) -> None:
+    """A case appended with a stage past the clock is a bad row (future_timestamp); the platform
+    then mends the time and closes the case before the next run. The case is no longer open and
+    was never kept, so only the feed's refused keys bring it back: it must count as closed.
+
+    Now 2026-10-10 12:00 UTC; window 5d. Run 0 at now reads an empty table in full. Run 1 at
+    now reads what was appended since: I1 reported 10-10 08:00, accepted
+    10-11 08:00 (20 h past the clock, more than the 5-minute tolerance): rejected, no case.
+    Run 2 at 12:10: accepted 10-10 09:00 and closed 10-10 12:05 — one case of G1 closed in
+    the window (gridwatch_incidents_closed 1), not reworked (rework ratio 0)."""
+    db_path = tmp_path / "city.db"
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        db.execute("CREATE TABLE grids (grid_id TEXT PRIMARY KEY, name TEXT, community TEXT, street TEXT, zone TEXT)")
+        db.execute("INSERT INTO grids VALUES ('G1', 'G1', 'C', 'S', NULL)")
+        db.execute(
+            "CREATE TABLE incidents (incident_id TEXT PRIMARY KEY, grid_id TEXT, category TEXT, severity TEXT,"
+            " tier TEXT, reported_at TEXT, accepted_at TEXT, dispatched_at TEXT, resolved_at TEXT, closed_at TEXT,"
+            " reopened_count INTEGER, extended INTEGER)"
+        )
+    cfg = tmp_path / "gridwatch.toml"
+    cfg.write_text(
+        'timezone = "UTC"\nmax_rejected_ratio = 1\n[state]\npath = "state.db"\n[grids]\nsource = "db"\n'
+        f"[sources.db]\n{sqlite_source('city.db')}\n"
+        '[[checks]]\nname = "incidents"\ntype = "incidents"\nsource = "db"\nresync = "3650d"\nwindow = "5d"\n',
+        encoding="utf-8",
+    )
+    settings, host = config.load(cfg)
+    now = datetime(2026, 10, 10, 12, 0, tzinfo=ZoneInfo("UTC"))
+    runtime = Runtime(settings, host, clock=lambda: now.timestamp())
+
+    def closed() -> tuple[float | None, float | None]:
+        async def go() -> list[Any]:
+            results = Results()
+            outcome = await runtime.run(runtime.runners["incidents"], now, results)
+            assert outcome.outcome == "success", outcome.error
+            return outcome.samples
+
+        samples = {(s.metric, s.labels.get("grid")): s.value for s in asyncio.run(go())}
+        return samples.get(("gridwatch_incidents_closed", "G1")), samples.get(
+            ("gridwatch_incidents_rework_ratio", "G1")
+        )
+
+    try:
+        assert closed() == (0, None)  # the first run reads in full: a steady run appends I1
+        with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+            db.execute(
+                "INSERT INTO incidents VALUES ('I1', 'G1', NULL, 'normal', 'community', '2026-10-10 08:00:00',"
+                " '2026-10-11 08:00:00', NULL, NULL, NULL, 0, 0)"
+            )
+        assert closed() == (0, None)
+        with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+            db.execute(
+                "UPDATE incidents SET accepted_at = '2026-10-10 09:00:00', closed_at = '2026-10-10 12:05:00'"
+                " WHERE incident_id = 'I1'"
+            )
+        now += timedelta(minutes=10)
+        assert closed() == (1, 0)
+    finally:
+        runtime.close()
