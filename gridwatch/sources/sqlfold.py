@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from gridwatch.api import Latest
 from gridwatch.schema import EPOCH, EPOCH_MS, ISO
 from gridwatch.sources.select import select_sql
-from gridwatch.sources.sqlite import UNDECODABLE, _bounds, _time_sql, _utf8
+from gridwatch.sources.sqlite import UNDECODABLE, _bounds, _utf8, vouch_sql
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -401,31 +401,13 @@ def _plan(source: SqlSource, conn: Connection, table: str, columns: Sequence[str
 
 def _plan_sqlite(source: SqlSource, c: dict[str, str], t: str, want: Latest) -> _Fold | None:
     """On a SQLite database, the ``sqlite`` source's rules, in one pass."""
-    time_sql = _time_sql(want.format)
-    if time_sql is None:
+    vouched = vouch_sql(c, want, source.env.tz)
+    if vouched is None:
         return None
-    sure_time, key_time, cut = time_sql
-    by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
-    keys = f"{by}, {c[want.split]}" if want.split else by
-    # the columns read but not folded must decode too (else the row is bad_encoding)
-    decodes = "".join(
-        f" AND (typeof({q}) <> 'text' OR {q} NOT GLOB :wide OR gridwatch_utf8(CAST({q} AS BLOB)))"
-        for k, q in c.items()
-        if k not in (want.by, want.column, want.grid)
-    )
-    sure = (
-        f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) = 'text'"
-        f" AND {grid} IN (SELECT value FROM json_each(:grids)) AND {sure_time.format(col=col)}{decodes}"
-    )
-    # the key sorts as the times; what follows its first ``cut`` characters is the time parse_ts reads
-    at = key_time.format(col=col)
-    latest, least = (
-        (f"max({at})", f"min({at})") if not cut else (f"substr(max({at}), {cut + 1})", f"substr(min({at}), {cut + 1})")
-    )
-    first = f", {least}" if want.earliest else ""
-    head = f"SELECT {keys}, {latest}, count(*){first}, sum(({sure}) IS NOT 1) FROM {t}"
-    params = {"grids": json.dumps(list(want.grids)), **_bounds(want, source.env.tz), "wide": "*[^\x01-\x7f]*"}
-    return _Fold(head, f" GROUP BY {keys}", params, [], False)
+    keys = f"{c[want.by]}, {c[want.split]}" if want.split else c[want.by]
+    first = f", {vouched.least}" if want.earliest else ""
+    head = f"SELECT {keys}, {vouched.latest}, count(*){first}, sum(({vouched.sure}) IS NOT 1) FROM {t}"
+    return _Fold(head, f" GROUP BY {keys}", vouched.params, [], False)
 
 
 def register_functions(conn: Connection) -> None:

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
 from gridwatch.api import CheckError, Follow, Latest, Resync, Source, SourceUnavailable, TableOptions
 from gridwatch.durations import Duration
@@ -133,49 +133,25 @@ class SqliteSource(RejectCounter, Source["SqliteSource.Options"]):
         ``%Y%m%d%H%M%S``, ``%d.%m.%Y %H:%M``), compared as the ISO text of the time it reads.
         SQLite cannot vouch for any other pattern (names of months, 12-hour clocks, offsets,
         fractions of a second): then it returns None and the rows are read one by one."""
-        time_sql = _time_sql(want.format)
-        if time_sql is None:
+        named = [*columns, want.by, want.column, want.id, want.grid, *([want.split] if want.split else [])]
+        c = {k: _quote(v) for k, v in self.column_map(table, named).items()}
+        vouched = vouch_sql(c, want, self.env.tz)
+        if vouched is None:
             return None
-        sure_time, key_time, cut = time_sql
+        sure, latest, first = vouched.sure, vouched.latest, vouched.least
         conn = self.connect(deadline)
         span = self._span(conn, table, after)
         if span is None:
             conn.close()
             return None
-        named = [*columns, want.by, want.column, want.id, want.grid, *([want.split] if want.split else [])]
-        c = {k: _quote(v) for k, v in self.column_map(table, named).items()}
-        by, col, rid, grid = c[want.by], c[want.column], c[want.id], c[want.grid]
+        by = c[want.by]
         keys = f"{by}, {c[want.split]}" if want.split else by
         # a grid is a text label, as clean() makes it (an integer grid_id reads as its digits)
         shown = keys.replace(by, f"CAST({by} AS TEXT)", 1) if want.by == want.grid else keys
-        at = key_time.format(col=col)
-        latest, first = (
-            (f"max({at})", f"min({at})")
-            if not cut
-            else (f"substr(max({at}), {cut + 1})", f"substr(min({at}), {cut + 1})")
-        )
         least = f", {first}" if want.earliest else ""
         t = _quote(self.table_name(table))
-        params = {
-            **span[0],
-            "grids": json.dumps(list(want.grids)),
-            **_bounds(want, self.env.tz),
-            "wide": "*[^\x01-\x7f]*",
-        }
+        params = {**span[0], **vouched.params}
         conn.create_function("gridwatch_utf8", 1, _utf8, deterministic=True)
-        # the columns read but not folded must decode too (else the row is bad_encoding); text
-        # that is all ASCII surely does, the rest is tried byte by byte
-        decodes = "".join(
-            f" AND (typeof({q}) <> 'text' OR {q} NOT GLOB :wide OR gridwatch_utf8(CAST({q} AS BLOB)))"
-            for k, q in c.items()
-            if k not in (want.by, want.column, want.grid)
-        )
-        # every rule of clean() the row passes for sure
-        sure = (
-            f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) IN ('text', 'integer')"
-            f" AND CAST({grid} AS TEXT) IN (SELECT value FROM json_each(:grids))"
-            f" AND {sure_time.format(col=col)}{decodes}"
-        )
         span_sql = "rowid > :lo AND rowid <= :top"
         try:
             odd = [
@@ -469,6 +445,51 @@ def _time_sql(fmt: str) -> tuple[str, str, int] | None:
     if [f for f in "YmdHMS" if f in at] == fields:  # in this order the text itself sorts as the times
         return sure, "{col}", 0
     return sure, f"({iso}) || {{col}}", 19
+
+
+class Vouched(NamedTuple):
+    """What SQLite vouches for in a fold (:func:`vouch_sql`)."""
+
+    sure: str
+    """the condition a row passes only when ``clean()`` surely hands it on"""
+    latest: str
+    """the greatest time, as ``parse_ts`` reads it in the column's format"""
+    least: str
+    """the least time, likewise"""
+    params: dict[str, Any]
+    """what they bind (they also call ``gridwatch_utf8``, :func:`_utf8`)"""
+
+
+def vouch_sql(c: Mapping[str, str], want: Latest, tz: tzinfo) -> Vouched | None:
+    """The SQL of a fold of ``want`` over the quoted columns ``c`` (standard name → quoted
+    source name), shared by the ``sqlite`` source and the ``sql`` source on SQLite; None when
+    SQLite cannot vouch for the column's format."""
+    time_sql = _time_sql(want.format)
+    if time_sql is None:
+        return None
+    sure_time, key_time, cut = time_sql
+    col, rid, grid = c[want.column], c[want.id], c[want.grid]
+    # the columns read but not folded must decode too (else the row is bad_encoding); text that
+    # is all ASCII surely does, the rest is tried byte by byte
+    decodes = "".join(
+        f" AND (typeof({q}) <> 'text' OR {q} NOT GLOB :wide OR gridwatch_utf8(CAST({q} AS BLOB)))"
+        for k, q in c.items()
+        if k not in (want.by, want.column, want.grid)
+    )
+    # every rule of clean() the row passes for sure; a grid is a text label, as clean() makes it
+    # (an integer grid_id reads as its digits)
+    sure = (
+        f"{rid} IS NOT NULL AND {rid} <> '' AND typeof({grid}) IN ('text', 'integer')"
+        f" AND CAST({grid} AS TEXT) IN (SELECT value FROM json_each(:grids))"
+        f" AND {sure_time.format(col=col)}{decodes}"
+    )
+    # the key sorts as the times; what follows its first ``cut`` characters is the time parse_ts reads
+    at = key_time.format(col=col)
+    latest, least = (
+        (f"max({at})", f"min({at})") if not cut else (f"substr(max({at}), {cut + 1})", f"substr(min({at}), {cut + 1})")
+    )
+    params = {"grids": json.dumps(list(want.grids)), **_bounds(want, tz), "wide": "*[^\x01-\x7f]*"}
+    return Vouched(sure, latest, least, params)
 
 
 def _literal(text: str) -> str:
