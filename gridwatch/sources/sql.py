@@ -19,16 +19,13 @@ Drivers are optional extras: ``pip install 'gridwatch[postgres]'`` (psycopg 3) o
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.util
 import math
 import re
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +37,7 @@ from gridwatch.api import CheckError, Follow, Latest, Source, SourceUnavailable,
 from gridwatch.durations import Duration, parse_duration
 from gridwatch.hookspecs import hookimpl
 from gridwatch.sources import sqlfold
+from gridwatch.sources.drivervalues import driver_value
 from gridwatch.sources.files import BAD_ENCODING, RejectCounter
 from gridwatch.sources.select import select_sql
 from gridwatch.sources.sqlcursor import CursorOption, Cursors, key_columns
@@ -173,7 +171,7 @@ class SqlSource(RejectCounter, Source["SqlSource.Options"]):
         keys = list(result.keys())
         try:
             for row in result:
-                values = [_value(v) for v in row]
+                values = [driver_value(v) for v in row]
                 if any(v is UNDECODABLE for v in values):
                     self.count_rejected({BAD_ENCODING: 1})
                     continue
@@ -441,24 +439,6 @@ def _missing_driver(url: URL, exc: ImportError) -> str:
     if url.get_driver_name() == driver:
         return f"{missing}: pip install 'gridwatch[{extra}]'"
     return f"{missing}: install it, or write {url.get_backend_name()}+{driver}:// and pip install 'gridwatch[{extra}]'"
-
-
-def _value(v: Any) -> Any:
-    """Driver values as the checks take them: numbers, text, datetimes (parse_ts reads both).
-    Bytes are text a binary column holds: decoded, or :data:`UNDECODABLE`."""
-    if isinstance(v, bytes | bytearray | memoryview):
-        return decode_text(bytes(v))
-    if isinstance(v, Decimal):
-        if v.is_finite() and v == v.to_integral_value():
-            return int(v)
-        return float(v)
-    if isinstance(v, dt.time):
-        return v.isoformat()
-    if isinstance(v, dt.timedelta):
-        return v.total_seconds()
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    return v
 
 
 def _first_line(exc: BaseException | None) -> str:

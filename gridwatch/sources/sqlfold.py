@@ -46,6 +46,7 @@ import sqlalchemy as sa
 
 from gridwatch.api import Latest
 from gridwatch.schema import EPOCH, EPOCH_MS, ISO
+from gridwatch.sources.drivervalues import driver_value
 from gridwatch.sources.select import select_sql
 from gridwatch.sources.sqlite import UNDECODABLE, _bounds, _utf8, vouch_sql
 
@@ -311,8 +312,6 @@ def _groups(source: SqlSource, want: Latest, result: Any) -> tuple[list[tuple[An
     """The groups of the keys all of whose rows passed, and the other keys (as the database
     holds them); None for a group holding text that does not decode (SQLite: its rows say
     which, one by one)."""
-    from gridwatch.sources.sql import _value
-
     split = want.split is not None
     groups: list[tuple[Any, ...]] = []
     odd: set[Any] = set()
@@ -320,11 +319,11 @@ def _groups(source: SqlSource, want: Latest, result: Any) -> tuple[list[tuple[An
         if any(v is UNDECODABLE for v in row):
             return None, odd
         key, rest = _text(row[0]), row[2:] if split else row[1:]
-        latest, n, *first, bad = (_value(v) for v in rest)
+        latest, n, *first, bad = (driver_value(v) for v in rest)
         if bad or key is None:  # a NULL key's rows are never folded
             odd.add(key)
             continue
-        groups.append((key, _text(_value(row[1])) if split else None, latest, n, *first))
+        groups.append((key, _text(driver_value(row[1])) if split else None, latest, n, *first))
     to_text = want.by == want.grid  # as clean() hands a grid on
     return [
         ((str(k) if to_text else k, s) if split else str(k) if to_text else k, *values)
