@@ -266,12 +266,16 @@ class City:
                 self.execute(f"UPDATE incidents SET extended = 1 WHERE {self.row} = :row", row=row)
 
 
-def _samples(runtime: Runtime, now: datetime) -> dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]]:
+def _samples(
+    runtime: Runtime, now: datetime, checks: tuple[str, ...] = CHECKS
+) -> dict[str, list[tuple[str, tuple[tuple[str, str], ...], float]]]:
+    """Each check's samples from one run of ``runtime`` as of ``now``, sorted, to compare."""
+
     async def go() -> dict[str, list[Any]]:
         results = Results()
         results.replace(*runtime.states())
         out = {}
-        for name in CHECKS:
+        for name in checks:
             outcome = await runtime.run(runtime.runners[name], now, results)
             assert outcome.outcome == "success", (name, outcome.error)
             out[name] = sorted((s.metric, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in outcome.samples)

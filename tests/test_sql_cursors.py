@@ -24,7 +24,7 @@ from gridwatch import config
 from gridwatch.pipeline.results import Results
 from gridwatch.pipeline.runtime import Runtime
 from gridwatch.store import Store
-from tests.test_incremental import CHECKS, START, City
+from tests.test_incremental import CHECKS, START, City, _samples
 
 FOLLOWED = ("households", "household_categories", "visits", "patrols", "reports")
 
@@ -78,20 +78,6 @@ CITY_CURSORS = (
     + "".join(f'{t} = "seq"\n' for t in FOLLOWED)
     + 'incidents = { column = "version", kind = "changed" }\n'
 )
-
-
-def _samples(runtime: Runtime, now: datetime, checks: tuple[str, ...] = CHECKS) -> dict[str, Any]:
-    async def go() -> dict[str, Any]:
-        results = Results()
-        results.replace(*runtime.states())
-        out = {}
-        for name in checks:
-            outcome = await runtime.run(runtime.runners[name], now, results)
-            assert outcome.outcome == "success", (name, outcome.error)
-            out[name] = sorted((s.metric, tuple(sorted(s.labels.items())), round(s.value, 9)) for s in outcome.samples)
-        return out
-
-    return asyncio.run(go())
 
 
 def _full(tmp_path: Path, name: str, url: str, now: datetime, host: Any) -> dict[str, Any]:
